@@ -1,0 +1,331 @@
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; RFC 5118).
+
+URIs are treated as immutable values (never assign to their fields).  ``str(uri)``
+of a parsed URI returns the exact input text;
+``uri.replace(...)`` makes a modified copy that serializes canonically.  ``==``
+is the comparison of RFC 3261 §19.1.4 (SIP) and RFC 3966 §4 (tel).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ParseError
+
+__all__ = [
+    "URI",
+    "AbsoluteURI",
+    "SipURI",
+    "TelURI",
+    "escape",
+    "parse_uri",
+    "unescape",
+]
+
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_SIP_RE = re.compile(
+    r"(?:(?P<user>[A-Za-z0-9\-_.!~*'()&=+$,;?/%]*)(?::(?P<password>[A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<params>(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$%\"]*)?)*)"
+    r"(?:\?(?P<headers>[A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&@,;\"]*))?",
+)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+_DOTTED_RE = re.compile(r"[0-9.]+")
+_URI_PARAM_RE = re.compile(r";([^;=]*)(?:=([^;]*))?")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_TEL_GLOBAL_RE = re.compile(r"\+[0-9\-.()]*[0-9][0-9\-.()]*")
+_TEL_LOCAL_RE = re.compile(r"[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*")
+_TEL_PARAM_RE = re.compile(r"[A-Za-z0-9\-]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+)?")
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
+
+# RFC 3261 §19.1.4: these parameters must match when present in either URI.
+_STRICT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
+
+
+def unescape(text: str) -> str:
+    """Decode %HH escapes (RFC 3261 §19.1.2); a bad escape is a :class:`ParseError`."""
+    if "%" not in text:
+        return text
+    if text.count("%") != len(_ESCAPE_RE.findall(text)):
+        raise ParseError("Bad escape in URI", line=text)
+    try:
+        return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    except ValueError:  # pragma: no cover - regex admits only hex digits
+        raise ParseError("Bad escape in URI", line=text) from None
+
+
+_USER_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
+
+
+def escape(text: str, safe: frozenset[str] = _USER_SAFE) -> str:
+    """Escape the characters of ``text`` not allowed unescaped in a URI user part."""
+    return "".join(c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+def _parse_params(text: str, raw: str) -> dict[str, str | None]:
+    if not text:
+        return {}
+    items = _URI_PARAM_RE.findall(text)
+    if "%" in text:
+        items = [(unescape(n), unescape(v)) for n, v in items]
+    params: dict[str, str | None] = {}
+    for name, value in items:
+        if not name:
+            raise ParseError("Empty URI parameter", line=raw)
+        params[name.lower()] = value if value or f";{name}=" in text else None
+    return params
+
+
+def _format_params(params: Mapping[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def _check_host(host: str, raw: str) -> str:
+    """Validate a host (hostname, IPv4address or IPv6reference, RFC 5118)."""
+    if host[-1].isalpha() and ".." not in host and host[0] not in "-._":
+        return host  # a hostname: _SIP_RE admitted only alnum, '-', '_' and '.'
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ParseError("Bad IPv6 reference in URI", line=raw) from None
+        return host
+    if _DOTTED_RE.fullmatch(host):
+        if not _IPV4_RE.fullmatch(host):
+            raise ParseError("Bad IPv4 address in URI", line=raw)
+        return host
+    if not _HOSTNAME_RE.fullmatch(host):
+        raise ParseError("Bad host in URI", line=raw)
+    return host
+
+
+@dataclass(slots=True, eq=False)
+class SipURI:
+    """A sip: or sips: URI (RFC 3261 §19.1.1)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    params: Mapping[str, str | None] = field(default_factory=dict)
+    headers: str | None = None
+    password: str | None = None
+    scheme: str = "sip"
+    raw: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, text: str, scheme: str, rest: str) -> SipURI:
+        m = _SIP_RE.fullmatch(rest)
+        if m is None:
+            raise ParseError("Bad SIP URI", line=text)
+        user, password, host, port_s, params_s, headers = m.groups()
+        if user is not None and "%" in user:
+            unescape(user)  # validates escapes
+        if password is not None and "%" in password:
+            unescape(password)
+        port = None
+        if port_s is not None:
+            port = int(port_s)
+            if port > 65535:
+                raise ParseError("Bad port in URI", line=text)
+        return cls(
+            host=_check_host(host, text),
+            user=user,
+            port=port,
+            params=_parse_params(params_s, text),
+            headers=headers,
+            password=password,
+            scheme=scheme.lower(),
+            raw=text,
+        )
+
+    def replace(self, **changes: Any) -> SipURI:
+        """Copy with ``changes`` applied; the copy serializes canonically."""
+        values: dict[str, Any] = {
+            "host": self.host,
+            "user": self.user,
+            "port": self.port,
+            "params": dict(self.params),
+            "headers": self.headers,
+            "password": self.password,
+            "scheme": self.scheme,
+        }
+        values.update(changes)
+        return SipURI(**values)
+
+    def param(self, name: str) -> str | None:
+        return self.params.get(name)
+
+    @property
+    def host_port(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    @property
+    def aor(self) -> str:
+        """Address of record form: scheme:user@host (RFC 3261 §10.3 step 5)."""
+        user = f"{unescape(self.user)}@" if self.user else ""
+        return f"{self.scheme}:{user}{self.host.lower()}"
+
+    def __str__(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out.append(":" + self.password)
+            out.append("@")
+        out.append(self.host)
+        if self.port is not None:
+            out.append(f":{self.port}")
+        out.append(_format_params(self.params))
+        if self.headers is not None:
+            out.append("?" + self.headers)
+        return "".join(out)
+
+    def _headers_key(self) -> frozenset[tuple[str, str]]:
+        if not self.headers:
+            return frozenset()
+        items = []
+        for part in self.headers.split("&"):
+            name, _, value = part.partition("=")
+            items.append((unescape(name).lower(), unescape(value)))
+        return frozenset(items)
+
+    def __eq__(self, other: object) -> bool:
+        """RFC 3261 §19.1.4 URI comparison."""
+        if not isinstance(other, SipURI):
+            return NotImplemented
+        if self.scheme != other.scheme or self.port != other.port:
+            return False
+        if self.host.lower() != other.host.lower():
+            return False
+        su = unescape(self.user) if self.user is not None else None
+        ou = unescape(other.user) if other.user is not None else None
+        if su != ou:
+            return False
+        sp = unescape(self.password) if self.password is not None else None
+        op = unescape(other.password) if other.password is not None else None
+        if sp != op:
+            return False
+        for name in _STRICT_PARAMS:
+            a, b = self.params.get(name), other.params.get(name)
+            if (name in self.params) != (name in other.params):
+                return False
+            if a is not None and b is not None and a.lower() != b.lower():
+                return False
+        for name, value in self.params.items():
+            if name in other.params and name not in _STRICT_PARAMS:
+                ov = other.params[name]
+                if (value or "").lower() != (ov or "").lower():
+                    return False
+        return self._headers_key() == other._headers_key()
+
+    def __hash__(self) -> int:
+        return hash((self.scheme, self.host.lower(), self.port, unescape(self.user or "")))
+
+
+@dataclass(slots=True, eq=False)
+class TelURI:
+    """A tel: URI (RFC 3966 §3)."""
+
+    number: str
+    params: Mapping[str, str | None] = field(default_factory=dict)
+    raw: str | None = field(default=None, repr=False)
+
+    @property
+    def scheme(self) -> str:
+        return "tel"
+
+    @classmethod
+    def parse(cls, text: str, rest: str) -> TelURI:
+        number, _, params_s = rest.partition(";")
+        params: dict[str, str | None] = {}
+        if params_s:
+            for item in params_s.split(";"):
+                if not _TEL_PARAM_RE.fullmatch(item):
+                    raise ParseError("Bad tel URI parameter", line=text)
+                name, eq, value = item.partition("=")
+                params[name.lower()] = unescape(value) if eq else None
+        if number.startswith("+"):
+            if not _TEL_GLOBAL_RE.fullmatch(number):
+                raise ParseError("Bad global number in tel URI", line=text)
+        elif not _TEL_LOCAL_RE.fullmatch(number):
+            raise ParseError("Bad tel URI number", line=text)
+        elif "phone-context" not in params:
+            raise ParseError("Local tel URI without phone-context", line=text)
+        return cls(number=number, params=params, raw=text)
+
+    @property
+    def is_global(self) -> bool:
+        return self.number.startswith("+")
+
+    @property
+    def digits(self) -> str:
+        """The number without visual separators (RFC 3966 §5.1.1)."""
+        return self.number.translate(_VISUAL_SEPARATORS).upper()
+
+    def replace(self, **changes: Any) -> TelURI:
+        values: dict[str, Any] = {"number": self.number, "params": dict(self.params)}
+        values.update(changes)
+        return TelURI(**values)
+
+    def param(self, name: str) -> str | None:
+        return self.params.get(name)
+
+    def __str__(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        return f"tel:{self.number}{_format_params(self.params)}"
+
+    def __eq__(self, other: object) -> bool:
+        """RFC 3966 §4: separators ignored, parameters compared as a set."""
+        if not isinstance(other, TelURI):
+            return NotImplemented
+        mine = {k: (v or "").lower() for k, v in self.params.items()}
+        theirs = {k: (v or "").lower() for k, v in other.params.items()}
+        return self.digits == other.digits and mine == theirs
+
+    def __hash__(self) -> int:
+        return hash(("tel", self.digits))
+
+
+@dataclass(frozen=True)
+class AbsoluteURI:
+    """A URI of another scheme, kept opaque (RFC 3261 §25.1 absoluteURI)."""
+
+    scheme: str
+    opaque: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.opaque}"
+
+    def param(self, name: str) -> str | None:
+        return None
+
+
+URI = SipURI | TelURI | AbsoluteURI
+
+def parse_uri(text: str) -> URI:
+    """Parse a URI; sip/sips/tel are structured, other schemes kept opaque."""
+    scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME_RE.fullmatch(scheme):
+        raise ParseError("Bad URI", line=text)
+    lower = scheme.lower()
+    uri: URI
+    if lower in ("sip", "sips"):
+        uri = SipURI.parse(text, lower, rest)
+    elif lower == "tel":
+        uri = TelURI.parse(text, rest)
+    else:
+        if not rest or any(c.isspace() or c in '<>"' for c in rest):
+            raise ParseError("Bad URI", line=text)
+        uri = AbsoluteURI(lower, rest)
+    return uri

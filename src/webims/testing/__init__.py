@@ -1,0 +1,1 @@
+"""Test-suite helpers shipped with the package (pytest plugins)."""
