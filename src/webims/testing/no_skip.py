@@ -43,7 +43,7 @@ class NoSkip:
             self._note(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.offenders and session.exitstatus == pytest.ExitCode.OK:
+        if self.offenders and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Idempotent, quick set-up for webims on Debian 12 (called by `make demo`, `make test`):
+#   1. apt-get installs the packages of scripts/packages.txt that are missing
+#      (apt-get update only when something is missing);
+#   2. creates .venv with python3 >= 3.11 and runs `pip install -e '.[dev]'` when
+#      pyproject.toml changed (stamp: .venv/.webims-setup);
+#   3. runs `npm install` when package.json (or package-lock.json) changed or
+#      node_modules is missing (stamp: node_modules/.webims-setup).
+# Environment: PYTHON=/path/to/python3.x to choose the interpreter for a new .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# One set-up at a time (several `make` runs may start together).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>.setup.lock
+    flock 9
+fi
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $*"
+    fi
+}
+
+# ---------------------------------------------------------------- 1. Debian packages
+apt_packages() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "warning: not a Debian system; install by hand: $(grep -v '^#' scripts/packages.txt | xargs)"
+        return 0
+    fi
+    local missing=() words pkg tok cond
+    while read -r -a words || [ "${#words[@]}" -gt 0 ]; do
+        [ "${#words[@]}" -eq 0 ] && continue
+        [[ "${words[0]}" == \#* ]] && continue
+        pkg=${words[0]}
+        cond=
+        for tok in "${words[@]:1}"; do
+            case $tok in
+                unless=*) cond=${tok#unless=} ;;
+                \#*) break ;;
+                *) die "scripts/packages.txt: bad option '$tok' for $pkg" ;;
+            esac
+        done
+        if [ -n "$cond" ] && command -v "$cond" >/dev/null 2>&1; then
+            continue
+        fi
+        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
+            missing+=("$pkg")
+        fi
+    done < scripts/packages.txt
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# ---------------------------------------------------------------- 2. Python venv
+python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
+
+find_python() {
+    local c
+    for c in ${PYTHON:-} python3.13 python3.12 python3.11 python3 /usr/bin/python3; do
+        if command -v "$c" >/dev/null 2>&1 && python_ok "$c"; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    die "no python3 >= 3.11 found (Debian 12: apt-get install python3 python3-venv)"
+}
+
+python_env() {
+    local stamp="$VENV/.webims-setup" want
+    if ! python_ok "$VENV/bin/python"; then
+        local py
+        py=$(find_python)
+        say "creating $VENV with $py"
+        "$py" -m venv --clear "$VENV" || die "'$py -m venv' failed (Debian: apt-get install python3-venv)"
+    fi
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version)' | head -1)"
+    if [ ! -x "$VENV/bin/webims" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing Python packages (pip install -e '.[dev]')"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+        printf '%s\n' "$want" > "$stamp"
+    fi
+}
+
+# ---------------------------------------------------------------- 3. npm packages
+npm_hash() { cat package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1; }
+
+npm_env() {
+    [ -f package.json ] || return 0
+    command -v npm >/dev/null 2>&1 || die "npm not found (scripts/packages.txt installs Debian nodejs + npm)"
+    local stamp=node_modules/.webims-setup
+    if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$(npm_hash)" ]; then
+        say "installing npm packages (npm install)"
+        npm install --no-audit --no-fund --loglevel=error >&2
+        npm_hash > "$stamp"
+    fi
+}
+
+apt_packages
+python_env
+npm_env
