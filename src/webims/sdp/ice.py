@@ -1,8 +1,8 @@
 """ICE attributes (RFC 8839 §5; trickle ICE, RFC 8838 §8 / RFC 8840).
 
 ``a=candidate`` (§5.1), ``a=ice-ufrag`` / ``a=ice-pwd`` (§5.4),
-``a=ice-options`` (§5.6), ``a=ice-lite`` (§5.3), ``a=ice-mismatch`` (§5.5)
-and ``a=end-of-candidates`` (RFC 8840 §4.1).
+``a=ice-options`` (§5.6), ``a=ice-lite`` and ``a=ice-mismatch`` (§5.3),
+and ``a=end-of-candidates`` (trickle ICE, RFC 8840).
 """
 
 from __future__ import annotations
@@ -90,15 +90,31 @@ class Candidate:
             else:
                 extensions.append((key, value))
         return cls(
-            foundation, component, transport, priority, parts[4], port, cand_type,
-            raddr, rport, tcptype, generation, tuple(extensions),
-        )  # fmt: skip
+            foundation,
+            component,
+            transport,
+            priority,
+            parts[4],
+            port,
+            cand_type,
+            raddr,
+            rport,
+            tcptype,
+            generation,
+            tuple(extensions),
+        )
 
     def __str__(self) -> str:
         parts = [
-            self.foundation, str(self.component), self.transport, str(self.priority),
-            self.address, str(self.port), "typ", self.type,
-        ]  # fmt: skip
+            self.foundation,
+            str(self.component),
+            self.transport,
+            str(self.priority),
+            self.address,
+            str(self.port),
+            "typ",
+            self.type,
+        ]
         if self.related_address is not None:
             parts += ["raddr", self.related_address]
         if self.related_port is not None:

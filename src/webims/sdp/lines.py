@@ -253,7 +253,7 @@ class MediaLine:
     @classmethod
     def parse(cls, text: str) -> MediaLine:
         parts = text.split(" ")
-        if len(parts) < 4:
+        if len(parts) < 3:  # the parser also requires a format (RFC 8866 §5.14)
             raise SdpError("bad media line")
         media, port_text, proto, *fmts = parts
         check_token(media, "media")

@@ -10,13 +10,13 @@ serializes to the bytes it was parsed from (with CRLF line ends, §5).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar, Literal, cast
+from typing import ClassVar, Literal
 
 from .errors import SdpError
 from .ice import Candidate, IceCredentials, parse_ice_options
 from .lines import Attribute, Bandwidth, Connection, Line, MediaLine, Origin, Timing, is_rtp_proto
 from .qos import Precondition
-from .rtp import Codec, Fmtp, Rtpmap, RtcpFb, format_ptime, parse_ptime
+from .rtp import Codec, Fmtp, RtcpFb, Rtpmap, format_ptime, parse_ptime
 from .security import Crypto, Fingerprint, Setup, parse_setup
 from .streams import Extmap, Group, Msid, Rtcp, Ssrc, SsrcGroup, parse_mid
 
@@ -37,7 +37,7 @@ class Section:
         self.lines: list[Line] = list(lines)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.lines == cast(Section, other).lines
+        return isinstance(other, Section) and type(other) is type(self) and self.lines == other.lines
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -80,8 +80,10 @@ class Section:
 
     def _splice_attributes(self, names: str | Iterable[str], attrs: Iterable[Attribute]) -> None:
         wanted = {names} if isinstance(names, str) else set(names)
-        self._splice(lambda line: line.type == "a" and line.value.partition(":")[0] in wanted,
-                     [a.to_line() for a in attrs])  # fmt: skip
+        self._splice(
+            lambda line: line.type == "a" and line.value.partition(":")[0] in wanted,
+            [a.to_line() for a in attrs],
+        )
 
     # -- attributes (RFC 8866 §5.13) -----------------------------------------------------
 
@@ -131,7 +133,7 @@ class Section:
         self.replace_attributes(attr.name, [attr])
 
     def replace_attributes(self, names: str | Iterable[str], attrs: Iterable[Attribute]) -> None:
-        """Replace every attribute called ``names`` (one or several) by ``attrs``, at the first one's place."""
+        """Replace the attributes called ``names`` (one name or several) by ``attrs``, in place."""
         self._splice_attributes(names, attrs)
 
     def set_flag(self, name: str, present: bool) -> None:
@@ -184,13 +186,14 @@ class Section:
         """The direction attribute written in this section (RFC 8866 §6.7), if any."""
         for attr in self.attributes:
             if attr.name in DIRECTIONS:
-                return cast(Direction, attr.name)
+                return attr.name
         return None
 
     @direction.setter
     def direction(self, value: Direction | None) -> None:
-        first = next((i for i, line in enumerate(self.lines) if line.type == "a" and line.value in DIRECTIONS),
-                     None)  # fmt: skip
+        first = next(
+            (i for i, line in enumerate(self.lines) if line.type == "a" and line.value in DIRECTIONS), None
+        )
         self.remove_attributes(*DIRECTIONS)
         if value is not None:
             if first is None:
@@ -363,7 +366,9 @@ class MediaDescription(Section):
     @property
     def preconditions(self) -> list[Precondition]:
         """``a=curr`` / ``a=des`` / ``a=conf`` lines, in order (RFC 3312 §5)."""
-        return [Precondition.parse(a.name, a.value or "") for a in self.attributes if a.name in Precondition.names]
+        return [
+            Precondition.parse(a.name, a.value or "") for a in self.attributes if a.name in Precondition.names
+        ]
 
     def set_preconditions(self, preconditions: Iterable[Precondition]) -> None:
         """Replace every curr/des/conf line (new ones go where the first old one was)."""
@@ -421,8 +426,16 @@ class MediaDescription(Section):
                 if static is None:
                     continue
                 base = static
-            out.append(Codec(base.payload_type, base.name, base.clock_rate, base.channels,
-                             fmtps.get(fmt), tuple(feedback.get(fmt, ()))))  # fmt: skip
+            out.append(
+                Codec(
+                    base.payload_type,
+                    base.name,
+                    base.clock_rate,
+                    base.channels,
+                    fmtps.get(fmt),
+                    tuple(feedback.get(fmt, ())),
+                )
+            )
         return out
 
     def codec(self, payload_type: int) -> Codec | None:
@@ -463,9 +476,9 @@ class SessionDescription(Section):
         return cls(lines)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SessionDescription) and self.lines == other.lines and self.media == other.media
-
-    __hash__ = None  # type: ignore[assignment]
+        return (
+            isinstance(other, SessionDescription) and self.lines == other.lines and self.media == other.media
+        )
 
     def __repr__(self) -> str:
         return f"SessionDescription({len(self.lines)} session lines, {len(self.media)} media)"

@@ -54,9 +54,18 @@ _ONCE_IN_MEDIA = "ik"
 
 #: Property attributes: no value allowed.
 _FLAGS = frozenset(
-    ("rtcp-mux", "rtcp-mux-only", "rtcp-rsize", "ice-lite", "ice-mismatch", "end-of-candidates",
-     "bundle-only", "extmap-allow-mixed", *DIRECTIONS)
-)  # fmt: skip
+    (
+        "rtcp-mux",
+        "rtcp-mux-only",
+        "rtcp-rsize",
+        "ice-lite",
+        "ice-mismatch",
+        "end-of-candidates",
+        "bundle-only",
+        "extmap-allow-mixed",
+        *DIRECTIONS,
+    )
+)
 
 
 def _precondition(kind: str) -> Callable[[str], object]:
@@ -91,12 +100,26 @@ _VALUED: dict[str, Callable[[str], object]] = {
 }
 #: At most one of each per section.
 _UNIQUE = frozenset(("mid", "setup", "ice-ufrag", "ice-pwd", "ptime", "maxptime", "rtcp", "tls-id"))
-#: Media-level only (RFC 8839 §5.1, RFC 5888 §4, RFC 8866 §6.6/§6.15, RFC 4585, RFC 5576,
-#: RFC 8830, RFC 3605, RFC 4568 §9, RFC 3312 §5).
+#: Media-level only (RFC 8839 §5.1, RFC 5888 §4, RFC 8866 §6.6/§6.15, RFC 5576 §4, RFC 8830 §2,
+#: RFC 3605 §2.1, RFC 4568 §9.1, RFC 3312 §5, RFC 8843 §6).  ptime/maxptime and rtcp-fb are
+#: tolerated at session level: some IMS nodes write them there.
 _MEDIA_ONLY = frozenset(
-    ("candidate", "mid", "rtpmap", "fmtp", "rtcp-fb", "ssrc", "ssrc-group", "msid", "rtcp", "crypto",
-     "curr", "des", "conf", "bundle-only", "ptime", "maxptime")
-)  # fmt: skip
+    [
+        "candidate",
+        "mid",
+        "rtpmap",
+        "fmtp",
+        "ssrc",
+        "ssrc-group",
+        "msid",
+        "rtcp",
+        "crypto",
+        "curr",
+        "des",
+        "conf",
+        "bundle-only",
+    ]
+)
 #: Session-level only (RFC 5888 §5).
 _SESSION_ONLY = frozenset(("group",))
 
@@ -212,7 +235,7 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
     """Parse a session description; :class:`SdpError` on any malformed or unacceptable input."""
     texts = _split_lines(data, limits)
     session_lines: list[Line] = []
-    media: list[MediaDescription] = []
+    media: list[list[Line]] = []
     current: list[Line] = session_lines
     checker = _SectionChecker(_ONCE_IN_SESSION)
     in_media = False
@@ -233,10 +256,10 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
                     raise SdpError("too many media descriptions", 488)
                 in_media = True
                 current = [line]
-                media.append(MediaDescription.__new__(MediaDescription))
-                media[-1].lines = current
+                media.append(current)
                 checker = _SectionChecker(_ONCE_IN_MEDIA)
-                MediaLine.parse(line.value)
+                if not MediaLine.parse(line.value).fmts:
+                    raise SdpError("media line without formats")
             elif in_media and t not in MEDIA_TYPES:
                 raise SdpError(f"{t}= line not allowed in a media description")
             else:
@@ -257,7 +280,7 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
         raise SdpError("truncated session description")
     if not any(x.type == "t" for x in session_lines):
         raise SdpError("missing t= line")
-    sdp = SessionDescription(session_lines, media)
+    sdp = SessionDescription(session_lines, [MediaDescription(lines) for lines in media])
     _check_session(sdp)
     return sdp
 

@@ -3,8 +3,8 @@
 IMS uses the ``qos`` precondition type with the segmented status types
 ``local`` and ``remote`` (TS 24.229 §6.1.2, §6.1.3).  "local" and "remote"
 are relative to the writer of the description, so an answerer swaps them
-(RFC 3312 §6).  RFC 4032 §5 says the answer keeps the offer's precondition
-types and strengths may only be raised; an offerer learns from ``a=conf``
+(RFC 3312 §6).  RFC 4032 updates the framework: the answer keeps the offer's
+precondition types and strengths may only be raised; an offerer learns from ``a=conf``
 that it must report when its own segment is ready (RFC 3312 §5.1.1).
 """
 
@@ -42,15 +42,18 @@ class Precondition:
     @classmethod
     def parse(cls, kind: str, text: str) -> Precondition:
         parts = text.split(" ")
+        strength: str | None = None
+        k: PreconditionKind
         if kind == "des":
+            k = "des"
             if len(parts) != 4 or parts[1] not in STRENGTHS:
                 raise SdpError("bad des precondition")
             ptype, strength, status, direction = parts
         elif kind in ("curr", "conf"):
+            k = "curr" if kind == "curr" else "conf"
             if len(parts) != 3:
                 raise SdpError(f"bad {kind} precondition")
             ptype, status, direction = parts
-            strength = None
         else:
             raise SdpError("not a precondition attribute")
         check_token(ptype, "precondition type")
@@ -58,7 +61,7 @@ class Precondition:
             raise SdpError("bad precondition status-type")
         if direction not in DIRECTION_TAGS:
             raise SdpError("bad precondition direction-tag")
-        return cls(kind, status, direction, strength, ptype)  # type: ignore[arg-type]
+        return cls(k, status, direction, strength, ptype)
 
     def __str__(self) -> str:
         if self.kind == "des":
@@ -100,8 +103,9 @@ def preconditions_met(preconditions: Sequence[Precondition]) -> bool:
             continue
         if p.strength == "failure":
             return False
-        if p.strength == "mandatory" and not covers(current_status(preconditions, p.status_type, p.type),
-                                                    p.direction):  # fmt: skip
+        if p.strength == "mandatory" and not covers(
+            current_status(preconditions, p.status_type, p.type), p.direction
+        ):
             return False
     return True
 
@@ -134,7 +138,7 @@ def qos_answer(
     local_strength: str = "mandatory",
     confirm: bool = False,
 ) -> list[Precondition]:
-    """The answerer's precondition lines for an offer (RFC 3312 §6, RFC 4032 §5).
+    """The answerer's precondition lines for an offer (RFC 3312 §6, RFC 4032).
 
     The offer's view is swapped (its ``local`` becomes our ``remote``); our
     own current status is ``local_current``; a desired strength is never
@@ -150,10 +154,9 @@ def qos_answer(
         remote_seen = current_status(offer, "local", ptype)
         out.append(Precondition("curr", "local", local_current, type=ptype))
         out.append(Precondition("curr", "remote", remote_seen, type=ptype))
-        for p in offer:
-            if p.kind != "des" or p.type != ptype:
-                continue
-            mine = p.swapped()
+        desired = [p.swapped() for p in offer if p.kind == "des" and p.type == ptype]
+        desired.sort(key=lambda p: STATUS_TYPES.index(p.status_type))  # e2e, local, remote
+        for mine in desired:
             strength = mine.strength or "none"
             if mine.status_type == "local" and _STRENGTH_RANK[local_strength] > _STRENGTH_RANK[strength]:
                 strength = local_strength
@@ -163,10 +166,14 @@ def qos_answer(
     return out
 
 
-def with_current(preconditions: Sequence[Precondition], status_type: str, direction: str) -> list[Precondition]:
+def with_current(
+    preconditions: Sequence[Precondition], status_type: str, direction: str
+) -> list[Precondition]:
     """``preconditions`` with the ``a=curr`` of ``status_type`` set to ``direction``."""
-    out = [replace(p, direction=direction) if p.kind == "curr" and p.status_type == status_type else p
-           for p in preconditions]  # fmt: skip
+    out = [
+        replace(p, direction=direction) if p.kind == "curr" and p.status_type == status_type else p
+        for p in preconditions
+    ]
     if not any(p.kind == "curr" and p.status_type == status_type for p in out):
         out.insert(0, Precondition("curr", status_type, direction))
     return out

@@ -24,13 +24,31 @@ _PTIME = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?\Z")
 
 #: RFC 3551 §6 (tables 4 and 5): static payload type -> (encoding name, clock rate, channels).
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int | None]] = {
-    0: ("PCMU", 8000, 1), 3: ("GSM", 8000, 1), 4: ("G723", 8000, 1), 5: ("DVI4", 8000, 1),
-    6: ("DVI4", 16000, 1), 7: ("LPC", 8000, 1), 8: ("PCMA", 8000, 1), 9: ("G722", 8000, 1),
-    10: ("L16", 44100, 2), 11: ("L16", 44100, 1), 12: ("QCELP", 8000, 1), 13: ("CN", 8000, 1),
-    14: ("MPA", 90000, None), 15: ("G728", 8000, 1), 16: ("DVI4", 11025, 1), 17: ("DVI4", 22050, 1),
-    18: ("G729", 8000, 1), 25: ("CelB", 90000, None), 26: ("JPEG", 90000, None), 28: ("nv", 90000, None),
-    31: ("H261", 90000, None), 32: ("MPV", 90000, None), 33: ("MP2T", 90000, None), 34: ("H263", 90000, None),
-}  # fmt: skip
+    0: ("PCMU", 8000, 1),
+    3: ("GSM", 8000, 1),
+    4: ("G723", 8000, 1),
+    5: ("DVI4", 8000, 1),
+    6: ("DVI4", 16000, 1),
+    7: ("LPC", 8000, 1),
+    8: ("PCMA", 8000, 1),
+    9: ("G722", 8000, 1),
+    10: ("L16", 44100, 2),
+    11: ("L16", 44100, 1),
+    12: ("QCELP", 8000, 1),
+    13: ("CN", 8000, 1),
+    14: ("MPA", 90000, None),
+    15: ("G728", 8000, 1),
+    16: ("DVI4", 11025, 1),
+    17: ("DVI4", 22050, 1),
+    18: ("G729", 8000, 1),
+    25: ("CelB", 90000, None),
+    26: ("JPEG", 90000, None),
+    28: ("nv", 90000, None),
+    31: ("H261", 90000, None),
+    32: ("MPV", 90000, None),
+    33: ("MP2T", 90000, None),
+    34: ("H263", 90000, None),
+}
 
 #: Payload formats that carry no media of their own (retransmission, redundancy,
 #: FEC, comfort noise, DTMF events): never "the" codec of a stream.
@@ -60,7 +78,9 @@ class Rtpmap:
             raise SdpError("bad rtpmap")
         check_token(parts[0], "encoding name")
         channels = parse_uint(parts[2], "encoding parameters", 255) if len(parts) == 3 else None
-        return cls(parse_uint(pt, "payload type", 127), parts[0], parse_uint(parts[1], "clock rate"), channels)
+        return cls(
+            parse_uint(pt, "payload type", 127), parts[0], parse_uint(parts[1], "clock rate"), channels
+        )
 
     def __str__(self) -> str:
         text = f"{self.payload_type} {self.encoding_name}/{self.clock_rate}"

@@ -20,10 +20,22 @@ SETUP_VALUES: frozenset[str] = frozenset(("active", "passive", "actpass", "holdc
 
 #: Digest sizes of the RFC 8122 §5 hash functions, by lower-case name.
 HASH_SIZES: dict[str, int] = {
-    "md2": 16, "md5": 16, "sha-1": 20, "sha-224": 28, "sha-256": 32, "sha-384": 48, "sha-512": 64,
-}  # fmt: skip
-_HASHLIB_NAMES = {"md5": "md5", "sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256",
-                  "sha-384": "sha384", "sha-512": "sha512"}  # fmt: skip
+    "md2": 16,
+    "md5": 16,
+    "sha-1": 20,
+    "sha-224": 28,
+    "sha-256": 32,
+    "sha-384": 48,
+    "sha-512": 64,
+}
+_HASHLIB_NAMES = {
+    "md5": "md5",
+    "sha-1": "sha1",
+    "sha-224": "sha224",
+    "sha-256": "sha256",
+    "sha-384": "sha384",
+    "sha-512": "sha512",
+}
 _HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*\Z")
 
 
@@ -88,9 +100,9 @@ def parse_setup(text: str) -> Setup:
 
 
 def answer_setup(offered: Setup) -> Setup:
-    """The DTLS role an answerer takes for an offered ``setup`` (RFC 8842 §5.3, RFC 4145 §4.1).
+    """The DTLS role an answerer takes for an offered ``setup`` (RFC 4145 §4.1, RFC 8842 §5).
 
-    ``actpass`` is answered ``active`` (RFC 8842 §5.3 recommends it),
+    ``actpass`` is answered ``active`` (RFC 5763 §5: the answerer should be active),
     ``active`` with ``passive`` and ``passive`` with ``active``.
     """
     if offered == "active":

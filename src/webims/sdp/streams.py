@@ -1,7 +1,7 @@
 """Stream identification and RTP/RTCP transport attributes.
 
 * ``a=group`` (RFC 5888 §5) and ``a=mid`` (RFC 5888 §4; BUNDLE, RFC 8843 §6);
-* ``a=extmap`` (RFC 8285 §7);
+* ``a=extmap`` (RFC 8285);
 * ``a=ssrc`` and ``a=ssrc-group`` (RFC 5576 §4.1, §4.2);
 * ``a=msid`` (RFC 8830 §2);
 * ``a=rtcp`` (RFC 3605 §2.1); ``a=rtcp-mux`` (RFC 5761 §5.1.1) and
@@ -50,7 +50,7 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Extmap:
-    """``a=extmap:<value>[/<direction>] <URI> [<extensionattributes>]`` (RFC 8285 §7)."""
+    """``a=extmap:<value>[/<direction>] <URI> [<extensionattributes>]`` (RFC 8285)."""
 
     id: int
     uri: str
@@ -70,8 +70,12 @@ class Extmap:
             raise SdpError("bad extmap id")
         if slash and direction not in ("sendrecv", "sendonly", "recvonly", "inactive"):
             raise SdpError("bad extmap direction")
-        return cls(value, check_nonws(parts[1], "extmap URI"), direction if slash else None,
-                   parts[2] if len(parts) == 3 else None)  # fmt: skip
+        return cls(
+            value,
+            check_nonws(parts[1], "extmap URI"),
+            direction if slash else None,
+            parts[2] if len(parts) == 3 else None,
+        )
 
     def __str__(self) -> str:
         text = str(self.id) if self.direction is None else f"{self.id}/{self.direction}"
@@ -173,8 +177,12 @@ class Rtcp:
             return cls(parse_port(parts[0]))
         if len(parts) != 4:
             raise SdpError("bad rtcp")
-        return cls(parse_port(parts[0]), check_token(parts[1], "nettype"), check_token(parts[2], "addrtype"),
-                   check_nonws(parts[3], "rtcp address"))  # fmt: skip
+        return cls(
+            parse_port(parts[0]),
+            check_token(parts[1], "nettype"),
+            check_token(parts[2], "addrtype"),
+            check_nonws(parts[3], "rtcp address"),
+        )
 
     def __str__(self) -> str:
         if self.address is None:
