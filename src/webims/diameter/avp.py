@@ -31,6 +31,7 @@ from .dictionary import AVP_BY_NAME, AvpDef, MRule, lookup
 from .errors import DiameterError
 
 _T = TypeVar("_T")
+_TEXT_TYPES = frozenset((AvpType.UTF8_STRING, AvpType.DIAMETER_IDENTITY, AvpType.DIAMETER_URI))
 _HEADER = struct.Struct(">IB3s")
 _VENDOR = struct.Struct(">I")
 
@@ -107,7 +108,9 @@ class Avp:
         try:
             return fn()
         except ValueProblem as exc:
-            raise DiameterError(exc.result_code, f"{self.name}: {exc.reason}", failed_avp=self.encode()) from None
+            raise DiameterError(
+                exc.result_code, f"{self.name}: {exc.reason}", failed_avp=self.encode()
+            ) from None
 
     def as_int(self) -> int:
         """Integer32/64, Unsigned32/64, Enumerated or Time per the dictionary (unknown: by size)."""
@@ -130,12 +133,17 @@ class Avp:
 
     def check(self) -> None:
         """Raise DiameterError (5014/5004) if the payload does not fit the dictionary format."""
-        d = self.definition
+        d = lookup(self.code, self.vendor_id)
         if d is None or d.type is AvpType.GROUPED:
             return
-        self._wire(lambda: check_length(d.type, self.data))
-        if d.type in (AvpType.UTF8_STRING, AvpType.DIAMETER_IDENTITY, AvpType.DIAMETER_URI):
-            self.as_str()
+        try:
+            check_length(d.type, self.data)
+            if d.type in _TEXT_TYPES:
+                decode_text(d.type, self.data)
+        except ValueProblem as exc:
+            raise DiameterError(
+                exc.result_code, f"{d.name}: {exc.reason}", failed_avp=self.encode()
+            ) from None
 
 
 def make_avp(name: str, value: AvpValue, *, mandatory: bool | None = None) -> Avp:
@@ -148,9 +156,10 @@ def make_avp(name: str, value: AvpValue, *, mandatory: bool | None = None) -> Av
     if d.type is AvpType.GROUPED:
         if isinstance(value, str | bytes) or not isinstance(value, Sequence):
             raise TypeError(f"{name} is Grouped: give a sequence of Avp")
-        if not all(isinstance(a, Avp) for a in value):
+        inner = [a for a in value if isinstance(a, Avp)]
+        if len(inner) != len(value):
             raise TypeError(f"{name} is Grouped: give a sequence of Avp")
-        data = b"".join(a.encode() for a in value)
+        data = b"".join(a.encode() for a in inner)
     else:
         if isinstance(value, Sequence) and not isinstance(value, str | bytes):
             raise TypeError(f"{name} is {d.type.value}, not Grouped")
@@ -180,7 +189,9 @@ def _broken_avp(data: bytes, offset: int, end: int) -> Avp:
     return Avp(code, flags, vendor, b"\0" * minimum_length(d.type if d else None))
 
 
-def scan_avps(data: bytes, start: int, end: int, *, lenient_tail: bool = True) -> tuple[list[Avp], DiameterError | None]:
+def scan_avps(
+    data: bytes, start: int, end: int, *, lenient_tail: bool = True
+) -> tuple[list[Avp], DiameterError | None]:
     """Split ``data[start:end]`` into AVPs; return those read and the first framing error.
 
     ``lenient_tail`` accepts a last AVP that is not padded up to ``end`` (the
@@ -235,7 +246,9 @@ def wrap_error(err: DiameterError, parents: Sequence[Avp]) -> DiameterError:
         return err
     for p in reversed(parents):
         failed = Avp(p.code, p.flags, p.vendor_id, failed).encode()
-    return DiameterError(err.result_code, err.reason, failed_avp=failed, close_connection=err.close_connection)
+    return DiameterError(
+        err.result_code, err.reason, failed_avp=failed, close_connection=err.close_connection
+    )
 
 
 class AvpContainer:

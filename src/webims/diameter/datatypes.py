@@ -35,6 +35,10 @@ class AvpType(Enum):
     DIAMETER_URI = "DiameterURI"
     ENUMERATED = "Enumerated"
 
+    # Members are singletons compared by identity: the C-level identity hash keeps the
+    # many dictionary lookups keyed by AvpType cheap (Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
+
 
 #: Payload length of the fixed-size formats (RFC 6733 §4.2, §4.3.1 "Time", §4.3.1 "Enumerated").
 FIXED_LENGTH: dict[AvpType, int] = {

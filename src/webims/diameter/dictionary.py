@@ -22,7 +22,7 @@ AVPs that carry it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from .constants import VENDOR_3GPP, VENDOR_ETSI
@@ -44,10 +44,11 @@ class AvpDef:
     vendor_id: int
     type: AvpType
     mandatory: MRule
+    #: ``(code, vendor_id)``, the identity of the AVP on the wire.
+    key: tuple[int, int] = field(init=False, compare=False)
 
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.code, self.vendor_id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.code, self.vendor_id))
 
 
 _O = AvpType.OCTET_STRING

@@ -19,8 +19,8 @@ from .constants import (
     HEADER_LENGTH,
     ResultCode,
 )
-from .datatypes import ValueProblem, decode_text
 from .datatypes import AvpType as _T
+from .datatypes import ValueProblem, decode_text
 from .errors import DiameterError, Header
 
 _HEADER = struct.Struct(">B3sB3sIII")
