@@ -1,0 +1,355 @@
+"""An asyncio SIP element: transports + the sans-IO transaction layer + timers.
+
+:class:`SipEndpoint` is the glue every SIP element of webims runs on (the lab
+CSCFs, the gateway's WIC and IMS sides, test UAs).  It owns a
+:class:`~webims.transport.TransportLayer` and a
+:class:`~webims.sip.TransactionLayer`, feeds the one with what the other
+receives, arms one loop timer for the transaction layer's earliest deadline, and
+turns the transaction events into calls:
+
+- an incoming request becomes an :class:`IncomingRequest` handed to the
+  element's ``on_request`` coroutine, which answers with :meth:`IncomingRequest.respond`;
+- :meth:`SipEndpoint.request` sends a request in a client transaction and
+  returns its final response; a timeout or transport error comes back as the
+  408 / 503 response RFC 3261 §8.1.3.1 says to treat them as;
+- ACKs for 2xx, stray responses and CANCELs are passed to optional hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sip import (
+    DEFAULT_TIMERS,
+    AckReceived,
+    AckTimeout,
+    ClientKey,
+    Request,
+    RequestCancelled,
+    RequestReceived,
+    Response,
+    ResponseReceived,
+    SendMessage,
+    ServerKey,
+    SipURI,
+    StrayResponse,
+    TimerSettings,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportError,
+    Via,
+    new_branch,
+)
+from .transport import Connection, Handler, TransportLayer
+from .transport.base import TransportError as TransportFailure
+
+__all__ = ["IncomingRequest", "SipEndpoint", "Target", "target_of"]
+
+log = logging.getLogger("webims.endpoint")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send a request: transport, host and port (RFC 3263 §4 result)."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.transport} {self.host}:{self.port}"
+
+
+def target_of(uri: Any, default_transport: str = "UDP") -> Target:
+    """The next hop for a SIP URI without DNS (RFC 3263 §4.1/§4.2 for numeric hosts and
+    explicit ports): ``transport`` parameter, else TLS for sips:, else ``default_transport``."""
+    if not isinstance(uri, SipURI):
+        raise ValueError(f"cannot route to {uri}")
+    transport = (uri.param("transport") or "").upper()
+    if not transport:
+        transport = "TLS" if uri.scheme == "sips" else default_transport
+    port = uri.port or (5061 if transport in ("TLS",) else 5060)
+    host = uri.param("maddr") or uri.host
+    return Target(transport, host.strip("[]"), port)
+
+
+@dataclass
+class IncomingRequest:
+    """A request received in a server transaction, with what is needed to answer it."""
+
+    endpoint: SipEndpoint
+    key: ServerKey
+    request: Request
+    connection: Connection
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    final_sent: bool = False
+
+    def respond(self, status: int, reason: str | None = None, *, to_tag: str | None = None,
+                headers: Any = (), body: bytes = b"") -> Response:
+        response = self.request.response(status, reason, to_tag=to_tag, headers=headers, body=body)
+        self.send(response)
+        return response
+
+    def send(self, response: Response) -> None:
+        if self.final_sent:
+            return
+        if response.status >= 200:
+            self.final_sent = True
+        self.endpoint.layer.send_response(self.key, response, self.endpoint.now())
+        self.endpoint._pump()
+
+
+RequestHandler = Callable[[IncomingRequest], Awaitable[None]]
+
+
+class SipEndpoint(Handler):
+    """Transports + transactions for one SIP element.
+
+    ``on_request(incoming)`` handles new requests (default: 501 to all but ACK).
+    Hooks: ``on_ack(request, connection)`` for ACKs of 2xx (§13.3.1.4),
+    ``on_stray_response(response, connection)`` (§18.1.2, e.g. 2xx retransmissions
+    a stateless proxy forwards), ``on_cancel(incoming)`` when a pending INVITE
+    was cancelled (the layer has already answered 200/487),
+    ``on_connection_lost(connection)`` when a TCP/TLS/WS flow closes (RFC 5626 §4.4).
+    ``transport_options`` go to :class:`~webims.transport.TransportLayer`.
+    """
+
+    def __init__(
+        self,
+        on_request: RequestHandler | None = None,
+        *,
+        timers: TimerSettings = DEFAULT_TIMERS,
+        uas_core: bool = True,
+        send_trying: bool = True,
+        **transport_options: Any,
+    ) -> None:
+        self.on_request: RequestHandler = on_request or self._not_implemented
+        self.on_ack: Callable[[Request, Connection], None] | None = None
+        self.on_stray_response: Callable[[Response, Connection], None] | None = None
+        self.on_cancel: Callable[[IncomingRequest], None] | None = None
+        self.on_connection_lost: Callable[[Connection], None] | None = None
+        self.transport = TransportLayer(self, **transport_options)
+        self.layer = TransactionLayer(timers, uas_core=uas_core, send_trying=send_trying)
+        self._pending: dict[ClientKey, _Pending] = {}
+        self._incoming: dict[ServerKey, IncomingRequest] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.cancel()
+        await self.transport.close()
+
+    @staticmethod
+    async def _not_implemented(incoming: IncomingRequest) -> None:
+        incoming.respond(501)
+
+    # -------------------------------------------------------------- input (Handler)
+    def message_received(self, message: Request | Response, conn: Connection) -> None:
+        self.layer.receive(message, self.now(), source=conn, reliable=conn.source.reliable)
+        self._pump()
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        if self.on_connection_lost is not None:
+            self.on_connection_lost(conn)
+
+    # -------------------------------------------------------------- client side
+    async def connect(self, target: Target) -> Connection:
+        return await self.transport.connect(target.transport, target.host, target.port)
+
+    async def request(
+        self,
+        request: Request,
+        target: Target | Connection | None = None,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+        on_extra_final: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Send ``request`` in a client transaction and return the final response.
+
+        Without ``target`` the next hop is the first Route, else the Request-URI.
+        The top Via is added (with a fresh branch) when the request has none for
+        this hop: callers that build requests leave Via out.  Timeouts and
+        transport errors come back as 408 and 503 responses (§8.1.3.1).
+        ``on_extra_final`` receives further 2xx (forking, RFC 6026 Accepted).
+        """
+        try:
+            conn = target if isinstance(target, Connection) else await self.connect(
+                target or self.next_hop(request)
+            )
+        except (TransportFailure, OSError, ValueError) as exc:
+            log.info("cannot reach next hop for %s: %s", request.method, exc)
+            return request.response(503, "Service Unavailable (next hop unreachable)")
+        if "via" not in request.headers or getattr(request, "_needs_via", False):
+            self.add_via(request, conn)
+        future: asyncio.Future[Response] = self.loop.create_future()
+        key = self.layer.send_request(request, self.now(), destination=conn, reliable=conn.source.reliable)
+        self._pending[key] = _Pending(future, on_provisional, on_extra_final, request)
+        self._pump()
+        try:
+            return await future
+        finally:
+            pending = self._pending.get(key)
+            if pending is not None and request.method != "INVITE":
+                del self._pending[key]
+
+    def cancel(self, request: Request) -> None:
+        """CANCEL a pending INVITE sent with :meth:`request` (§9.1)."""
+        for key, pending in self._pending.items():
+            if pending.request is request:
+                self.layer.cancel(key, self.now())
+                self._pump()
+                return
+
+    def send_stateless(self, message: Request | Response, conn: Connection) -> None:
+        """Send without a transaction: ACK for 2xx, stateless forwarding."""
+        self.layer.send_stateless(message, destination=conn)
+        self._pump()
+
+    def next_hop(self, request: Request) -> Target:
+        routes = request.route
+        uri = routes[0].uri if routes else request.uri
+        return target_of(uri)
+
+    @staticmethod
+    def add_via(request: Request, conn: Connection, branch: str | None = None) -> None:
+        """Prepend our Via for ``conn`` (RFC 3261 §18.1.1; rport per RFC 3581)."""
+        host, port = conn.local
+        sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        via = Via(conn.transport, sent_by, None, {"branch": branch or new_branch(), "rport": None})
+        request.headers.add("Via", str(via), first=True)
+
+    # -------------------------------------------------------------- event pump
+    def _pump(self) -> None:
+        layer = self.layer
+        while (event := layer.next_event()) is not None:
+            try:
+                self._dispatch(event)
+            except Exception:  # a bug in one handler must not stop the element
+                log.exception("error handling %s", type(event).__name__)
+        self._arm_timer()
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, SendMessage):
+            self._send(event.message, event.destination)
+        elif isinstance(event, RequestReceived):
+            incoming = IncomingRequest(self, event.key, event.request, event.source)
+            self._incoming[event.key] = incoming
+            self._spawn(self._handle(incoming))
+        elif isinstance(event, ResponseReceived):
+            pending = self._pending.get(event.key)
+            if pending is None:
+                return
+            status = event.response.status
+            if status < 200:
+                if pending.on_provisional is not None:
+                    pending.on_provisional(event.response)
+            elif not pending.future.done():
+                pending.future.set_result(event.response)
+            elif pending.on_extra_final is not None:
+                pending.on_extra_final(event.response)
+        elif isinstance(event, (TransactionTimeout, TransportError)):
+            key = event.key
+            if isinstance(key, ClientKey):
+                pending = self._pending.get(key)
+                if pending is not None and not pending.future.done():
+                    status = 408 if isinstance(event, TransactionTimeout) else 503
+                    pending.future.set_result(pending.request.response(status))
+        elif isinstance(event, AckReceived):
+            if self.on_ack is not None:
+                self.on_ack(event.request, event.source)
+        elif isinstance(event, StrayResponse):
+            if self.on_stray_response is not None:
+                self.on_stray_response(event.response, event.source)
+        elif isinstance(event, RequestCancelled):
+            cancelled = self._incoming.get(event.key)
+            if cancelled is not None:
+                cancelled.cancelled.set()
+                cancelled.final_sent = True
+                if self.on_cancel is not None:
+                    self.on_cancel(cancelled)
+        elif isinstance(event, TransactionTerminated):
+            key = event.key
+            if isinstance(key, ClientKey):
+                self._pending.pop(key, None)
+            else:
+                self._incoming.pop(key, None)
+        elif isinstance(event, AckTimeout):
+            log.info("no ACK for 2xx of %s", event.key)
+
+    def _send(self, message: Request | Response, destination: Any) -> None:
+        if not isinstance(destination, Connection):
+            log.warning("no connection to send %r", message)
+            return
+        if destination.closed:
+            if isinstance(message, Response):
+                self._spawn(self.transport.send_response(message, destination))
+            return
+        try:
+            if isinstance(message, Response):
+                destination.send_response(message)
+            else:
+                destination.send(message)
+        except TransportFailure as exc:
+            log.info("send on %s failed: %s", destination, exc)
+
+    async def _handle(self, incoming: IncomingRequest) -> None:
+        try:
+            await self.on_request(incoming)
+        except Exception:
+            log.exception("request handler failed for %s", incoming.request.method)
+            if not incoming.final_sent:
+                incoming.respond(500, "Server Internal Error")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -------------------------------------------------------------- timers
+    def _arm_timer(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.layer.handle_timer(self.now())
+        self._pump()
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Response]
+    on_provisional: Callable[[Response], None] | None
+    on_extra_final: Callable[[Response], None] | None
+    request: Request

@@ -1,0 +1,100 @@
+"""SipEndpoint: two elements over real loopback sockets exchange requests through
+their transaction layers (UDP and TCP), with timeouts and unreachable hops mapped to
+408/503 as RFC 3261 §8.1.3.1 says."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from webims.endpoint import IncomingRequest, SipEndpoint, Target
+from webims.sip import Request, TimerSettings, new_tag
+
+
+def options(uri: str) -> Request:
+    return Request(
+        "OPTIONS",
+        uri,
+        [
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:alice@127.0.0.1>;tag={new_tag()}"),
+            ("To", f"<{uri}>"),
+            ("Call-ID", f"{new_tag()}@test"),
+            ("CSeq", "1 OPTIONS"),
+        ],
+    )
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+async def test_request_and_answer(transport: str) -> None:
+    seen: list[str] = []
+
+    async def answer(incoming: IncomingRequest) -> None:
+        seen.append(incoming.request.method)
+        incoming.respond(200, headers=[("X-Echo", incoming.request.call_id)], to_tag=new_tag())
+
+    server = SipEndpoint(answer)
+    client = SipEndpoint()
+    listen = server.transport.listen_udp if transport == "UDP" else server.transport.listen_tcp
+    listener = await listen("127.0.0.1", 0)
+    port = listener.local[1]
+    await client.transport.listen_udp("127.0.0.1", 0)  # UDP requests leave from a listener
+    try:
+        req = options(f"sip:bob@127.0.0.1:{port};transport={transport.lower()}")
+        resp = await asyncio.wait_for(client.request(req), 5)
+        assert resp.status == 200
+        assert resp.headers.get("X-Echo") == req.call_id
+        assert resp.to.tag
+        assert seen == ["OPTIONS"]
+        # the Via we added carries the transport and rport (RFC 3581)
+        assert req.top_via.transport == transport
+        assert "rport" in req.top_via.params
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_timeout_becomes_408() -> None:
+    """A UDP request to a socket that never answers ends with Timer F -> 408."""
+    import socket
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    client = SipEndpoint(timers=TimerSettings(t1=0.01, t2=0.04, t4=0.05, d=0.1))
+    await client.transport.listen_udp("127.0.0.1", 0)
+    try:
+        resp = await asyncio.wait_for(client.request(options(f"sip:x@127.0.0.1:{port}")), 5)
+        assert resp.status == 408
+        assert sink.recv(65535).startswith(b"OPTIONS ")
+    finally:
+        sink.close()
+        await client.close()
+
+
+async def test_unreachable_tcp_becomes_503() -> None:
+    client = SipEndpoint()
+    try:
+        resp = await asyncio.wait_for(
+            client.request(options("sip:x@127.0.0.1:9"), Target("TCP", "127.0.0.1", 9)), 15
+        )
+        assert resp.status == 503
+    finally:
+        await client.close()
+
+
+async def test_handler_exception_answers_500() -> None:
+    async def broken(incoming: IncomingRequest) -> None:
+        raise RuntimeError("bug")
+
+    server = SipEndpoint(broken)
+    client = SipEndpoint()
+    listener = await server.transport.listen_udp("127.0.0.1", 0)
+    await client.transport.listen_udp("127.0.0.1", 0)
+    try:
+        resp = await asyncio.wait_for(client.request(options(f"sip:b@127.0.0.1:{listener.local[1]}")), 5)
+        assert resp.status == 500
+    finally:
+        await client.close()
+        await server.close()
