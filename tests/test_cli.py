@@ -124,7 +124,7 @@ def test_check_config_bad_env_value(home: Path) -> None:
             "[transport]\nws_port = 0\n",
             "transport.ws_port: expected an integer between 1 and 65535, got 0 (from {conf})",
         ),
-        ("[gatewy]\nx = 1\n", "gatewy: unknown section (from {conf})"),
+        ("[nosuchsection]\nx = 1\n", "nosuchsection: unknown section (from {conf})"),
         (
             '[log]\nlevel = "loud"\n',
             "log.level: expected one of 'debug', 'info', 'warning', 'error', 'critical'",
