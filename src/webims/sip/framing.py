@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 from .errors import ParseError
-from .message import DEFAULT_LIMITS, Limits, Request, Response, parse
+from .message import DEFAULT_LIMITS, Limits, Request, Response
+from .parser import parse
 
 __all__ = ["FramingError", "Ping", "Pong", "StreamFramer", "parse_frame"]
 
@@ -36,7 +37,10 @@ class FramingError(ParseError):
     """The stream lost its framing: answer if possible, then close the connection."""
 
 
-_CONTENT_LENGTH_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$")
+# Content-Length (or its compact form "l"), its value possibly folded onto the next line.
+_CONTENT_LENGTH_RE = re.compile(
+    rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(?:\r?\n[ \t]+)?([^\r\n]*?)[ \t]*\r?$"
+)
 
 
 def parse_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Event:
@@ -51,11 +55,14 @@ def parse_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Event:
 class StreamFramer:
     """Sans-IO framer for TCP/TLS (RFC 3261 §18.3: Content-Length delimits the body).
 
-    ``role`` is "server" (a lone CRLF is noise before a start line or half a ping)
-    or "client" (a lone CRLF is the pong to our ping).
+    ``role`` is "server" (a CRLF not followed by another is noise before a start
+    line, §7.5; CRLFCRLF is a ping, even when it arrives byte by byte) or "client"
+    (a CRLF is the pong to our ping; a CRLFCRLF arriving at once is a ping).
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, role: str = "server") -> None:
+        if role not in ("server", "client"):
+            raise ValueError(f"role must be 'server' or 'client', not {role!r}")
         self._buf = bytearray()
         self._limits = limits
         self._client = role == "client"
@@ -77,18 +84,20 @@ class StreamFramer:
         if self._failed:
             raise FramingError("Stream framing lost")
         buf = self._buf
-        while buf[:2] == b"\r\n":
+        while buf[:1] == b"\r":
             if buf[:4] == PING_BYTES:
                 del buf[:4]
                 return Ping()
-            if len(buf) == 2:
-                if self._client:
-                    del buf[:2]
-                    return Pong()
-                return None  # maybe half a ping
-            del buf[:2]  # a stray CRLF before a start line (§7.5)
+            if buf[:2] != b"\r\n":
+                if len(buf) == 1:
+                    return None  # the start of a CRLF
+                break  # a lone CR: left to the message parser to refuse
             if self._client:
+                del buf[:2]
                 return Pong()
+            if len(buf) < 4 and PING_BYTES.startswith(buf):
+                return None  # maybe the start of a ping
+            del buf[:2]  # a stray CRLF before a start line (§7.5)
         if not buf:
             return None
         end = buf.find(b"\r\n\r\n")

@@ -7,12 +7,12 @@ into small objects.  Every malformed value raises :class:`ParseError` (400).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ParseError
-from .uri import URI, parse_uri
+from .uri import HOSTNAME, IPV4, URI, check_host, is_ip_address, parse_uri
 
 __all__ = [
     "CSeq",
@@ -70,8 +70,17 @@ _LIST_HEADERS = frozenset(
 )
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+")
-_PARAM_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"(?:[^\"\\]|\\.)*\"")
+# quoted-string = DQUOTE *(qdtext / quoted-pair) DQUOTE (RFC 3261 §25.1): qdtext excludes
+# the controls but HTAB; quoted-pair escapes %x00-09 / %x0B-0C / %x0E-7F.
+_QDTEXT = r'[^"\\\x00-\x08\x0a-\x1f\x7f]'
+QUOTED_STRING = rf'"{_QDTEXT}*(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f]{_QDTEXT}*)*"'
+_QUOTED_RE = re.compile(QUOTED_STRING)
+_QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+
+
+def is_digits(text: str) -> bool:
+    """1*DIGIT in ASCII (``str.isdigit`` alone also accepts other scripts' digits)."""
+    return text.isdigit() and text.isascii()
 
 
 def canonical_name(name: str) -> str:
@@ -113,10 +122,16 @@ def _scan_quoted(text: str, start: int) -> int:
     raise ParseError("Unterminated quoted string", line=text)
 
 
-def split_list(value: str) -> list[str]:
-    """Split a list header value on commas outside quotes and <...>."""
+def split_list(value: str, *, allow_empty: bool = True) -> list[str]:
+    """Split a list header value on commas outside quotes and <...>.
+
+    Empty items are dropped, or refused with ``allow_empty=False`` (the grammar of
+    Via, Contact... has none: RFC 3261 §25.1).
+    """
     if "," not in value:
-        stripped = value.strip()
+        stripped = value.strip(" \t")
+        if not stripped and not allow_empty:
+            raise ParseError("Empty list element", line=value)
         return [stripped] if stripped else []
     parts: list[str] = []
     depth = 0
@@ -132,23 +147,29 @@ def split_list(value: str) -> list[str]:
             depth += 1
         elif c == ">":
             depth -= 1
+            if depth < 0:
+                raise ParseError("Unbalanced angle brackets", line=value)
         elif c == "," and depth == 0:
-            part = value[start:i].strip()
+            part = value[start:i].strip(" \t")
             if part:
                 parts.append(part)
+            elif not allow_empty:
+                raise ParseError("Empty list element", line=value)
             start = i + 1
         i += 1
     if depth != 0:
         raise ParseError("Unbalanced angle brackets", line=value)
-    part = value[start:].strip()
+    part = value[start:].strip(" \t")
     if part:
         parts.append(part)
+    elif not allow_empty:
+        raise ParseError("Empty list element", line=value)
     return parts
 
 
 _PARAM_RE = re.compile(
     r"[ \t]*;[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)"
-    r"(?:[ \t]*=[ \t]*(\"(?:[^\"\\]|\\.)*\"|[A-Za-z0-9\-.!%*_+`'~:\[\]]+))?"
+    rf"(?:[ \t]*=[ \t]*({QUOTED_STRING}|[A-Za-z0-9\-.!%*_+`'~:\[\]]+))?"
 )
 
 
@@ -194,7 +215,7 @@ class NameAddr:
         value = self.params.get("expires")
         if value is None:
             return None
-        if not value.isdigit():
+        if not is_digits(value):
             raise ParseError("Bad expires parameter", line=self.raw)
         return int(value)
 
@@ -203,13 +224,9 @@ class NameAddr:
         value = self.params.get("q")
         if value is None:
             return None
-        try:
-            q = float(value)
-        except ValueError:
-            raise ParseError("Bad q parameter", line=self.raw) from None
-        if not 0 <= q <= 1:
+        if _QVALUE_RE.fullmatch(value) is None:  # qvalue (RFC 3261 §25.1)
             raise ParseError("Bad q parameter", line=self.raw)
-        return q
+        return float(value)
 
     @property
     def sip_instance(self) -> str | None:
@@ -224,7 +241,7 @@ class NameAddr:
         value = self.params.get("reg-id")
         if value is None:
             return None
-        if not value.isdigit():
+        if not is_digits(value):
             raise ParseError("Bad reg-id parameter", line=self.raw)
         return int(value)
 
@@ -251,26 +268,33 @@ class NameAddr:
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
-_NAME_ADDR_RE = re.compile(r'[ \t]*(?:"((?:[^"\\]|\\.)*)"[ \t]*|([^<"]*))<([^<>]*)>(.*)', re.S)
+_NAME_ADDR_RE = re.compile(rf"(?:({QUOTED_STRING})[ \t]*|([^<\"]*))<([^<>]*)>(.*)", re.S)
 _DISPLAY_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 
 
 def parse_name_addr(value: str) -> NameAddr:
-    """Parse one name-addr or addr-spec with parameters (§25.1 from-spec, contact-param)."""
-    m = _NAME_ADDR_RE.fullmatch(value)
+    """Parse one name-addr or addr-spec with parameters (§25.1 from-spec, contact-param).
+
+    ``LAQUOT = SWS "<"`` and ``RAQUOT = ">" SWS``: no whitespace inside the angle
+    brackets (RFC 4475 §3.1.2.14).  An addr-spec without brackets may not contain
+    "," or "?" (§20.10).
+    """
+    text = value.strip(" \t")
+    m = _NAME_ADDR_RE.fullmatch(text)
     if m is not None:
         quoted, tokens, uri_text, rest = m.groups()
         display: str | None
         if quoted is not None:
-            display = unquote(f'"{quoted}"')
+            display = unquote(quoted)
         else:
             display = tokens.strip(" \t") or None
             if display is not None and not _DISPLAY_RE.fullmatch(display):
                 raise ParseError("Bad display name", line=value)
-        uri = parse_uri(uri_text.strip(" \t"))
+        if uri_text != uri_text.strip(" \t\r\n"):
+            raise ParseError("Whitespace inside <URI>", line=value)
+        uri = parse_uri(uri_text)
         params = parse_params(rest, value) if rest else {}
-        return NameAddr(uri, display, params, value.strip())
-    text = value.strip()
+        return NameAddr(uri, display, params, text)
     if not text:
         raise ParseError("Empty address", line=value)
     if text[0] == '"':
@@ -279,45 +303,51 @@ def parse_name_addr(value: str) -> NameAddr:
     if "<" in text:
         raise ParseError("Unterminated <URI>" if ">" not in text else "Bad address", line=value)
     semi = text.find(";")
-    uri_text, rest = (text, "") if semi < 0 else (text[:semi], text[semi:])
-    if any(c in uri_text for c in ' \t">'):
-        raise ParseError("Bad address", line=value)
+    uri_text, rest = (text, "") if semi < 0 else (text[:semi].rstrip(" \t"), text[semi:])
+    if any(c in uri_text for c in ' \t">,?'):
+        raise ParseError("Bad address: URI with space, comma or '?' must be in <>", line=value)
     return NameAddr(parse_uri(uri_text), None, parse_params(rest, value) if rest else {}, text)
 
 
-_T = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_QS = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
-_GV = rf"(?:{_QS}|[A-Za-z0-9\-.!%*_+`'~:]+)"
-_GEN_PARAMS = rf"(?:[ \t]*;[ \t]*{_T}(?:[ \t]*=[ \t]*{_GV})?)*[ \t]*"
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
-_FAST_HOST = rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}|(?:{_LABEL}\.)*[A-Za-z](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?\.?)"
+# Possessive quantifiers (Python >= 3.11) where a run never needs to give characters back:
+# each is followed by a character outside its own set.
+_T = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_QS = rf'"{_QDTEXT}*+(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f]{_QDTEXT}*+)*+"'
+_GV = rf"(?:{_QS}|[A-Za-z0-9\-.!%*_+`'~:\[\]]++)"
+_GEN_PARAMS = rf"(?:[ \t]*+;[ \t]*+{_T}(?:[ \t]*+=[ \t]*+{_GV})?)*+"
+_PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4})"
+_FAST_HOST = rf"(?:{IPV4}|{HOSTNAME})"
 _FAST_SIP_URI = (
-    r"sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]+(?::[A-Za-z0-9\-_.!~*'()&=+$,]*)?@)?"
-    rf"{_FAST_HOST}(?::[0-9]{{1,4}})?(?:;[A-Za-z0-9\-_.!~*'()/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()/:&+$]+)?)*"
+    r"[Ss][Ii][Pp][Ss]?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]++(?::[A-Za-z0-9\-_.!~*'()&=+$,]*+)?@)?"
+    rf"{_FAST_HOST}(?::{_PORT})?(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++)?)*+"
 )
-# The usual shapes of name-addr with a sip: URI (no escapes, IPv6 or URI headers); anything
-# else is checked by the full parser.  Used to validate without building objects.
-_FAST_NAME_ADDR_RE = re.compile(
-    rf"[ \t]*(?:(?:{_QS}|{_T}(?:[ \t]+{_T})*)[ \t]*)?<{_FAST_SIP_URI}>{_GEN_PARAMS}", re.I
+# The usual shapes, checked without building objects: a sip:/sips: URI without escapes,
+# IPv6 or URI headers.  Anything else goes through the full parsers; everything these
+# patterns accept, the full parsers accept too.
+FAST_SIP_URI_RE = re.compile(_FAST_SIP_URI)
+FAST_NAME_ADDR_RE = re.compile(
+    rf"(?:(?:{_QS}|{_T}(?:[ \t]++{_T})*+)[ \t]*+)?<{_FAST_SIP_URI}>{_GEN_PARAMS}"
 )
-_FAST_VIA_RE = re.compile(
-    rf"SIP/2\.0/[A-Za-z]+[ \t]+{_FAST_HOST}(?::[0-9]{{1,4}})?{_GEN_PARAMS}", re.I
+# Via parameters with a grammar of their own (branch, received, rport, ttl, maddr: §20.42,
+# RFC 3581) are left to parse_via, except the common branch=token, received=IPv4address
+# and rport[=port].
+_VIA_SPECIAL = r"(?i:branch|received|rport|ttl|maddr)(?![A-Za-z0-9\-.!%*_+`'~])"
+FAST_VIA_RE = re.compile(
+    rf"SIP/2\.0/[A-Za-z]++[ \t]++{_FAST_HOST}(?::{_PORT})?(?:[ \t]*+;[ \t]*+(?:branch={_T}|received={IPV4}"
+    rf"|rport(?:={_PORT})?|(?!{_VIA_SPECIAL}){_T}(?:[ \t]*+=[ \t]*+{_GV})?))*+"
 )
 
 
 def check_name_addr(value: str) -> None:
     """Raise :class:`ParseError` unless ``value`` is a valid name-addr/addr-spec list item."""
-    if _FAST_NAME_ADDR_RE.fullmatch(value) is None:
+    if FAST_NAME_ADDR_RE.fullmatch(value) is None:
         parse_name_addr(value)
 
 
 def check_via(value: str) -> None:
     """Raise :class:`ParseError` unless ``value`` is a valid via-parm."""
-    if _FAST_VIA_RE.fullmatch(value) is None:
-        via = parse_via(value)
-        if "branch" in via.params and not via.params["branch"]:
-            raise ParseError("Empty Via branch", line=value)
+    if FAST_VIA_RE.fullmatch(value) is None:
+        parse_via(value)
 
 
 def parse_name_addrs(value: str) -> list[NameAddr]:
@@ -350,7 +380,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and is_digits(value) else None
 
     def replace(self, **changes: Any) -> Via:
         values: dict[str, Any] = {
@@ -375,32 +405,59 @@ class Via:
 
 
 _VIA_RE = re.compile(
-    r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([0-9A-Za-z.]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?:\s*:\s*([0-9]{1,5}))?"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
 )
 
 
 def parse_via(value: str) -> Via:
-    m = _VIA_RE.match(value)
+    """One via-parm (RFC 3261 §20.42, §25.1; received per RFC 5118 §4.5, rport per RFC 3581)."""
+    text = value.strip(" \t")
+    m = _VIA_RE.match(text)
     if m is None:
         raise ParseError("Bad Via header", line=value)
     name, version, transport, host, port_s = m.groups()
     if name.upper() != "SIP" or version != "2.0":
         raise ParseError("Bad Via protocol", line=value)
+    check_host(host, value)
     port = int(port_s) if port_s is not None else None
     if port is not None and port > 65535:
         raise ParseError("Bad Via port", line=value)
-    params = parse_params(value[m.end() :], value)
-    if "branch" in params and not params["branch"]:
-        raise ParseError("Empty Via branch", line=value)
+    params = parse_params(text[m.end() :], value)
+    for pname, check in _VIA_PARAM_CHECKS.items():
+        if pname in params and not check(params[pname]):
+            raise ParseError(f"Bad Via {pname} parameter", line=value)
     return Via(
         transport=transport.upper(),
         host=host,
         port=port,
         params=params,
         protocol=f"{name}/{version}",
-        raw=value.strip(),
+        raw=text,
     )
+
+
+def _is_port(value: str | None) -> bool:
+    return value is not None and is_digits(value) and int(value) <= 65535
+
+
+def _is_host(value: str | None) -> bool:
+    if value is None:
+        return False
+    try:
+        check_host(value, value)
+    except ParseError:
+        return False
+    return True
+
+
+_VIA_PARAM_CHECKS: dict[str, Callable[[str | None], bool]] = {
+    "branch": lambda v: v is not None and _TOKEN_RE.fullmatch(v) is not None,
+    "received": lambda v: v is not None and is_ip_address(v),
+    "rport": lambda v: v is None or _is_port(v),
+    "ttl": lambda v: v is not None and is_digits(v) and int(v) <= 255,
+    "maddr": _is_host,
+}
 
 
 def parse_vias(value: str) -> list[Via]:
@@ -418,21 +475,26 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+CSEQ_RE = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
+
+
 def parse_cseq(value: str) -> CSeq:
-    parts = value.split()
-    if len(parts) != 2:
+    """CSeq = 1*DIGIT LWS Method, the number below 2**31 (RFC 3261 §8.1.1.5, §25.1)."""
+    m = CSEQ_RE.fullmatch(value.strip(" \t"))
+    if m is None:
+        parts = value.split()
+        if len(parts) == 2 and _TOKEN_RE.fullmatch(parts[1]):
+            raise ParseError("Bad CSeq number", line=value)
         raise ParseError("Bad CSeq header", line=value)
-    number, method = parts
-    if not number.isdigit() or len(number) > 10 or int(number) >= 2**31:
-        raise ParseError("Bad CSeq number", line=value)
-    if not _TOKEN_RE.fullmatch(method):
-        raise ParseError("Bad CSeq method", line=value)
-    return CSeq(int(number), method)
+    number = int(m.group(1))
+    if number >= 2**31:
+        raise ParseError("Bad CSeq number: not below 2**31", line=value)
+    return CSeq(number, m.group(2))
 
 
 def iter_tokens(value: str) -> Iterator[str]:
     """Items of a token list header such as Supported or Require."""
     for item in value.split(","):
-        item = item.strip()
+        item = item.strip(" \t")
         if item:
             yield item

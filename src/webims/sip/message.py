@@ -1,12 +1,10 @@
-"""SIP message model, parser and serializer (RFC 3261 §7, §18.3, §20; RFC 7118 §5).
+"""SIP message model and serializer (RFC 3261 §7, §20); the parser is :mod:`.parser`.
 
-``parse(data)`` turns one complete message into a :class:`Request` or
-:class:`Response`.  Header values are kept as text, in order, with the exact
-bytes they came in; the headers every SIP layer needs (Via, From, To, Call-ID,
-CSeq, Contact, Max-Forwards, Content-Length) are validated at parse time so that
-a malformed one is refused with the right answer.  Serializing a message nobody
-modified returns the received bytes; a modified message re-serializes only what
-changed and keeps Content-Length equal to the body length.
+Header values are kept as text, in order, with the exact bytes they came in;
+typed views (Via, From, To, CSeq, Contact, Route...) are built on first use and
+cached.  Serializing a message nobody modified returns the received bytes; a
+modified message re-serializes only what changed and keeps Content-Length equal
+to the body length.
 """
 
 from __future__ import annotations
@@ -22,8 +20,7 @@ from .headers import (
     NameAddr,
     Via,
     canonical_name,
-    check_name_addr,
-    check_via,
+    is_digits,
     is_list_header,
     iter_tokens,
     parse_cseq,
@@ -31,16 +28,15 @@ from .headers import (
     parse_vias,
     split_list,
 )
-from .uri import URI, AbsoluteURI, parse_uri
+from .uri import URI, parse_uri
 
-__all__ = ["DEFAULT_LIMITS", "Header", "Headers", "Limits", "Message", "Request", "Response", "parse"]
+__all__ = [
+    "DEFAULT_LIMITS", "REASON_PHRASES", "Header", "Headers", "Limits", "Message", "Request", "Response",
+]
 
 _T = TypeVar("_T")
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.I)
-_CALL_ID_RE = re.compile(r"[^\s@]+(?:@[^\s@]+)?")
-_SINGLE = ("from", "to", "call-id", "cseq", "content-length", "max-forwards", "content-type")
 
 
 @dataclass(frozen=True)
@@ -97,15 +93,32 @@ class Header:
         return (self.raw if self.raw is not None else f"{self.name}: {self.value}") + "\r\n"
 
 
+def _checked_value(value: str) -> str:
+    """A header value set by a program: one line (no header injection through CR/LF)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value with CR or LF: {value!r}")
+    return value
+
+
 class Headers:
     """Ordered header fields with case-insensitive, compact-form-aware lookup."""
 
     __slots__ = ("_cache", "_list", "dirty")
 
     def __init__(self, items: Iterable[Header | tuple[str, str]] = ()) -> None:
-        self._list: list[Header] = [i if isinstance(i, Header) else Header(i[0], i[1]) for i in items]
+        self._list: list[Header] = [
+            i if isinstance(i, Header) else Header(i[0], _checked_value(i[1])) for i in items
+        ]
         self._cache: dict[str, Any] = {}
         self.dirty = False
+
+    @classmethod
+    def _parsed(cls, fields: list[Header]) -> Headers:
+        headers = cls.__new__(cls)
+        headers._list = fields
+        headers._cache = {}
+        headers.dirty = False
+        return headers
 
     def _changed(self) -> None:
         self._cache.clear()
@@ -153,7 +166,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` header with one carrying ``value``."""
         key = canonical_name(name)
-        new = Header(name, value, key=key)
+        new = Header(name, _checked_value(value), key=key)
         for i, h in enumerate(self._list):
             if h.key == key:
                 self._list[i] = new
@@ -167,7 +180,7 @@ class Headers:
         """Append ``name: value``; with ``first`` put it before the others of that name
         (Via, Record-Route, Route, Path are prepended by proxies)."""
         key = canonical_name(name)
-        new = Header(name, value, key=key)
+        new = Header(name, _checked_value(value), key=key)
         if first:
             for i, h in enumerate(self._list):
                 if h.key == key:
@@ -296,8 +309,8 @@ class Message:
         value = self.headers.get("max-forwards")
         if value is None:
             return None
-        value = value.strip()
-        if not value.isdigit() or int(value) > 255:
+        value = value.strip(" \t")
+        if not is_digits(value) or int(value) > 255:
             raise ParseError("Bad Max-Forwards header", line=value)
         return int(value)
 
@@ -306,15 +319,17 @@ class Message:
         value = self.headers.get("expires")
         if value is None:
             return None
-        value = value.strip()
-        if not value.isdigit() or len(value) > 10:
+        value = value.strip(" \t")
+        if not is_digits(value) or len(value) > 10 or int(value) > 2**32 - 1:
             raise ParseError("Bad Expires header", line=value)
         return int(value)
 
     @property
     def content_type(self) -> str | None:
         value = self.headers.get("content-type")
-        return value.split(";", 1)[0].strip().lower() if value is not None else None
+        if value is None:
+            return None
+        return value.split(";", 1)[0].replace(" ", "").replace("\t", "").lower()
 
     def option_tags(self, name: str) -> set[str]:
         """Tokens of Supported / Require / Proxy-Require / Unsupported, lower-cased."""
@@ -372,21 +387,39 @@ class Message:
 
 
 class Request(Message):
-    """A SIP request (RFC 3261 §7.1)."""
+    """A SIP request (RFC 3261 §7.1).
 
-    __slots__ = ("method", "uri")
+    A parsed request keeps its Request-URI as text (validated) and builds the
+    :data:`URI` object on first access; assigning ``uri`` replaces it.
+    """
+
+    __slots__ = ("_uri", "_uri_text", "method")
 
     def __init__(self, method: str, uri: URI | str, headers: Headers | Iterable[tuple[str, str]] = (),
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
         super().__init__(headers, body, version)
         self.method = method
-        self.uri: URI = parse_uri(uri) if isinstance(uri, str) else uri
+        self._uri_text: str | None = None
+        self._uri: URI | None = parse_uri(uri) if isinstance(uri, str) else uri
+
+    @property
+    def uri(self) -> URI:
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self._uri_text or "")
+        return uri
+
+    @uri.setter
+    def uri(self, value: URI | str) -> None:
+        self._uri = parse_uri(value) if isinstance(value, str) else value
+        self._uri_text = None
 
     def start_line(self) -> str:
-        return f"{self.method} {self.uri} {self.version}"
+        uri = self._uri_text if self._uri_text is not None else str(self._uri)
+        return f"{self.method} {uri} {self.version}"
 
     def _start_key(self) -> tuple[object, ...]:
-        return (self.method, id(self.uri), self.version)
+        return (self.method, self._uri_text, self.version)
 
     def response(self, status: int, reason: str | None = None, *, to_tag: str | None = None,
                  headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> Response:
@@ -435,225 +468,3 @@ class Response(Message):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
-
-
-# --------------------------------------------------------------------------- parser
-
-_NAME_KEYS: dict[str, str] = {}
-
-
-def _header_key(name: str, line: str) -> str:
-    key = _NAME_KEYS.get(name)
-    if key is None:
-        if not _TOKEN_RE.fullmatch(name):
-            raise ParseError("Bad header name", line=line)
-        key = canonical_name(name)
-        if len(_NAME_KEYS) < 1024:
-            _NAME_KEYS[name] = key
-    return key
-
-
-def _split_head(data: bytes, limits: Limits) -> tuple[bytes, int]:
-    """Return the header section and the offset of the body."""
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        return data[:end], end + 4
-    end = data.find(b"\n\n")
-    if end >= 0:
-        return data[:end], end + 2
-    if data.endswith(b"\r\n"):  # no empty line: a datagram with no body (lenient)
-        return data[:-2], len(data)
-    if len(data) > limits.max_line_bytes and b"\n" not in data:
-        raise ParseError("Message Too Large", 513)
-    raise ParseError("Incomplete header section: missing empty line")
-
-
-def _parse_start(line: str) -> Request | Response:
-    if line[:4].upper() == "SIP/":
-        parts = line.split(" ", 2)
-        if len(parts) < 2 or not _VERSION_RE.fullmatch(parts[0]):
-            raise ParseError("Bad status line", line=line)
-        if parts[0].upper() != "SIP/2.0":
-            raise ParseError("Version Not Supported", 505, line=line)
-        code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
-            raise ParseError("Bad status code", line=line)
-        return Response(int(code), parts[2] if len(parts) == 3 else "", Headers(), b"", parts[0])
-    parts = line.split(" ")
-    if len(parts) != 3 or not all(parts):
-        raise ParseError("Bad request line", line=line)
-    method, uri_text, version = parts
-    if not _TOKEN_RE.fullmatch(method):
-        raise ParseError("Bad method", line=line)
-    if version.upper() != "SIP/2.0":
-        if _VERSION_RE.fullmatch(version):
-            raise ParseError("Version Not Supported", 505, line=line)
-        raise ParseError("Bad request line", line=line)
-    uri = parse_uri(uri_text)
-    if isinstance(uri, AbsoluteURI):
-        raise ParseError("Unsupported URI Scheme", 416, line=line)
-    return Request(method, uri, Headers(), b"", version)
-
-
-_MANDATORY = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
-
-
-def _validate(msg: Request | Response, first: dict[str, Header], counts: dict[str, int]) -> None:
-    """Mandatory headers (§8.1.1), single-valued ones (RFC 4475 §3.1.2.19), and the
-    values every layer reads, parsed once into the header cache."""
-    for key, name in _MANDATORY:
-        if key not in first:
-            raise ParseError(f"Missing {name} header")
-    if len(counts) != len(first):
-        for key in _SINGLE:
-            if counts.get(key, 0) > 1:
-                raise ParseError(f"Multiple {key} headers")
-    call_id = first["call-id"].value
-    if not _CALL_ID_RE.fullmatch(call_id):
-        raise ParseError("Bad Call-ID header", line=call_id)
-    cseq = msg.headers._cache["cseq"] = parse_cseq(first["cseq"].value)
-    # Via, From, To and Contact are validated here and built into objects on first use.
-    for h in msg.headers.fields:
-        key = h.key
-        if key == "via" or key == "contact":
-            if key == "contact" and h.value == "*":
-                continue
-            check = check_via if key == "via" else check_name_addr
-            if "," in h.value:
-                for item in split_list(h.value):
-                    check(item)
-            else:
-                check(h.value)
-    check_name_addr(first["from"].value)
-    check_name_addr(first["to"].value)
-    if isinstance(msg, Request):
-        if cseq.method != msg.method:
-            raise ParseError("CSeq method does not match request method", line=str(cseq))
-        if "max-forwards" in first:
-            msg.max_forwards  # noqa: B018
-    if "expires" in first:
-        msg.expires  # noqa: B018
-
-
-def parse(data: bytes, limits: Limits = DEFAULT_LIMITS, *, stream: bool = False) -> Request | Response:
-    """Parse one complete SIP message.
-
-    Message-per-datagram semantics (UDP, WebSocket frames: RFC 3261 §18.3, RFC 7118
-    §5): Content-Length is optional; when present the body is cut to it and a body
-    shorter than it is an error.  With ``stream=True`` (a framer already cut the
-    message) Content-Length is mandatory (§20.14).
-    Raises :class:`ParseError` and nothing else.
-    """
-    try:
-        return _parse(data, limits, stream)
-    except ParseError:
-        raise
-    except (ValueError, IndexError, KeyError, TypeError, UnicodeError, OverflowError) as exc:
-        raise ParseError(f"Malformed message ({type(exc).__name__})") from None
-
-
-def _parse_fields(text: str, max_line: int) -> list[Header]:
-    """Header lines of ``text`` (everything after the start line, without the final CRLF).
-
-    ``Header.raw`` keeps each field's exact text (folding included) without its
-    final line terminator.
-    """
-    fields: list[Header] = []
-    keys = _NAME_KEYS
-    if "\n " not in text and "\n\t" not in text and text.count("\n") == text.count("\r\n"):
-        if len(text) > max_line and any(len(x) > max_line for x in text.split("\r\n")):
-            raise ParseError("Message Too Large", 513)
-        for line in text.split("\r\n"):  # fast path: CRLF lines, no folding
-            name, colon, value = line.partition(":")
-            key = keys.get(name)
-            if key is None or not colon:
-                if not colon:
-                    raise ParseError("Header line without colon", line=line)
-                name = name.rstrip(" \t")
-                key = _header_key(name, line)
-            fields.append(Header(name, value.strip(), line, key))
-        return fields
-    for line in text.split("\n"):
-        raw = line
-        if line.endswith("\r"):
-            line = line[:-1]
-        if len(line) > max_line:
-            raise ParseError("Message Too Large", 513)
-        if line[:1] in (" ", "\t"):
-            if not fields:
-                raise ParseError("Continuation line before any header", line=line)
-            prev = fields[-1]
-            prev.value = f"{prev.value} {line.strip()}".strip()
-            prev.raw = f"{prev.raw}\n{raw}"
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise ParseError("Header line without colon", line=line)
-        name = name.rstrip(" \t")
-        fields.append(Header(name, value.strip(), raw, _header_key(name, line)))
-    for h in fields:  # the terminator of the last physical line is added back on output
-        if h.raw is not None and h.raw.endswith("\r"):
-            h.raw = h.raw[:-1]
-    return fields
-
-
-def _parse(data: bytes, limits: Limits, stream: bool) -> Request | Response:
-    if len(data) > limits.max_message_bytes:
-        raise ParseError("Message Too Large", 513)
-    start = 0
-    while data.startswith(b"\r\n", start):  # §7.5: CRLFs before the start line are ignored
-        start += 2
-    if start:
-        data = data[start:]
-    if not data:
-        raise ParseError("Empty message")
-    head, body_at = _split_head(data, limits)
-    if b"\x00" in head:
-        raise ParseError("NUL byte in header section")
-    try:
-        text = head.decode()
-    except UnicodeDecodeError:
-        raise ParseError("Header section is not UTF-8") from None
-    nl = text.find("\n")
-    if nl < 0:
-        first_line, rest = text, ""
-    else:
-        first_line, rest = text[:nl], text[nl + 1 :]
-    first_line = first_line.removesuffix("\r")
-    if len(first_line) > limits.max_line_bytes:
-        raise ParseError("Message Too Large", 513)
-    msg = _parse_start(first_line)
-    fields = _parse_fields(rest, limits.max_line_bytes) if rest else []
-    if len(fields) > limits.max_headers:
-        raise ParseError("Message Too Large: too many headers", 513)
-    first: dict[str, Header] = {}
-    counts: dict[str, int] = {}
-    for h in fields:
-        if h.key in first:
-            counts[h.key] = counts.get(h.key, 1) + 1
-        else:
-            first[h.key] = h
-    counts.update((k, 1) for k in first if k not in counts)
-    msg.headers = Headers(fields)
-    _validate(msg, first, counts)
-    body = data[body_at:]
-    cl_header = first.get("content-length")
-    if cl_header is not None:
-        cl_text = cl_header.value
-        if not cl_text.isdigit() or len(cl_text) > 9:
-            raise ParseError("Bad Content-Length header", line=cl_text)
-        length = int(cl_text)
-        if length > limits.max_body_bytes:
-            raise ParseError("Request Entity Too Large", 413)
-        if length > len(body):
-            raise ParseError("Content-Length larger than body", line=cl_text)
-        if length < len(body):
-            body = body[:length]
-            data = data[: body_at + length]
-    elif stream:
-        raise ParseError("Missing Content-Length header")
-    if len(body) > limits.max_body_bytes:
-        raise ParseError("Request Entity Too Large", 413)
-    msg._body = body
-    msg._mark_parsed(data)
-    return msg

@@ -27,20 +27,29 @@ __all__ = [
 ]
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+# RFC 3261 §25.1 SIP-URI: user = 1*( unreserved / escaped / user-unreserved ), password,
+# hostport, uri-parameters (pname/pvalue = 1*paramchar), headers (hname "=" hvalue).
 _SIP_RE = re.compile(
-    r"(?:(?P<user>[A-Za-z0-9\-_.!~*'()&=+$,;?/%]*)(?::(?P<password>[A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
+    r"(?:(?P<user>[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+)(?::(?P<password>[A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
     r"(?::(?P<port>[0-9]{1,5}))?"
-    r"(?P<params>(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$%\"]*)?)*)"
-    r"(?:\?(?P<headers>[A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&@,;\"]*))?",
+    r"(?P<params>(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+)?)*)"
+    r"(?:\?(?P<headers>[A-Za-z0-9\-_.!~*'()\[\]/?:+$%@]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%@]*"
+    r"(?:&[A-Za-z0-9\-_.!~*'()\[\]/?:+$%@]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%@]*)*))?",
 )
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
-_HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
+# hostname = *( domainlabel "." ) toplabel [ "." ] (RFC 3261 §25.1; "_" tolerated as in practice).
+# (Possessive quantifiers, Python >= 3.11: the runs never need to give characters back.)
+_DOMAINLABEL = r"[A-Za-z0-9]++(?:[\-_]++[A-Za-z0-9]++)*+"
+_TOPLABEL = r"[A-Za-z][A-Za-z0-9]*+(?:[\-_]++[A-Za-z0-9]++)*+"
+HOSTNAME = rf"(?:{_DOMAINLABEL}\.)*{_TOPLABEL}\.?"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_HOSTNAME_RE = re.compile(HOSTNAME)
+_IPV4_RE = re.compile(IPV4)
 _DOTTED_RE = re.compile(r"[0-9.]+")
 _URI_PARAM_RE = re.compile(r";([^;=]*)(?:=([^;]*))?")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_ESCAPES_RE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _TEL_GLOBAL_RE = re.compile(r"\+[0-9\-.()]*[0-9][0-9\-.()]*")
 _TEL_LOCAL_RE = re.compile(r"[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*")
 _TEL_PARAM_RE = re.compile(r"[A-Za-z0-9\-]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+)?")
@@ -50,61 +59,100 @@ _VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
 _STRICT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
 
 
-def unescape(text: str) -> str:
-    """Decode %HH escapes (RFC 3261 §19.1.2); a bad escape is a :class:`ParseError`."""
+def _decode_escapes(match: re.Match[str]) -> str:
+    raw = bytes.fromhex(match.group(0).replace("%", ""))
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:  # not UTF-8 (e.g. %00 or a lone %C3): one character per octet
+        return raw.decode("latin-1")
+
+
+def unescape(text: str, raw: str | None = None) -> str:
+    """Decode %HH escapes (RFC 3261 §19.1.2, UTF-8 where the octets are UTF-8);
+    a bad escape is a :class:`ParseError` naming ``raw`` (the whole URI) or ``text``."""
     if "%" not in text:
         return text
     if text.count("%") != len(_ESCAPE_RE.findall(text)):
-        raise ParseError("Bad escape in URI", line=text)
-    try:
-        return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    except ValueError:  # pragma: no cover - regex admits only hex digits
-        raise ParseError("Bad escape in URI", line=text) from None
+        raise ParseError("Bad escape in URI", line=text if raw is None else raw)
+    return _ESCAPES_RE.sub(_decode_escapes, text)
 
 
-_USER_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
+_UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
+_USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")
+_PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")
 
 
 def escape(text: str, safe: frozenset[str] = _USER_SAFE) -> str:
-    """Escape the characters of ``text`` not allowed unescaped in a URI user part."""
+    """Escape the characters of ``text`` not allowed unescaped in a URI user part
+    (or, with another ``safe`` set, in another URI component)."""
     return "".join(c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
 
 
 def _parse_params(text: str, raw: str) -> dict[str, str | None]:
+    """uri-parameters (§19.1.1): names lower-cased; names and values unescaped once
+    (RFC 4475 §3.1.1.3: ``v%61lue%25%34%31`` is ``value%41``)."""
     if not text:
         return {}
-    items = _URI_PARAM_RE.findall(text)
-    if "%" in text:
-        items = [(unescape(n), unescape(v)) for n, v in items]
     params: dict[str, str | None] = {}
-    for name, value in items:
+    escaped = "%" in text
+    for name, value in _URI_PARAM_RE.findall(text):
         if not name:
             raise ParseError("Empty URI parameter", line=raw)
-        params[name.lower()] = value if value or f";{name}=" in text else None
+        if escaped:
+            name, value = unescape(name, raw), unescape(value, raw)
+        params[name.lower()] = value if value else None
     return params
 
 
 def _format_params(params: Mapping[str, str | None]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    return "".join(
+        f";{escape(k, _PARAM_SAFE)}" if v is None else f";{escape(k, _PARAM_SAFE)}={escape(v, _PARAM_SAFE)}"
+        for k, v in params.items()
+    )
 
 
-def _check_host(host: str, raw: str) -> str:
-    """Validate a host (hostname, IPv4address or IPv6reference, RFC 5118)."""
-    if host[-1].isalpha() and ".." not in host and host[0] not in "-._":
-        return host  # a hostname: _SIP_RE admitted only alnum, '-', '_' and '.'
+def check_host(host: str, raw: str) -> str:
+    """Validate a host: hostname, IPv4address or IPv6reference (RFC 3261 §25.1, RFC 5118 §4.2)."""
     if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ParseError("Bad IPv6 reference in URI", line=raw) from None
+        if not host.endswith("]") or not _is_ipv6(host[1:-1]):
+            raise ParseError("Bad IPv6 reference", line=raw)
         return host
     if _DOTTED_RE.fullmatch(host):
         if not _IPV4_RE.fullmatch(host):
-            raise ParseError("Bad IPv4 address in URI", line=raw)
+            raise ParseError("Bad IPv4 address", line=raw)
         return host
     if not _HOSTNAME_RE.fullmatch(host):
-        raise ParseError("Bad host in URI", line=raw)
+        raise ParseError("Bad host name", line=raw)
     return host
+
+
+def _is_ipv6(text: str) -> bool:
+    if "%" in text:  # zone identifiers have no place in SIP (RFC 5118 §4.2)
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_ip_address(text: str) -> bool:
+    """IPv4address / IPv6address / IPv6reference: a Via received= value (RFC 3261 §20.42, RFC 5118 §4.5)."""
+    if text.startswith("[") and text.endswith("]"):
+        return _is_ipv6(text[1:-1])
+    if ":" in text:
+        return _is_ipv6(text)
+    return _IPV4_RE.fullmatch(text) is not None
+
+
+def _host_key(host: str) -> str:
+    """Host for comparison: case-insensitive; IPv6 references by address (RFC 5954 §4)."""
+    if host.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:  # pragma: no cover - validated at parse time
+            return host.lower()
+    return host.lower()
 
 
 @dataclass(slots=True, eq=False)
@@ -126,17 +174,16 @@ class SipURI:
         if m is None:
             raise ParseError("Bad SIP URI", line=text)
         user, password, host, port_s, params_s, headers = m.groups()
-        if user is not None and "%" in user:
-            unescape(user)  # validates escapes
-        if password is not None and "%" in password:
-            unescape(password)
+        for part in (user, password, headers):
+            if part is not None and "%" in part:
+                unescape(part, text)  # validates the escapes
         port = None
         if port_s is not None:
             port = int(port_s)
             if port > 65535:
                 raise ParseError("Bad port in URI", line=text)
         return cls(
-            host=_check_host(host, text),
+            host=check_host(host, text),
             user=user,
             port=port,
             params=_parse_params(params_s, text),
@@ -205,7 +252,7 @@ class SipURI:
             return NotImplemented
         if self.scheme != other.scheme or self.port != other.port:
             return False
-        if self.host.lower() != other.host.lower():
+        if _host_key(self.host) != _host_key(other.host):
             return False
         su = unescape(self.user) if self.user is not None else None
         ou = unescape(other.user) if other.user is not None else None
@@ -219,7 +266,7 @@ class SipURI:
             a, b = self.params.get(name), other.params.get(name)
             if (name in self.params) != (name in other.params):
                 return False
-            if a is not None and b is not None and a.lower() != b.lower():
+            if (a or "").lower() != (b or "").lower():
                 return False
         for name, value in self.params.items():
             if name in other.params and name not in _STRICT_PARAMS:
@@ -229,7 +276,7 @@ class SipURI:
         return self._headers_key() == other._headers_key()
 
     def __hash__(self) -> int:
-        return hash((self.scheme, self.host.lower(), self.port, unescape(self.user or "")))
+        return hash((self.scheme, _host_key(self.host), self.port, unescape(self.user or "")))
 
 
 @dataclass(slots=True, eq=False)
@@ -253,7 +300,7 @@ class TelURI:
                 if not _TEL_PARAM_RE.fullmatch(item):
                     raise ParseError("Bad tel URI parameter", line=text)
                 name, eq, value = item.partition("=")
-                params[name.lower()] = unescape(value) if eq else None
+                params[name.lower()] = unescape(value, text) if eq else None
         if number.startswith("+"):
             if not _TEL_GLOBAL_RE.fullmatch(number):
                 raise ParseError("Bad global number in tel URI", line=text)
@@ -289,23 +336,35 @@ class TelURI:
         """RFC 3966 §4: separators ignored, parameters compared as a set."""
         if not isinstance(other, TelURI):
             return NotImplemented
-        mine = {k: (v or "").lower() for k, v in self.params.items()}
-        theirs = {k: (v or "").lower() for k, v in other.params.items()}
-        return self.digits == other.digits and mine == theirs
+        return self.digits == other.digits and _tel_params_key(self.params) == _tel_params_key(other.params)
 
     def __hash__(self) -> int:
         return hash(("tel", self.digits))
 
 
+def _tel_params_key(params: Mapping[str, str | None]) -> dict[str, str]:
+    """Parameters compared as a set, case-insensitively; a global-number phone-context
+    without its visual separators (RFC 3966 §4)."""
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        text = (value or "").lower()
+        if name == "phone-context" and text.startswith("+"):
+            text = text.translate(_VISUAL_SEPARATORS)
+        out[name] = text
+    return out
+
+
 @dataclass(frozen=True)
 class AbsoluteURI:
-    """A URI of another scheme, kept opaque (RFC 3261 §25.1 absoluteURI)."""
+    """A URI of another scheme, kept opaque (RFC 3261 §25.1 absoluteURI); ``scheme``
+    lower-cased, ``str()`` the text as received."""
 
     scheme: str
     opaque: str
+    raw: str | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
-        return f"{self.scheme}:{self.opaque}"
+        return self.raw if self.raw is not None else f"{self.scheme}:{self.opaque}"
 
     def param(self, name: str) -> str | None:
         return None
@@ -327,5 +386,5 @@ def parse_uri(text: str) -> URI:
     else:
         if not rest or any(c.isspace() or c in '<>"' for c in rest):
             raise ParseError("Bad URI", line=text)
-        uri = AbsoluteURI(lower, rest)
+        uri = AbsoluteURI(lower, rest, text)
     return uri
