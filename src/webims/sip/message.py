@@ -120,8 +120,10 @@ class Headers:
         headers.dirty = False
         return headers
 
-    def _changed(self) -> None:
-        self._cache.clear()
+    def _changed(self, key: str) -> None:
+        """A header named ``key`` changed: forget only its parsed view (views are cached
+        by canonical header name)."""
+        self._cache.pop(key, None)
         self.dirty = True
 
     def cached(self, key: str, make: Any) -> Any:
@@ -174,7 +176,7 @@ class Headers:
                 break
         else:
             self._list.append(new)
-        self._changed()
+        self._changed(key)
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append ``name: value``; with ``first`` put it before the others of that name
@@ -190,7 +192,7 @@ class Headers:
                 self._list.append(new)
         else:
             self._list.append(new)
-        self._changed()
+        self._changed(key)
 
     def remove(self, name: str) -> int:
         key = canonical_name(name)
@@ -198,7 +200,7 @@ class Headers:
         self._list = [h for h in self._list if h.key != key]
         removed = before - len(self._list)
         if removed:
-            self._changed()
+            self._changed(key)
         return removed
 
     def pop_first(self, name: str) -> str | None:
@@ -211,7 +213,7 @@ class Headers:
                     del self._list[i]
                 else:
                     self._list[i] = Header(h.name, ", ".join(items[1:]), key=key)
-                self._changed()
+                self._changed(key)
                 return items[0] if items else None
         return None
 

@@ -1,0 +1,259 @@
+"""The lab I-CSCF (TS 24.229 §5.3, TS 23.228 §5.3.1.2, §5.5.3), a stateful proxy.
+
+REGISTER (TS 24.229 §5.3.1.2): UAR with the public and private identities, the
+Visited-Network-Identifier from P-Visited-Network-ID and User-Authorization-Type
+(DE_REGISTRATION when every contact goes, else REGISTRATION); the REGISTER goes
+to the S-CSCF the HSS names (Server-Name) or to one selected from its
+Server-Capabilities among the configured S-CSCFs (TS 29.228 Annex A). A negative
+UAA (unknown user, identities that do not match, roaming not allowed, barred)
+gets 403; no answer from the HSS, or no suitable S-CSCF, 480; an S-CSCF that
+cannot be reached gives the proxy's 408/500 (no re-selection, §5.3.1.3). The
+I-CSCF neither record-routes nor touches the Path.
+
+Other initial requests (TS 24.229 §5.3.2.1): LIR for the Request-URI; to the
+S-CSCF named, or selected for unregistered service (DIAMETER_UNREGISTERED_SERVICE);
+a wildcarded identity match is passed on in P-Profile-Key (RFC 5002, §5.3.2.1);
+unknown user 404, not registered 480.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from webims.diameter import (
+    DiameterError,
+    ExperimentalResultCode,
+    LocationInfoAnswer,
+    ServerCapabilities,
+    UserAuthorizationAnswer,
+    UserAuthorizationType,
+    build_lir,
+    build_uar,
+)
+from webims.endpoint import IncomingRequest, SipEndpoint, Target, target_of
+from webims.sip import DEFAULT_TIMERS, ParseError, Request, SipURI, TelURI, TimerSettings, parse_uri
+
+from .cx_client import CxError, DiameterClient
+from .identities import canonical, impi_from_impu
+from .proxy import Branch, ProxyCore, listen
+from .settings import LabCoreConfig, ScscfEntry
+
+__all__ = ["ICscf", "select_scscf"]
+
+log = logging.getLogger("webims.labcore.icscf")
+
+
+def select_scscf(entries: Sequence[ScscfEntry], capabilities: ServerCapabilities | None) -> ScscfEntry | None:
+    """S-CSCF selection from Server-Capabilities (TS 29.228 Annex A.2, TS 23.228 §5.3.1.2):
+    a named preferred S-CSCF when configured here, else one having every mandatory
+    capability and the most optional ones (the first on a tie)."""
+    if not entries:
+        return None
+    if capabilities is None:
+        return entries[0]
+    mandatory = set(capabilities.mandatory)
+    fit = [e for e in entries if mandatory <= e.capabilities]
+    for name in capabilities.server_names:
+        for entry in fit or entries:
+            if entry.uri == name:
+                return entry
+    if not fit:
+        return None
+    optional = set(capabilities.optional)
+    return max(fit, key=lambda e: (len(optional & e.capabilities), -fit.index(e)))
+
+
+def _registration_type(request: Request) -> int:
+    """DE_REGISTRATION when the REGISTER removes every contact (TS 29.228 §6.1.1.1)."""
+    header = request.expires
+    if request.contact_star:  # (with a non-zero Expires the S-CSCF answers 400)
+        return UserAuthorizationType.DE_REGISTRATION if header == 0 else UserAuthorizationType.REGISTRATION
+    contacts = request.contact
+    if contacts and all((c.expires if c.expires is not None else header) == 0 for c in contacts):
+        return UserAuthorizationType.DE_REGISTRATION
+    return UserAuthorizationType.REGISTRATION
+
+
+_USERNAME = re.compile(r'(?:^|[\s,])username\s*=\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+
+
+def _username(authorization: str) -> str | None:
+    """The ``username`` of Digest credentials: the private user identity (TS 24.229 §5.3.1.2).
+    Only this one directive is needed, so the header is not parsed whole (the S-CSCF does)."""
+    if authorization[:7].lower() != "digest ":
+        return None
+    match = _USERNAME.search(authorization, 6)
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else None
+
+
+class ICscf:
+    """One I-CSCF on UDP and TCP. ``scscfs`` are the S-CSCFs it may select, in preference order."""
+
+    def __init__(
+        self,
+        config: LabCoreConfig,
+        cx: DiameterClient,
+        scscfs: Sequence[ScscfEntry],
+        *,
+        timers: TimerSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.cx = cx
+        self.scscfs = list(scscfs)
+        self.endpoint = SipEndpoint(self.on_request, uas_core=False, timers=timers or DEFAULT_TIMERS)
+        self.port = 0
+        self._proxy: ProxyCore | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.config.uri_host}:{self.port}{self.config.transport_param}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.config.host, self.port)
+
+    @property
+    def proxy(self) -> ProxyCore:
+        assert self._proxy is not None, "I-CSCF not started"
+        return self._proxy
+
+    async def start(self) -> None:
+        config = self.config
+        self.port = await listen(self.endpoint, config.host, config.icscf_port, config.transports)
+        own = [(config.host, self.port), (config.uri_host, self.port)]
+        self._proxy = ProxyCore(self.endpoint, own)
+        log.info("I-CSCF listening on %s:%d (%s)", config.host, self.port, "/".join(config.transports))
+
+    async def stop(self) -> None:
+        if self._proxy is not None:
+            await self._proxy.close()
+        await self.endpoint.close()
+
+    # ------------------------------------------------------------------ SIP
+    async def on_request(self, incoming: IncomingRequest) -> None:
+        proxy = self.proxy
+        request = incoming.request
+        method = request.method
+        if method == "CANCEL":
+            proxy.handle_cancel(incoming)
+            return
+        if method == "ACK":
+            return
+        if method == "INVITE":
+            proxy.context(incoming)  # from now on a CANCEL finds it (while the HSS is asked, too)
+        try:
+            if request.max_forwards == 0:
+                proxy.respond(incoming, 483)
+                return
+            proxy.pop_own_routes(request)
+            if method == "REGISTER":
+                await self.register(incoming)
+            elif request.to.tag is not None or request.route:
+                await proxy.forward(incoming, [Branch(request.uri)])  # loose routing (§16.4)
+            elif proxy.is_own(request.uri):
+                proxy.respond(incoming, 200 if method == "OPTIONS" else 404)
+            else:
+                await self.terminating(incoming)
+        except ParseError as exc:
+            if not incoming.final_sent:
+                proxy.respond(incoming, 400, exc.reason)
+        finally:
+            proxy.release(incoming)
+
+    # ------------------------------------------------------------------ REGISTER
+    async def register(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        proxy = self.proxy
+        impu = canonical(request.to.uri)
+        if impu is None:
+            proxy.respond(incoming, 403, "Forbidden (no public user identity)")
+            return
+        impi = impi_from_impu(impu)
+        value = request.headers.get("authorization")
+        if value is not None:
+            impi = _username(value) or impi
+        visited = (request.headers.get("p-visited-network-id") or self.config.domain).split(",")[0].strip()
+        visited = visited.strip('"')
+        cx = self.cx
+        uar = build_uar(
+            session_id=cx.session_id(),
+            origin_host=cx.origin_host,
+            origin_realm=cx.origin_realm,
+            destination_realm=cx.destination_realm,
+            destination_host=cx.destination_host,
+            user_name=impi,
+            public_identity=impu,
+            visited_network_identifier=visited,
+            user_authorization_type=_registration_type(request),
+        )
+        try:
+            uaa = UserAuthorizationAnswer.from_message(await cx.request(uar))
+        except (CxError, DiameterError) as exc:
+            log.warning("UAR for %s failed: %s", impu, exc)
+            proxy.respond(incoming, 480, "Temporarily Unavailable (HSS)")
+            return
+        if not uaa.result.is_success:
+            log.info("UAA for %s/%s: %s", impi, impu, uaa.result.code)
+            proxy.respond(incoming, 403, "Forbidden")
+            return
+        target = self._target(uaa.server_name, uaa.server_capabilities)
+        if target is None:
+            proxy.respond(incoming, 480, "Temporarily Unavailable (no S-CSCF)")
+            return
+        await proxy.forward(incoming, [Branch(request.uri, target=target)])
+
+    def _target(self, name: str | None, capabilities: ServerCapabilities | None) -> Target | None:
+        uri = name
+        if uri is None:
+            entry = select_scscf(self.scscfs, capabilities)
+            uri = entry.uri if entry is not None else None
+        if uri is None:
+            return None
+        try:
+            return target_of(parse_uri(uri))
+        except (ParseError, ValueError):
+            log.warning("unusable S-CSCF name %r", uri)
+            return None
+
+    # ------------------------------------------------------------------ terminating
+    async def terminating(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        proxy = self.proxy
+        uri = request.uri
+        identity = canonical(uri)
+        if identity is None or not isinstance(uri, TelURI | SipURI):
+            proxy.respond(incoming, 404, "Not Found")
+            return
+        cx = self.cx
+        lir = build_lir(
+            session_id=cx.session_id(),
+            origin_host=cx.origin_host,
+            origin_realm=cx.origin_realm,
+            destination_realm=cx.destination_realm,
+            destination_host=cx.destination_host,
+            public_identity=identity,
+        )
+        try:
+            lia = LocationInfoAnswer.from_message(await cx.request(lir))
+        except (CxError, DiameterError) as exc:
+            log.warning("LIR for %s failed: %s", identity, exc)
+            proxy.respond(incoming, 480, "Temporarily Unavailable (HSS)")
+            return
+        if not lia.result.is_success:
+            code = lia.result.experimental_result_code
+            if code == ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN:
+                proxy.respond(incoming, 404, "Not Found")
+            else:  # IDENTITY_NOT_REGISTERED and anything else
+                proxy.respond(incoming, 480, "Temporarily Unavailable")
+            return
+        target = self._target(lia.server_name, lia.server_capabilities)
+        if target is None:
+            proxy.respond(incoming, 480, "Temporarily Unavailable (no S-CSCF)")
+            return
+        branch = Branch(request.uri, target=target)
+        if lia.wildcarded_public_identity:
+            branch.remove = ("P-Profile-Key",)
+            branch.headers = [("P-Profile-Key", f"<{lia.wildcarded_public_identity}>")]
+        await proxy.forward(incoming, [branch], record_route=False)
