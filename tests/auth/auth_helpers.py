@@ -20,9 +20,9 @@ from aiohttp import web
 
 from webims.auth.server import start_server
 from webims.auth.service import AuthService, ServiceSettings
-from webims.auth.tls import make_self_signed, server_context
 from webims.auth.tokens import pkce_s256
 from webims.store import Store
+from webims.transport.tls import ensure_self_signed, server_context
 
 REDIRECT = "https://127.0.0.1:9/callback"
 ADMIN = "admin-secret-token"
@@ -38,8 +38,7 @@ class Tls:
 
 
 def make_tls(directory: Path) -> Tls:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    make_self_signed(cert, key, ("127.0.0.1", "localhost"))
+    cert, key = ensure_self_signed(directory, ("127.0.0.1", "localhost"))
     client = ssl.create_default_context(cafile=str(cert))
     return Tls(cert, key, server_context(cert, key), client)
 

@@ -114,10 +114,10 @@ async def test_serve_auth_https_with_self_signed_certificate(tmp_path: Path) -> 
     config = load_config(conf, environ={})
     service = build_service(config)
     ctx = ssl_context_for(config)
-    assert ctx is not None and (tmp_path / "state" / "tls" / "auth-cert.pem").is_file()
+    assert ctx is not None and (tmp_path / "state" / "tls" / "cert.pem").is_file()
     stop = asyncio.Event()
     task = asyncio.create_task(run(service, config.get(AuthConfig), ctx, stop))
-    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "state" / "tls" / "auth-cert.pem"))
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "state" / "tls" / "cert.pem"))
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(100):

@@ -10,12 +10,12 @@ import ssl
 
 from webims.config import Config, StateConfig
 from webims.store import Store
+from webims.transport.tls import ensure_self_signed, server_context
 
 from .config import AuthConfig
 from .oidc import load_providers
 from .server import bound_port, start_server
 from .service import AuthService, ServiceSettings
-from .tls import make_self_signed, server_context
 
 __all__ = ["build_service", "run", "serve", "ssl_context_for"]
 
@@ -39,11 +39,10 @@ def ssl_context_for(config: Config) -> ssl.SSLContext | None:
         return None
     if cfg.tls_cert is not None and cfg.tls_key is not None:
         return server_context(cfg.tls_cert, cfg.tls_key)
-    tls_dir = config.get(StateConfig).tls_dir
-    cert, key = tls_dir / "auth-cert.pem", tls_dir / "auth-key.pem"
-    if not (cert.is_file() and key.is_file()):
-        make_self_signed(cert, key, (cfg.host, "localhost") if cfg.host != "localhost" else ("localhost",))
-        log.info("auth: made a self-signed certificate %s", cert)
+    # The one self-signed pair of the state directory, shared with the WWSF and the
+    # gateway (same origin in the demo); made on first run.
+    hosts = dict.fromkeys((cfg.host, "localhost", "127.0.0.1", "::1"))
+    cert, key = ensure_self_signed(config.get(StateConfig).tls_dir, hosts)
     return server_context(cert, key)
 
 
