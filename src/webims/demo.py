@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from .endpoint import IncomingRequest, SipEndpoint
 from .sip import new_tag
 from .transport import ConnectionLimits, ensure_self_signed, mount_websocket, server_context
 from .transport.loop import run as run_loop
+from .transport.loop import stop_on_signals
 
 __all__ = ["Registrar", "run"]
 
@@ -133,9 +133,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     for url in urls:
         print(f"  {url}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     if ready is not None:
         ready.set()
     try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import ssl
 
 from webims.config import Config, StateConfig
 from webims.store import Store
+from webims.transport.loop import run as run_loop
+from webims.transport.loop import stop_on_signals
 from webims.transport.tls import ensure_self_signed, server_context
 
 from .config import AuthConfig
@@ -80,15 +81,11 @@ def serve(config: Config) -> int:
     print(f"webims auth: issuer {service.settings.issuer}", flush=True)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await run(service, cfg, ssl_ctx, stop)
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     finally:
         service.store.close()
     return 0

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
 from webims.config import Config
 from webims.media.api import MediaIWF
 from webims.sip import TimerSettings
+from webims.transport.loop import run as run_loop
+from webims.transport.loop import stop_on_signals
 
 from .cx_client import DiameterClient
 from .hss import AdminServer, HssConfig, HssServer, SubscriberStore, running_hss
@@ -170,11 +171,7 @@ def serve(config: Config) -> int:
     """``webims serve labcore``: run the lab core until SIGINT/SIGTERM; returns the exit status."""
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         core = await start_labcore(config)
         settings = core.config
         print(
@@ -187,10 +184,5 @@ def serve(config: Config) -> int:
         finally:
             await core.stop()
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(main())
+    run_loop(main())
     return 0

@@ -4,10 +4,12 @@ an idle WSS connection costs ~38 KB with uvloop, ~290 KB without)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["install_uvloop", "loop_factory", "run", "uvloop_available"]
+__all__ = ["install_uvloop", "loop_factory", "run", "stop_on_signals", "uvloop_available"]
 
 _T = TypeVar("_T")
 
@@ -44,3 +46,14 @@ def install_uvloop() -> bool:
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return True
+
+
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> asyncio.Event:
+    """An event set when the process receives SIGINT or SIGTERM (for ``serve`` commands
+    that run until stopped); call it from inside the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
-import signal
 import ssl
 from urllib.parse import urlsplit
 
@@ -14,6 +11,8 @@ from aiohttp import web
 
 from webims.config import Config, StateConfig, TransportConfig
 from webims.transport import ensure_self_signed, server_context
+from webims.transport.loop import run as run_loop
+from webims.transport.loop import stop_on_signals
 
 from .app import create_app
 from .bundle import Assets, BuildError, build_assets
@@ -90,11 +89,7 @@ def serve(config: Config) -> int:
     app = create_app(settings, assets, metrics=Metrics())
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         server = await start_server(app, settings.host, settings.port, ssl_context=ssl_ctx)
         print(f"webims web: WIC at {settings.origin}/ (SIP over {settings.wss_url})", flush=True)
         try:
@@ -102,7 +97,6 @@ def serve(config: Config) -> int:
         finally:
             await server.close()
 
-    from webims.transport.loop import run as run_loop
 
     run_loop(main())
     return 0

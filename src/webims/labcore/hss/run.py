@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Callable
 
 from webims.config import Config, StateConfig
 from webims.store import Store
+from webims.transport.loop import run as run_loop
+from webims.transport.loop import stop_on_signals
 
 from .admin import AdminServer
 from .server import HssServer
@@ -62,11 +63,7 @@ def serve(config: Config) -> int:
     """Run the HSS until SIGINT/SIGTERM; returns the exit status."""
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await run_hss(config, stop)
 
     try:
@@ -74,5 +71,5 @@ def serve(config: Config) -> int:
 
         uvloop.run(main())
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(main())
+        run_loop(main())
     return 0
