@@ -1,0 +1,356 @@
+"""The gateway assembled: WIC side, IMS side, bindings, modes, pools, reg events, routing.
+
+:class:`Gateway` is the Web Signalling Translator of seed 004 / the WebRTC Signalling
+Function (eP-CSCF) of seed 000. It holds the shared state (the
+:class:`~.state.BindingTable`, the flow-token key, the token verifier, the state
+store) and dispatches requests:
+
+- from a WIC (WebSocket): rate limits first (:mod:`.ratelimit`), then REGISTER to
+  the :class:`~.registrar.Registrar`, the rest to the :class:`~.proxy.Router`
+  (sessions: ``sessions``, issue 7);
+- from the IMS: the :class:`~.proxy.Router` (reg-event NOTIFYs, requests for WICs).
+
+Usage (see :mod:`.run` for the process around it)::
+
+    gateway = Gateway(config, store=SqliteRegistrationStore(store), auth=auth_service)
+    gateway.mount(app, path="/sip", origins=["https://127.0.0.1:8443"])
+    await gateway.start()
+    ...
+    await gateway.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import time
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from aiohttp import WSCloseCode, web
+
+from webims.auth.errors import InsufficientScope, InvalidToken, TokenError
+from webims.auth.identity import Identity
+from webims.auth.sessions import cookie_value
+from webims.endpoint import IncomingRequest
+from webims.sip import DEFAULT_LIMITS, DEFAULT_TIMERS, Limits, NameAddr, ParseError, Request, TimerSettings
+from webims.sip.auth_header import AuthParam, Challenge, parse_credentials
+from webims.transport import Connection, ConnectionLimits
+
+from .ims import ImsSide
+from .modes import Modes, Presented
+from .policy import PASSWORD_SCHEME, Policy
+from .pool import PoolRegistrar
+from .proxy import Router
+from .ratelimit import RateLimiter
+from .regevent import RegEvents
+from .registrar import Registrar
+from .regmsg import RegisterBuilder, contact_without_expires
+from .resolver import Resolver
+from .settings import GatewayConfig
+from .state import Binding, BindingTable, MemoryRegistrationStore, RegistrationStore
+from .wic import Flow, FlowTokens, WicSide
+
+if TYPE_CHECKING:
+    from webims.auth.service import AuthService
+    from webims.auth.verify import TokenVerifier
+
+__all__ = ["Gateway", "SessionHandler"]
+
+log = logging.getLogger("webims.gateway")
+
+T = TypeVar("T")
+_NO_CLAIMS: Mapping[str, Any] = types.MappingProxyType({})
+TOKEN_CACHE_SECONDS = 30.0
+TOKEN_CACHE_SIZE = 50_000
+
+
+class SessionHandler(Protocol):
+    """What the session B2BUA (issue 7) plugs in as ``Gateway.sessions``."""
+
+    async def from_wic(self, incoming: IncomingRequest, flow: Flow) -> None: ...
+
+    async def from_ims(self, incoming: IncomingRequest, binding: Binding) -> None: ...
+
+    async def start(self) -> None: ...  # issue 7: its media IWF
+
+    async def close(self) -> None: ...  # issue 7: BYE to every call, stop the IWF
+
+
+class Gateway:
+    """The eP-CSCF / Web Signalling Translator (module docstring)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        store: RegistrationStore | None = None,
+        auth: AuthService | None = None,
+        verifier: TokenVerifier | None = None,
+        resolver: Resolver | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        connection_limits: ConnectionLimits | None = None,
+        ims_timers: TimerSettings = DEFAULT_TIMERS,
+        token_cache_seconds: float = TOKEN_CACHE_SECONDS,
+    ) -> None:
+        self.config = config
+        self.store: RegistrationStore = store if store is not None else MemoryRegistrationStore()
+        self.auth = auth
+        self.verifier = verifier if verifier is not None else (auth.verifier() if auth is not None else None)
+        self.bindings = BindingTable()
+        self.policy = Policy(config.modes, config.mode_rules)
+        self.limiter = RateLimiter(
+            register_rate=config.register_rate, register_burst=config.register_burst,
+            source_register_rate=config.source_register_rate,
+            source_register_burst=config.source_register_burst,
+            request_rate=config.request_rate, request_burst=config.request_burst,
+            max_violations=config.max_violations,
+        )  # fmt: skip
+        self.wic = WicSide(
+            self._on_wic_request,
+            on_flow_closed=self._flow_closed,
+            limits=limits,
+            connection_limits=connection_limits or ConnectionLimits(),
+        )
+        self.ims = ImsSide(config, self._on_ims_request, resolver=resolver, timers=ims_timers, limits=limits)
+        self.register_builder = RegisterBuilder(
+            as_pcscf=self.ims.as_pcscf, pvni=config.pvni, generated_at=config.uri_host,
+            access_network_info=config.access_network_info,
+        )  # fmt: skip
+        self.registrar = Registrar(self)
+        self.modes = Modes(self)
+        self.router = Router(self)
+        self.regevents = RegEvents(self)
+        self.pools = PoolRegistrar(self)
+        self.sessions: SessionHandler | None = None
+        self.tokens = FlowTokens(b"\0" * 32)  # replaced by the stored key in start()
+        self.token_cache_seconds = token_cache_seconds
+        self._token_cache: collections.OrderedDict[str, tuple[float, Identity]] = collections.OrderedDict()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def mount(
+        self,
+        app: web.Application,
+        *,
+        path: str = "/sip",
+        origins: Iterable[str] = (),
+        allow_same_origin: bool = True,
+        allow_missing_origin: bool = False,
+        heartbeat: float | None = None,
+    ) -> None:
+        """Add the SIP WebSocket route to ``app`` (the web server's, before it starts)."""
+        self.wic.mount(
+            app,
+            path=path,
+            origins=origins,
+            allow_same_origin=allow_same_origin,
+            allow_missing_origin=allow_missing_origin,
+            heartbeat=heartbeat,
+        )
+
+    async def start(self) -> None:
+        """Open the IMS side, restore persisted registrations, register pools."""
+        self.tokens = FlowTokens(await self.store.secret("flow-token-key"))
+        await self.ims.start()
+        now = time.time()
+        restored = 0
+        for record in await self.store.load("binding", now):
+            try:
+                binding = Binding.from_record(record)
+            except TypeError:
+                continue
+            self.registrar.restored(binding, self.config.restart_grace)
+            restored += 1
+        for binding in self.bindings:
+            self.regevents.ensure(binding)
+        if restored:
+            log.info("restored %d registrations from the state store", restored)
+        await self.pools.start()
+        if self.sessions is not None:  # issue 7: the session B2BUA (its media IWF)
+            await self.sessions.start()
+        self.started = True
+
+    async def close(self) -> None:
+        """Stop: the registrations stay (in the store) for the next start."""
+        if self.sessions is not None:  # issue 7: calls end (BYE) while both sides are still up
+            await self.sessions.close()
+        self.registrar.stop()
+        self.pools.close()
+        await self.regevents.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.flush()
+        await self.wic.close()
+        await self.ims.close()
+        await self.store.close()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway task failed", exc_info=task.exception())
+
+    async def run_sync(self, fn: Callable[[], T]) -> T:
+        """Run a blocking call (SQLite of the authorization function) off the event loop."""
+        if self.auth is not None:
+            return await self.auth.store.call(fn)
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+    # ------------------------------------------------------------------ dispatch
+    async def _on_wic_request(self, incoming: IncomingRequest) -> None:
+        conn = incoming.connection
+        flow = self.wic.flow(conn.id)
+        if flow is None:  # not a WebSocket flow (or already closed)
+            if incoming.request.method != "ACK":
+                incoming.respond(403, "Forbidden (WebSocket flows only)")
+            return
+        request = incoming.request
+        decision = self.limiter.check(
+            conn.id, flow.remote_host, request.method, asyncio.get_running_loop().time()
+        )
+        if not decision.allowed:
+            if request.method != "ACK":
+                incoming.respond(
+                    503,
+                    "Service Unavailable (rate limited)",
+                    headers=[("Retry-After", str(decision.retry_after))],
+                )
+            if decision.close:
+                self.wic.close_flow(conn, "too many requests")
+            return
+        if request.method == "REGISTER":
+            await self.registrar.handle(incoming, flow)
+        else:
+            await self.router.from_wic(incoming, flow)
+
+    async def _on_ims_request(self, incoming: IncomingRequest) -> None:
+        await self.router.from_ims(incoming)
+
+    def _flow_closed(self, flow: Flow) -> None:
+        self.limiter.forget(flow.id)
+        self.registrar.flow_closed(flow)
+
+    # ------------------------------------------------------------------ helpers for the parts
+    def token_of(self, binding: Binding) -> str:
+        return self.tokens.make("b", binding.id)
+
+    def ims_contact_for(self, binding: Binding, wic_contact: NameAddr) -> str:
+        """The Contact registered at the IMS: the WIC's own as the P-CSCF, ours (with the
+        flow token) when a UE in front of an operator P-CSCF (seed 004)."""
+        if self.ims.as_pcscf:
+            return contact_without_expires(wic_contact)
+        params = "".join(
+            f";{k}" if v is None else f";{k}={v}"
+            for k, v in wic_contact.params.items()
+            if k.lower() != "expires"
+        )
+        return f"<{self.ims.uri(self.token_of(binding))}>{params}"
+
+    def presented(self, request: Request, flow: Flow) -> Presented:
+        """What the WIC offers (precedence: Authorization, then a session cookie)."""
+        digest = None
+        for value in request.headers.get_all("Authorization"):
+            try:
+                cred = parse_credentials(value)
+            except ParseError:
+                continue
+            if cred.is_bearer and cred.token:
+                return Presented("bearer", token=cred.token)
+            if cred.scheme.lower() == PASSWORD_SCHEME.lower():
+                return Presented("password", username=cred.param("username"), password=cred.param("password"))
+            if cred.is_digest and digest is None:
+                digest = cred
+        if digest is not None:
+            return Presented("digest", credentials=digest)
+        cookie = cookie_value(request.headers.get("Cookie")) or flow.cookie
+        if cookie:
+            return Presented("session", token=cookie)
+        return Presented("none")
+
+    async def verify_token(self, token: str, *, scope: str | None) -> Identity:
+        """Verify a Bearer token (cached for a few seconds by its text); scope-check it."""
+        if self.verifier is None:
+            raise InvalidToken("bearer tokens are not accepted here")
+        now = time.monotonic()
+        cache = self._token_cache
+        hit = cache.get(token)
+        if hit is not None and hit[0] > now:
+            identity = hit[1]
+        else:
+            identity = await self.verifier.verify(token)
+            if self.token_cache_seconds > 0:
+                while cache and (len(cache) >= TOKEN_CACHE_SIZE or next(iter(cache.values()))[0] <= now):
+                    cache.popitem(last=False)  # the oldest first: entries share one lifetime
+                ttl = min(self.token_cache_seconds, max(0.0, identity.expires_at - time.time()))
+                cache[token] = (now + ttl, dataclasses.replace(identity, claims=_NO_CLAIMS))
+        if scope is not None and scope not in identity.scopes:
+            raise InsufficientScope(f"token does not grant scope {scope!r}", scope=scope)
+        return identity
+
+    async def verify_session(self, cookie: str, *, scope: str | None) -> Identity:
+        auth = self.auth
+        if auth is None:
+            raise InvalidToken("web login is not available here")
+        return await self.run_sync(lambda: auth.verify_session(cookie, scope=scope))
+
+    def bearer_challenge(self, error: TokenError | None = None) -> str:
+        """``WWW-Authenticate: Bearer`` (RFC 8898 §2.1: realm, scope, authz_server, error)."""
+        server = (
+            self.config.authz_server
+            or self.config.issuer
+            or (self.auth.settings.issuer if self.auth is not None else "")
+        )
+        extra = [AuthParam("authz_server", server)] if server else []
+        challenge = Challenge.bearer(
+            self.config.bearer_realm or self.config.domain,
+            scope=(error.scope if error else None) or "register",
+            error=error.error if error else None,
+            error_description=_safe(error.reason) if error else None, extra=extra,
+        )  # fmt: skip
+        return challenge.format()
+
+    def warning(self, text: str) -> str:
+        """``Warning: 399 <host> "<text>"`` (RFC 3261 §20.43)."""
+        return f'399 {self.config.uri_host} "{_safe(text)}"'
+
+    def tell_wic(self, binding: Binding, reason: str) -> None:
+        """A binding ended without the WIC asking: close its WebSocket when nothing else uses it."""
+        conn: Connection | None = binding.connection
+        if conn is None or conn.closed:
+            return
+        if any(b is not binding for b in self.bindings.on_connection(conn.id)):
+            return
+        self.wic.close_flow(conn, reason, code=WSCloseCode.OK)
+
+    def release_allocation(self, allocation: str) -> None:
+        auth = self.auth
+        if auth is not None:
+            self.spawn(self.run_sync(lambda: auth.pools.release(allocation)))
+
+    def renew_allocation(self, allocation: str) -> None:
+        auth = self.auth
+        if auth is None:
+            return
+        lease = float(self.config.pool_lease)
+
+        def renew() -> None:
+            try:
+                auth.pools.renew(allocation, lease=lease)
+            except Exception as exc:  # released meanwhile: the token check fails next time
+                log.info("pool lease %s not renewed: %s", allocation, exc)
+
+        self.spawn(self.run_sync(renew))
+
+
+def _safe(text: str) -> str:
+    return "".join(c for c in text if 32 <= ord(c) < 127 and c not in '"\\')[:200]

@@ -1,0 +1,182 @@
+"""The IMS side of the gateway: SIP over UDP/TCP toward the I-CSCF (Mw) or an operator P-CSCF.
+
+:class:`ImsSide` owns the Mw :class:`~webims.endpoint.SipEndpoint` (UDP and TCP
+listeners on ``mw_host:mw_port``), finds the next hop (the first Route, else the
+configured I-CSCF / P-CSCF, resolved with RFC 3263 by :class:`~.resolver.Resolver`)
+and sends requests with a bounded wait:
+
+- each target is tried in turn while the failure is local (connection refused,
+  transaction timeout: RFC 3263 §4.3 fail-over);
+- after ``timeout`` seconds in all, :meth:`ImsSide.send` returns an
+  :class:`Unreachable` 503 (our answer to the WIC carries ``Retry-After``), while the
+  transaction itself runs on; ``on_late`` then gets its real final response, so a
+  registration that succeeds too late can be undone (no half state).
+
+It also makes the URIs the IMS reaches us by: the Path entry with the flow token
+(RFC 3327, RFC 5626 §5.3 ``ob``), Contacts and Record-Route entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from webims.endpoint import RequestHandler, SipEndpoint, Target
+from webims.sip import DEFAULT_TIMERS, Request, Response, SipURI, TimerSettings, parse_uri
+from webims.transport import Connection, ConnectionLimits
+from webims.transport.base import TransportError as TransportFailure
+
+from .resolver import ResolveError, Resolver
+from .settings import GatewayConfig
+
+__all__ = ["ImsSide", "Unreachable"]
+
+log = logging.getLogger("webims.gateway.ims")
+
+
+class Unreachable(Response):
+    """Our own 503: no next hop answered within the bound (or none could be reached)."""
+
+    __slots__ = ()
+
+
+class ImsSide:
+    """Mw (or UE-side Gm) transport, next-hop selection and bounded requests (module docstring)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        on_request: RequestHandler,
+        *,
+        resolver: Resolver | None = None,
+        timers: TimerSettings = DEFAULT_TIMERS,
+        **transport_options: Any,
+    ) -> None:
+        self.config = config
+        transport_options.setdefault("connection_limits", ConnectionLimits(idle_timeout=None))
+        self.endpoint = SipEndpoint(on_request, timers=timers, **transport_options)
+        default = config.mw_transport.upper()
+        self.resolver = resolver or Resolver(config.dns_servers, default_transport=default)
+        uri = parse_uri(config.icscf if config.topology == "p-cscf" else config.pcscf)
+        if not isinstance(uri, SipURI):
+            raise ValueError(f"next hop {uri} is not a SIP URI")
+        self.next_hop = uri
+        self.port = config.mw_port
+        self.as_pcscf = config.topology == "p-cscf"
+        self.late_responses = 0
+        self._flows: dict[Target, Connection] = {}
+
+    async def start(self) -> None:
+        udp = await self.endpoint.transport.listen_udp(self.config.mw_host, self.config.mw_port)
+        self.port = udp.local[1]
+        await self.endpoint.transport.listen_tcp(self.config.mw_host, self.port)
+
+    async def close(self) -> None:
+        await self.endpoint.close()
+
+    # ------------------------------------------------------------------ our URIs
+    def uri(self, user: str | None = None, *, params: str = "") -> str:
+        """``sip:[user@]host:port[;transport=tcp]`` on our Mw listener, plus ``params``."""
+        host = self.config.uri_host
+        host = f"[{host}]" if ":" in host else host
+        transport = ";transport=tcp" if self.config.mw_transport == "tcp" else ""
+        who = f"{user}@" if user else ""
+        return f"sip:{who}{host}:{self.port}{transport}{params}"
+
+    def path(self, token: str, *, outbound: bool) -> str:
+        """Our Path entry (RFC 3327 §5; RFC 5626 §5.3: the flow token in the user part, ``ob``)."""
+        return f"<{self.uri(token, params=';lr;ob' if outbound else ';lr')}>"
+
+    def record_route(self, token: str) -> str:
+        return f"<{self.uri(token, params=';lr')}>"
+
+    def is_ours(self, uri: object) -> bool:
+        """Whether a Route / Request-URI points at our Mw listener."""
+        if not isinstance(uri, SipURI):
+            return False
+        from webims.transport import host_key
+
+        hosts = {host_key(self.config.uri_host), host_key(self.config.mw_host)}
+        return host_key(uri.host) in hosts and (uri.port or 5060) == self.port
+
+    # ------------------------------------------------------------------ sending
+    async def send(
+        self,
+        request: Request,
+        *,
+        timeout: float | None = None,
+        on_late: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Send ``request`` (no Via yet) to its next hop; see the module docstring."""
+        limit = self.config.ims_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        routes = request.route
+        hop = routes[0].uri if routes else self.next_hop
+        if not isinstance(hop, SipURI):
+            return self._unreachable(request, "next hop is not a SIP URI")
+        try:
+            targets = await asyncio.wait_for(self.resolver.resolve(hop), max(0.01, deadline - loop.time()))
+        except (ResolveError, TimeoutError) as exc:
+            log.warning("cannot resolve %s: %s", hop, exc or "timeout")
+            return self._unreachable(request, "next hop not found")
+        for target in targets:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            attempt = Request(request.method, request.uri, request.headers.copy(), request.body)
+            task = asyncio.ensure_future(self._attempt(attempt, target))
+            try:
+                response = await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                self._late(task, on_late)
+                log.warning("%s to %s: no final answer within %.1f s", request.method, target, limit)
+                return self._unreachable(request, "no answer from the IMS")
+            if response.status in (408, 503) and response.to.tag is None:
+                log.info(
+                    "%s to %s failed (%d %s); next target",
+                    request.method,
+                    target,
+                    response.status,
+                    response.reason,
+                )
+                self.resolver.forget(hop)
+                continue
+            return response
+        return self._unreachable(request, "IMS unreachable")
+
+    async def _attempt(self, request: Request, target: Target) -> Response:
+        try:
+            conn = self._flows.get(target)
+            if conn is None or conn.closed:
+                conn = await self.endpoint.connect(target)
+                if len(self._flows) > 64:
+                    self._flows.clear()
+                self._flows[target] = conn  # UDP flows and TCP connections are reused (RFC 3261 §18.1.1)
+        except (TransportFailure, OSError, ValueError) as exc:
+            log.info("cannot reach %s: %s", target, exc)
+            return request.response(503, "Service Unavailable (next hop unreachable)")
+        SipEndpoint.add_via(request, conn)
+        return await self.endpoint.request(request, conn)
+
+    def _late(self, task: asyncio.Future[Response], on_late: Callable[[Response], None] | None) -> None:
+        def done(fut: asyncio.Future[Response]) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                return
+            self.late_responses += 1
+            if on_late is not None:
+                try:
+                    on_late(fut.result())
+                except Exception:
+                    log.exception("late response handler failed")
+
+        task.add_done_callback(done)
+
+    def _unreachable(self, request: Request, why: str) -> Unreachable:
+        return Unreachable(
+            503, f"Service Unavailable ({why})",
+            [(n, v) for n, v in request.response(503).headers]
+            + [("Retry-After", str(self.config.retry_after))],
+        )  # fmt: skip

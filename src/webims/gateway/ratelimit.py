@@ -1,0 +1,137 @@
+"""Rate limits for WIC requests: token buckets per connection and per source address.
+
+A WIC that floods the gateway gets ``503 Service Unavailable`` with ``Retry-After``
+(RFC 3261 §21.5.4: the server is temporarily overloaded; a well-behaved UA waits)
+and, after ``max_violations`` such answers in a row, its WebSocket is closed.
+
+Time is an argument (``now``), so the buckets are plain data and testable without a
+clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["Decision", "RateLimiter", "TokenBucket"]
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; :meth:`take` spends one if there is one."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one token is available."""
+        self._refill(now)
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``allowed``; else ``retry_after`` seconds and whether to ``close`` the connection."""
+
+    allowed: bool
+    retry_after: int = 0
+    close: bool = False
+
+
+class _ConnState:
+    __slots__ = ("register", "requests", "violations")
+
+    def __init__(self, register: TokenBucket, requests: TokenBucket) -> None:
+        self.register = register
+        self.requests = requests
+        self.violations = 0
+
+
+class RateLimiter:
+    """Buckets per connection id (REGISTER and other requests apart) and per source IP
+    (REGISTER only, across all its connections)."""
+
+    def __init__(
+        self,
+        *,
+        register_rate: float,
+        register_burst: int,
+        source_register_rate: float,
+        source_register_burst: int,
+        request_rate: float,
+        request_burst: int,
+        max_violations: int,
+        max_sources: int = 100_000,
+    ) -> None:
+        self.register_rate = register_rate
+        self.register_burst = register_burst
+        self.source_register_rate = source_register_rate
+        self.source_register_burst = source_register_burst
+        self.request_rate = request_rate
+        self.request_burst = request_burst
+        self.max_violations = max_violations
+        self.max_sources = max_sources
+        self._conns: dict[int, _ConnState] = {}
+        self._sources: dict[str, TokenBucket] = {}
+
+    def check(self, connection_id: int, source: str, method: str, now: float) -> Decision:
+        state = self._conns.get(connection_id)
+        if state is None:
+            state = self._conns[connection_id] = _ConnState(
+                TokenBucket(self.register_rate, self.register_burst, now),
+                TokenBucket(self.request_rate, self.request_burst, now),
+            )
+        if method == "REGISTER":
+            source_bucket = self._sources.get(source)
+            if source_bucket is None:
+                if len(self._sources) >= self.max_sources:
+                    self._prune(now)
+                source_bucket = self._sources[source] = TokenBucket(
+                    self.source_register_rate, self.source_register_burst, now
+                )
+            bucket = state.register
+            ok = bucket.take(now)
+            if ok and not source_bucket.take(now):
+                ok = False
+                bucket.tokens += 1.0  # not this connection's fault alone: give its token back
+                bucket = source_bucket
+        else:
+            bucket = state.requests
+            ok = bucket.take(now)
+        if ok:
+            state.violations = 0
+            return Decision(True)
+        state.violations += 1
+        retry = max(1, math.ceil(bucket.wait_time(now)))
+        return Decision(False, retry, state.violations >= self.max_violations)
+
+    def forget(self, connection_id: int) -> None:
+        """The connection closed."""
+        self._conns.pop(connection_id, None)
+
+    def _prune(self, now: float) -> None:
+        full = [
+            k
+            for k, b in self._sources.items()
+            if b.wait_time(now) == 0.0 and b.tokens + (now - b.stamp) * b.rate >= b.burst
+        ]
+        for key in full:
+            del self._sources[key]
+        if len(self._sources) >= self.max_sources:
+            self._sources.clear()

@@ -1,0 +1,286 @@
+"""The P-CSCF's subscription to each registered user's reg event (TS 24.229 §5.2.3, RFC 3680).
+
+After a user's first successful registration the gateway (as P-CSCF) sends
+``SUBSCRIBE`` with ``Event: reg`` for the user's default public identity, along the
+Service-Route, ``Expires: 600000``, its own URI in From and P-Asserted-Identity. The
+S-CSCF's NOTIFYs carry ``application/reginfo+xml``; when a contact of ours becomes
+``terminated`` with event ``deactivated``, ``rejected``, ``unregistered``, ``expired``
+or ``probation`` — or the whole registration is terminated — the binding is dropped
+without further IMS traffic and the WIC is told (its WebSocket is closed when it
+carries nothing else, which SIP-over-WebSocket clients such as JsSIP report as
+"unregistered"; a WIC that subscribed to its own reg event also gets the NOTIFY).
+
+One subscription per IMPU, shared by the bindings of that IMPU; it ends (Expires: 0)
+with the last of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from webims.endpoint import IncomingRequest
+from webims.sip import ParseError, Request, new_tag, parse_name_addr
+
+from .identity import charging_vector
+
+if TYPE_CHECKING:
+    from .core import Gateway
+
+__all__ = ["ContactState", "RegEvents", "RegInfo", "parse_reginfo"]
+
+log = logging.getLogger("webims.gateway.regevent")
+
+NS = "{urn:ietf:params:xml:ns:reginfo}"
+MAX_REGINFO = 256 * 1024
+#: Contact events that end a contact without the UE asking (RFC 3680 §5.2, TS 24.229 §5.2.3).
+TERMINATING = frozenset({"deactivated", "rejected", "unregistered", "expired", "probation"})
+
+
+class RegInfoError(ParseError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, 400, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactState:
+    uri: str
+    state: str
+    event: str | None
+    expires: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegInfo:
+    """One ``<registration>`` element: its AOR, state and contacts."""
+
+    aor: str
+    state: str
+    contacts: tuple[ContactState, ...]
+
+
+def parse_reginfo(body: bytes) -> list[RegInfo]:
+    """The registrations of a reginfo document (RFC 3680 §5.3); raises :class:`RegInfoError`."""
+    if len(body) > MAX_REGINFO:
+        raise RegInfoError("reginfo document too large")
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise RegInfoError("reginfo with a DTD is refused")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise RegInfoError(f"bad reginfo XML: {exc}") from None
+    if root.tag != NS + "reginfo":
+        raise RegInfoError("not a reginfo document")
+    out = []
+    for reg in root.findall(NS + "registration"):
+        contacts = []
+        for c in reg.findall(NS + "contact"):
+            uri = (c.findtext(NS + "uri") or "").strip()
+            expires = c.get("expires")
+            contacts.append(
+                ContactState(
+                    uri,
+                    c.get("state", ""),
+                    c.get("event"),
+                    int(expires) if expires and expires.isdigit() else None,
+                )
+            )
+        out.append(RegInfo(reg.get("aor", ""), reg.get("state", ""), tuple(contacts)))
+    return out
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    impu: str
+    call_id: str
+    from_tag: str
+    route: list[str]
+    remote_target: str
+    cseq: int = 0
+    to_tag: str | None = None
+    expires_at: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+    ended: bool = False
+
+
+class RegEvents:
+    """Subscriptions by IMPU and NOTIFY handling (module docstring)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.config = gateway.config
+        self.by_impu: dict[str, Subscription] = {}
+        self.by_call_id: dict[str, Subscription] = {}
+        self.notifies = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.subscribe_reg_event and self.gw.ims.as_pcscf
+
+    def ensure(self, binding: object) -> None:
+        from .state import Binding
+
+        assert isinstance(binding, Binding)
+        if not self.enabled or binding.mode == "pool" or not binding.impu or binding.impu in self.by_impu:
+            return
+        import secrets
+
+        sub = Subscription(
+            binding.impu,
+            f"{secrets.token_hex(10)}@webims-reg",
+            new_tag(),
+            list(binding.service_route),
+            binding.impu,
+        )
+        self.by_impu[sub.impu] = sub
+        self.by_call_id[sub.call_id] = sub
+        self.gw.spawn(self._subscribe(sub, self.config.reg_event_expires))
+
+    def release(self, impu: str) -> None:
+        sub = self.by_impu.pop(impu, None)
+        if sub is None:
+            return
+        sub.ended = True
+        if sub.timer is not None:
+            sub.timer.cancel()
+        if sub.to_tag is not None:
+            self.gw.spawn(self._subscribe(sub, 0))
+        else:
+            self.by_call_id.pop(sub.call_id, None)
+
+    async def close(self) -> None:
+        for sub in list(self.by_impu.values()):
+            if sub.timer is not None:
+                sub.timer.cancel()
+
+    def _request(self, sub: Subscription, expires: int) -> Request:
+        ims = self.gw.ims
+        sub.cseq += 1
+        to = f"<{sub.impu}>" + (f";tag={sub.to_tag}" if sub.to_tag else "")
+        headers = [("Route", r) for r in sub.route]
+        headers += [
+            ("Max-Forwards", "70"),
+            ("From", f"<{ims.uri()}>;tag={sub.from_tag}"),
+            ("To", to),
+            ("Call-ID", sub.call_id),
+            ("CSeq", f"{sub.cseq} SUBSCRIBE"),
+            ("Contact", f"<{ims.uri('regevent')}>"),
+            ("Event", "reg"),
+            ("Accept", "application/reginfo+xml"),
+            ("Expires", str(expires)),
+            ("P-Asserted-Identity", f"<{ims.uri()}>"),
+            ("P-Charging-Vector", charging_vector(self.config.uri_host)),
+        ]
+        return Request("SUBSCRIBE", sub.remote_target, headers)
+
+    async def _subscribe(self, sub: Subscription, expires: int) -> None:
+        response = await self.gw.ims.send(self._request(sub, expires))
+        if expires == 0:
+            self.by_call_id.pop(sub.call_id, None)
+            log.debug("reg event subscription of %s ended: %d", sub.impu, response.status)
+            return
+        if not 200 <= response.status < 300:
+            log.warning("reg event SUBSCRIBE for %s: %d %s", sub.impu, response.status, response.reason)
+            if self.by_impu.get(sub.impu) is sub:
+                self._arm(sub, time.time() + min(self.config.retry_after * 4, 300))
+            return
+        if sub.to_tag is None:
+            sub.to_tag = response.to.tag
+            rr = list(reversed([str(r) for r in response.record_route]))
+            if rr:
+                sub.route = rr  # RFC 3261 §12.1.2: the route set from Record-Route
+            try:
+                contacts = response.contact
+                if contacts:
+                    sub.remote_target = str(contacts[0].uri)
+            except ParseError:
+                pass
+        granted = response.expires if response.expires is not None else expires
+        sub.expires_at = time.time() + granted
+        if sub.ended:
+            return
+        self._arm(sub, sub.expires_at - (600 if granted > 1200 else granted / 2))
+
+    def _arm(self, sub: Subscription, when: float) -> None:
+        if sub.timer is not None:
+            sub.timer.cancel()
+        loop = asyncio.get_running_loop()
+        sub.timer = loop.call_at(loop.time() + max(0.0, when - time.time()), self._refresh, sub)
+
+    def _refresh(self, sub: Subscription) -> None:
+        sub.timer = None
+        if self.by_impu.get(sub.impu) is sub:
+            self.gw.spawn(self._subscribe(sub, self.config.reg_event_expires))
+
+    # ------------------------------------------------------------------ NOTIFY
+    def owns(self, request: Request) -> bool:
+        return request.method == "NOTIFY" and request.call_id in self.by_call_id
+
+    async def on_notify(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        sub = self.by_call_id.get(request.call_id)
+        if sub is None or (request.from_.tag != sub.to_tag and sub.to_tag is not None):
+            incoming.respond(481, "Subscription Does Not Exist")
+            return
+        if sub.to_tag is None:
+            sub.to_tag = request.from_.tag  # the NOTIFY can beat the 2xx (RFC 6665 §4.1.2.4)
+        self.notifies += 1
+        try:
+            infos = parse_reginfo(request.body) if request.body else []
+        except RegInfoError as exc:
+            incoming.respond(400, f"Bad Request ({exc.reason})")
+            return
+        incoming.respond(200)
+        state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
+        for info in infos:
+            self._apply(info)
+        if state == "terminated" and not sub.ended:
+            self.by_call_id.pop(sub.call_id, None)
+            if self.by_impu.get(sub.impu) is sub:
+                del self.by_impu[sub.impu]
+                if sub.timer is not None:
+                    sub.timer.cancel()
+
+    def _apply(self, info: RegInfo) -> None:
+        bindings = self.gw.bindings.of_impu(info.aor)
+        if not bindings:
+            return
+        whole = info.state == "terminated"
+        for binding in bindings:
+            if binding.mode == "pool" or binding.ending:
+                continue
+            mine = _contact_state(info, binding.ims_contact)
+            if whole or (
+                mine is not None and mine.state == "terminated" and (mine.event or "") in TERMINATING
+            ):
+                event = mine.event if mine is not None else "terminated"
+                log.info("network-initiated de-registration of %s (%s)", binding.aor, event)
+                self.gw.registrar.drop(binding)
+                self.gw.tell_wic(binding, f"network-initiated de-registration ({event})")
+            elif (
+                mine is not None
+                and mine.state == "active"
+                and mine.expires is not None
+                and mine.event == "shortened"
+            ):
+                binding.ims_expires_at = min(binding.ims_expires_at, time.time() + mine.expires)
+                binding.expires_at = min(binding.expires_at, time.time() + mine.expires)
+                self.gw.registrar.schedule(binding)
+
+
+def _contact_state(info: RegInfo, ims_contact: str) -> ContactState | None:
+    try:
+        ours = parse_name_addr(ims_contact).uri
+    except ParseError:
+        return None
+    for c in info.contacts:
+        try:
+            if parse_name_addr(f"<{c.uri}>").uri == ours:
+                return c
+        except ParseError:
+            continue
+    return None

@@ -1,0 +1,185 @@
+"""REGISTER messages on both sides of the gateway.
+
+The gateway is a back-to-back element for registration: toward the IMS it keeps one
+REGISTER "dialog" per WIC binding (one Call-ID, a rising CSeq, RFC 3261 §10.2),
+whatever Call-ID the WIC used and whether or not the WIC is connected; toward the
+WIC it answers each REGISTER from the IMS's answer (or by itself when the mode
+needs no IMS traffic). The Request-URI, To and the WIC's Digest/AKA credentials are
+passed unchanged, so the S-CSCF can check responses the WIC computed.
+
+As the P-CSCF (seed 000, TS 24.229 §5.2.2.1) the REGISTER carries:
+
+- ``Path`` with our flow token and ``ob`` when the WIC uses outbound (RFC 3327 §5,
+  RFC 5626 §5.3), and ``Supported: path``;
+- ``P-Visited-Network-ID`` (RFC 7315 §4.3), ``P-Charging-Vector`` with an icid (§4.6),
+  ``P-Access-Network-Info`` when configured;
+- ``integrity-protected`` in the Authorization header (TS 24.229 §7.2A.2), per mode:
+
+  =====================  ==========================================================
+  ims-aka, ims-digest    ``tls-pending`` until a 2xx binds the WSS flow to the
+                         IMPI, then ``tls-yes`` for REGISTERs on that same flow
+                         (the WSS connection plays TS 24.229's TLS session; there
+                         is no IPsec over WebSocket, so ck/ik are dropped); over
+                         plain WS (development only) ``no``
+  web-token, web-login   ``auth-done``: Trusted Node Authentication (TS 33.203
+                         Annex U; seeds 004 §6.X.2.2.3, 000 §6.2.2.4.2)
+  ims-digest-on-behalf   none: the gateway answers the digest challenge itself,
+                         as a UE without TLS would (§5.2.2.1)
+  pool                   none with digest (``pool_auth = "digest"``), ``auth-done``
+                         with ``pool_auth = "tna"``
+  =====================  ==========================================================
+
+In front of an operator P-CSCF (seed 004) the gateway is a UE: no Path, no
+P-Visited-Network-ID, no charging vector, no integrity-protected (the P-CSCF adds
+its own), and the Contact is ours (the flow token in its user part) so that the
+P-CSCF routes terminating requests to us.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+
+from webims.sip import NameAddr, ParseError, Request, Response, new_tag
+from webims.sip.auth_header import Credentials, parse_challenge, parse_credentials
+
+from .identity import charging_vector
+
+__all__ = [
+    "COPIED_RESPONSE_HEADERS",
+    "contact_without_expires",
+    "integrity_value",
+    "strip_keys",
+    "tna_credentials",
+    "wic_digest_credentials",
+]
+
+#: Header fields of the IMS's answer that go back to the WIC as they are.
+COPIED_RESPONSE_HEADERS = (
+    "Service-Route", "P-Associated-URI", "Min-Expires", "Retry-After", "Warning", "Authentication-Info",
+    "Date", "Allow", "Unsupported",
+)  # fmt: skip
+#: Header fields of the WIC's REGISTER that we keep in ours.
+COPIED_REQUEST_HEADERS = ("User-Agent", "Allow", "Accept", "Allow-Events")
+
+
+def contact_without_expires(contact: NameAddr) -> str:
+    """The Contact name-addr as registered, without ``expires`` (we set our own)."""
+    params = {k: v for k, v in contact.params.items() if k.lower() != "expires"}
+    return str(NameAddr(contact.uri, contact.display, params))
+
+
+def strip_keys(value: str) -> str:
+    """A WWW-Authenticate value without the IMS keys ``ck``/``ik`` (TS 24.229 §5.2.2.1:
+    the P-CSCF removes them before the 401 reaches the UE; no IPsec over WSS)."""
+    try:
+        return parse_challenge(value).without("ck", "ik").format()
+    except ParseError:
+        return value
+
+
+def wic_digest_credentials(request: Request) -> Credentials | None:
+    """The WIC's Digest Authorization (the IMS checks it), if any."""
+    for value in request.headers.get_all("Authorization"):
+        try:
+            cred = parse_credentials(value)
+        except ParseError:
+            continue
+        if cred.is_digest:
+            return cred
+    return None
+
+
+def integrity_value(mode: str, *, secure: bool, bound: bool) -> str | None:
+    """The ``integrity-protected`` value for a relayed REGISTER (module docstring)."""
+    if mode in ("ims-aka", "ims-digest"):
+        if not secure:
+            return "no"
+        return "tls-yes" if bound else "tls-pending"
+    if mode in ("web-token", "web-login"):
+        return "auth-done"
+    return None
+
+
+@functools.lru_cache(maxsize=16_384)
+def tna_credentials(impi: str, realm: str, uri: str) -> str:
+    """TS 24.229 §5.2.2.1 / TS 33.203 Annex U: the P-CSCF (here: the gateway) registers a
+    user it authenticated: empty nonce and response, ``integrity-protected="auth-done"``."""
+    return Credentials.digest(impi, realm, "", uri, "", integrity_protected="auth-done").format()
+
+
+class RegisterBuilder:
+    """Builds the IMS-side REGISTER of a binding (module docstring)."""
+
+    def __init__(self, *, as_pcscf: bool, pvni: str, generated_at: str, access_network_info: str) -> None:
+        self.as_pcscf = as_pcscf
+        self.pvni = pvni
+        self.generated_at = generated_at
+        self.access_network_info = access_network_info
+
+    def build(
+        self,
+        *,
+        request_uri: str,
+        aor: str,
+        call_id: str,
+        from_tag: str,
+        cseq: int,
+        contact: str,
+        expires: int,
+        path: str | None,
+        authorization: str | None,
+        wic_request: Request | None = None,
+        wic_ip: str | None = None,
+        outbound: bool = False,
+    ) -> Request:
+        headers: list[tuple[str, str]] = [
+            ("Max-Forwards", "70"),
+            ("From", f"<{aor}>;tag={from_tag}"),
+            ("To", f"<{aor}>"),
+            ("Call-ID", call_id),
+            ("CSeq", f"{cseq} REGISTER"),
+            ("Contact", f"{contact};expires={expires}"),
+            ("Expires", str(expires)),
+        ]
+        supported = {"path"} if self.as_pcscf else set()
+        if outbound:
+            supported.add("outbound")
+        if wic_request is not None:
+            supported |= wic_request.option_tags("supported") - {"sec-agree"}
+            for name in COPIED_REQUEST_HEADERS:
+                headers.extend((name, value) for value in wic_request.headers.get_all(name))
+        if supported:
+            headers.append(("Supported", ", ".join(sorted(supported))))
+        if authorization is not None:
+            headers.append(("Authorization", authorization))
+        if self.as_pcscf:
+            if path is not None:
+                headers.append(("Path", path))
+            headers.append(("P-Visited-Network-ID", f'"{self.pvni}"'))
+            headers.append(("P-Charging-Vector", charging_vector(self.generated_at)))
+            if self.access_network_info and wic_ip is not None:
+                headers.append(("P-Access-Network-Info", self.access_network_info.replace("{ip}", wic_ip)))
+        return Request("REGISTER", request_uri, headers)
+
+
+def granted_expires(response: Response, contact_uri: object, default: int) -> int:
+    """The expiry the registrar granted our contact: its ``expires`` parameter in the 2xx
+    (RFC 3261 §10.2.4), else the Expires header, else ``default``."""
+    try:
+        for c in response.contact:
+            if c.uri == contact_uri and c.expires is not None:
+                return c.expires
+        if response.expires is not None:
+            return response.expires
+    except ParseError:
+        pass
+    return default
+
+
+def new_dialog() -> tuple[str, str]:
+    """A fresh (Call-ID, From tag) for a binding's IMS registration."""
+    return f"{secrets.token_hex(10)}@webims", new_tag()
+
+
+__all__ += ["RegisterBuilder", "granted_expires", "new_dialog"]

@@ -1,0 +1,395 @@
+"""Registration state: the per-WIC bindings (one place for flow and identity) and their store.
+
+:class:`Binding` is everything the gateway knows about one registered WIC contact:
+the WebSocket flow it is reachable on (RFC 5626 flow), the identities (web identity,
+IMPI, IMPUs, P-Associated-URI, Service-Route), the mode, and the IMS-side
+registration the gateway keeps for it (Call-ID, CSeq, registered Contact, expiry).
+The registrar, the request router and later the session B2BUA (issue 7) all work
+from it. :class:`BindingTable` indexes the bindings (by id, by RFC 5626 key, by
+connection, by IMPU).
+
+Persistence is behind :class:`RegistrationStore` (a small async protocol a Redis
+backend can implement later): :class:`MemoryRegistrationStore` for tests and
+:class:`SqliteRegistrationStore` on :class:`webims.store.Store` (the ``gateway``
+component's tables), both write-behind: changes are batched and written at most
+``flush_interval`` seconds later in one transaction, and :meth:`flush` on shutdown.
+A restart loses at most that interval of changes.
+
+What is never persisted: the WIC's IMS password (on-behalf digest mode; memory only,
+for as long as the binding lives), tokens, and the connection itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+from webims.store import Store
+from webims.transport import Connection
+
+from .identity import impu_key
+
+__all__ = [
+    "Binding",
+    "BindingTable",
+    "MemoryRegistrationStore",
+    "RegistrationStore",
+    "SqliteRegistrationStore",
+]
+
+log = logging.getLogger("webims.gateway.state")
+
+_PERSISTED = (
+    "id", "mode", "aor", "contact", "contact_uri", "instance", "reg_id", "impi", "impu", "associated",
+    "service_route", "expires_at", "ims_expires_at", "call_id", "from_tag", "cseq", "request_uri",
+    "ims_contact", "sub", "client_id", "pool", "allocation", "dest", "scopes", "origin", "created_at",
+    "ims_registered_at",
+)  # fmt: skip
+
+
+@dataclass(slots=True, eq=False)
+class Binding:
+    """One registered WIC contact (module docstring). Times are wall-clock seconds."""
+
+    id: str
+    mode: str
+    aor: str  # the WIC's address-of-record (To of its REGISTER), "sip:user@host"
+    contact: str  # the WIC's Contact as it registered it (name-addr, no expires)
+    contact_uri: str
+    instance: str | None = None  # +sip.instance (RFC 5626 §4.1)
+    reg_id: int | None = None
+    impi: str | None = None
+    impu: str = ""  # default public identity: what P-Asserted-Identity carries
+    associated: list[str] = field(default_factory=list)  # P-Associated-URI (RFC 7315 §4.1)
+    service_route: list[str] = field(default_factory=list)  # RFC 3608
+    expires_at: float = 0.0  # the WIC's binding
+    ims_expires_at: float = 0.0  # the IMS registration the gateway made for it (0: none)
+    call_id: str = ""  # IMS-side REGISTER dialog (RFC 3261 §10.2: one Call-ID, rising CSeq)
+    from_tag: str = ""
+    cseq: int = 0
+    request_uri: str = ""
+    ims_contact: str = ""  # the Contact registered at the IMS (name-addr, no expires)
+    sub: str | None = None  # web identity (token subject, session user)
+    client_id: str | None = None
+    pool: str | None = None
+    allocation: str | None = None
+    dest: dict[str, Any] | None = None  # destination rules (webims.auth "dest" claim)
+    scopes: list[str] = field(default_factory=list)
+    origin: str | None = None  # the WIC's web origin
+    created_at: float = 0.0
+    ims_registered_at: float = 0.0  # when the IMS last granted ims_expires_at
+    # ---- runtime only
+    connection: Connection | None = None
+    password: str | None = field(default=None, repr=False)  # on-behalf digest: memory only
+    tls_bound: bool = False  # the flow is bound to the IMPI (integrity-protected="tls-yes")
+    confirmed: bool = False  # a 2xx made it a registration (else an attempt in progress)
+    ending: bool = False  # the gateway is de-registering it (its own NOTIFYs are not news)
+    due: float | None = None  # when the registrar's timer wakes for it (see Registrar.schedule)
+    grace_until: float | None = None
+    busy: asyncio.Future[None] | None = None  # held by one task at a time (see ``lock``)
+    digest_state: Any = None  # webims.sip.digest.DigestClient for on-behalf refreshes
+
+    @property
+    def lock(self) -> BindingLock:
+        """``async with binding.lock``: one operation on the binding at a time (no object while idle)."""
+        return BindingLock(self)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """RFC 5626 §6: (AOR, instance, reg-id) when outbound is used, else (AOR, contact URI)."""
+        if self.instance is not None:
+            return (self.aor, self.instance, str(self.reg_id))
+        return (self.aor, self.contact_uri)
+
+    @property
+    def identities(self) -> list[str]:
+        """Every IMPU this WIC may assert (the default one first)."""
+        out = [self.impu] if self.impu else []
+        out.extend(u for u in self.associated if u not in out)
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PERSISTED}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Binding:
+        known = {f.name for f in fields(cls)} & set(_PERSISTED)
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+class BindingLock:
+    """A lock whose state lives in ``Binding.busy`` (a future while held, None when free), so an
+    idle binding costs no lock object (10,000 idle WICs per process)."""
+
+    __slots__ = ("binding",)
+
+    def __init__(self, binding: Binding) -> None:
+        self.binding = binding
+
+    async def __aenter__(self) -> None:
+        b = self.binding
+        while b.busy is not None:
+            await asyncio.shield(b.busy)
+        b.busy = asyncio.get_running_loop().create_future()
+
+    async def __aexit__(self, *exc: object) -> None:
+        b = self.binding
+        fut, b.busy = b.busy, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+def binding_key(aor: str, contact_uri: str, instance: str | None, reg_id: int | None) -> tuple[str, ...]:
+    if instance is not None:
+        return (aor, instance, str(reg_id))
+    return (aor, contact_uri)
+
+
+class BindingTable:
+    """The bindings of this gateway, with the indexes the gateway looks them up by."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Binding] = {}
+        self.by_key: dict[tuple[str, ...], Binding] = {}
+        self._by_conn: dict[int, set[str]] = {}
+        self._by_impu: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __iter__(self) -> Iterator[Binding]:
+        return iter(list(self.by_id.values()))
+
+    def new_id(self) -> str:
+        while True:
+            bid = secrets.token_urlsafe(12)  # 16 characters, 96 random bits
+            if bid not in self.by_id:
+                return bid
+
+    def add(self, binding: Binding) -> None:
+        self.by_id[binding.id] = binding
+        self.by_key[binding.key] = binding
+        if binding.connection is not None:
+            self._by_conn.setdefault(binding.connection.id, set()).add(binding.id)
+        if binding.impu:
+            self._by_impu.setdefault(impu_key(binding.impu), set()).add(binding.id)
+
+    def remove(self, binding: Binding) -> None:
+        if self.by_id.pop(binding.id, None) is None:
+            return
+        if self.by_key.get(binding.key) is binding:
+            del self.by_key[binding.key]
+        self._unlink_conn(binding)
+        self._unlink_impu(binding)
+
+    def attach(self, binding: Binding, connection: Connection | None) -> None:
+        """Move ``binding`` onto ``connection`` (RFC 5626 flow recovery) or detach it."""
+        self._unlink_conn(binding)
+        binding.connection = connection
+        if connection is not None and binding.id in self.by_id:
+            self._by_conn.setdefault(connection.id, set()).add(binding.id)
+
+    def set_impu(self, binding: Binding, impu: str) -> None:
+        self._unlink_impu(binding)
+        binding.impu = impu
+        if impu and binding.id in self.by_id:
+            self._by_impu.setdefault(impu_key(impu), set()).add(binding.id)
+
+    def on_connection(self, connection_id: int) -> list[Binding]:
+        return [self.by_id[i] for i in self._by_conn.get(connection_id, ()) if i in self.by_id]
+
+    def of_impu(self, impu: str) -> list[Binding]:
+        """The bindings whose default public identity is ``impu`` (any URI spelling)."""
+        return [self.by_id[i] for i in self._by_impu.get(impu_key(impu), ()) if i in self.by_id]
+
+    def _unlink_conn(self, binding: Binding) -> None:
+        conn = binding.connection
+        if conn is not None:
+            ids = self._by_conn.get(conn.id)
+            if ids is not None:
+                ids.discard(binding.id)
+                if not ids:
+                    del self._by_conn[conn.id]
+
+    def _unlink_impu(self, binding: Binding) -> None:
+        if binding.impu:
+            key = impu_key(binding.impu)
+            ids = self._by_impu.get(key)
+            if ids is not None:
+                ids.discard(binding.id)
+                if not ids:
+                    del self._by_impu[key]
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+class RegistrationStore(Protocol):
+    """Where bindings and pool registrations survive a restart (records are JSON-able dicts).
+
+    ``kind`` is ``"binding"`` or ``"pool"``; ``put``/``delete`` never block (write-behind).
+    """
+
+    async def load(self, kind: str, now: float) -> list[dict[str, Any]]:
+        """Records of ``kind`` that have not expired at ``now``."""
+        ...
+
+    def put(self, kind: str, key: str, record: dict[str, Any], expires_at: float) -> None: ...
+
+    def delete(self, kind: str, key: str) -> None: ...
+
+    async def secret(self, name: str, size: int = 32) -> bytes:
+        """A random secret created on first use and kept (e.g. the flow-token HMAC key)."""
+        ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryRegistrationStore:
+    """Keeps everything in this process (tests; one-shot demos)."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+        self.secrets: dict[str, bytes] = {}
+
+    async def load(self, kind: str, now: float) -> list[dict[str, Any]]:
+        return [dict(rec) for (k, _), (rec, exp) in self.records.items() if k == kind and exp > now]
+
+    def put(self, kind: str, key: str, record: dict[str, Any], expires_at: float) -> None:
+        self.records[(kind, key)] = (json.loads(json.dumps(record)), expires_at)
+
+    def delete(self, kind: str, key: str) -> None:
+        self.records.pop((kind, key), None)
+
+    async def secret(self, name: str, size: int = 32) -> bytes:
+        return self.secrets.setdefault(name, secrets.token_bytes(size))
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE gateway_state (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX gateway_state_expiry ON gateway_state (expires_at);
+    CREATE TABLE gateway_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+    """,
+]
+
+
+class SqliteRegistrationStore:
+    """Write-behind persistence in the shared SQLite store (component ``gateway``)."""
+
+    def __init__(self, store: Store, *, flush_interval: float = 0.05) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        store.migrate("gateway", _MIGRATIONS)
+        self._dirty: dict[tuple[str, str], tuple[str, float] | None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self.writes = 0  # transactions written (for tests and benchmarks)
+
+    async def load(self, kind: str, now: float) -> list[dict[str, Any]]:
+        rows = await self.store.aread(
+            lambda db: db.execute(
+                "SELECT data FROM gateway_state WHERE kind = ? AND expires_at > ?", (kind, now)
+            ).fetchall()
+        )
+        out = []
+        for row in rows:
+            try:
+                out.append(json.loads(row[0]))
+            except ValueError:
+                log.warning("unreadable %s record in the gateway state; ignored", kind)
+        return out
+
+    def put(self, kind: str, key: str, record: dict[str, Any], expires_at: float) -> None:
+        self._dirty[(kind, key)] = (json.dumps(record, separators=(",", ":")), expires_at)
+        self._schedule()
+
+    def delete(self, kind: str, key: str) -> None:
+        self._dirty[(kind, key)] = None
+        self._schedule()
+
+    async def secret(self, name: str, size: int = 32) -> bytes:
+        fresh = secrets.token_bytes(size)
+
+        def run(db: sqlite3.Connection) -> bytes:
+            db.execute("INSERT OR IGNORE INTO gateway_secrets (name, value) VALUES (?, ?)", (name, fresh))
+            return bytes(
+                db.execute("SELECT value FROM gateway_secrets WHERE name = ?", (name,)).fetchone()[0]
+            )
+
+        return await self.store.awrite(run)
+
+    def _schedule(self) -> None:
+        if self._handle is not None or self._flushing is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(self.flush_interval, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._handle = None
+        if self._flushing is None and self._dirty:
+            self._flushing = asyncio.ensure_future(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._dirty:
+                batch, self._dirty = self._dirty, {}
+                try:
+                    await self.store.awrite(functools.partial(_write, batch=batch))
+                    self.writes += 1
+                except Exception:  # keep the gateway running; the next change retries
+                    log.exception("gateway state write failed (%d changes)", len(batch))
+                    for k, v in batch.items():
+                        self._dirty.setdefault(k, v)
+                    await asyncio.sleep(max(self.flush_interval, 1.0))
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        if self._dirty:
+            self._flushing = asyncio.ensure_future(self._flush_loop())
+            await asyncio.shield(self._flushing)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+
+def _write(db: sqlite3.Connection, *, batch: dict[tuple[str, str], tuple[str, float] | None]) -> None:
+    upserts = [(k, key, v[0], v[1]) for (k, key), v in batch.items() if v is not None]
+    deletes = [(k, key) for (k, key), v in batch.items() if v is None]
+    if upserts:
+        db.executemany(
+            "INSERT INTO gateway_state (kind, key, data, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+            upserts,
+        )
+    if deletes:
+        db.executemany("DELETE FROM gateway_state WHERE kind = ? AND key = ?", deletes)

@@ -1,0 +1,347 @@
+"""The gateway's parts on their own: flow tokens, rate limits, policy, reginfo, RFC 3263 DNS, state store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+from conftest import ORIGIN, LabFactory, token_for
+from test_gateway_modes import core_bindings
+from wicclient import Wic, bearer
+
+from webims.gateway.policy import Policy, parse_rule
+from webims.gateway.ratelimit import RateLimiter, TokenBucket
+from webims.gateway.regevent import RegInfoError, parse_reginfo
+from webims.gateway.regmsg import integrity_value, strip_keys
+from webims.gateway.resolver import Resolver
+from webims.gateway.state import Binding, MemoryRegistrationStore, SqliteRegistrationStore
+from webims.gateway.wic import FlowTokens
+from webims.labcore import LabCore
+from webims.sip import Request, SipURI, parse_uri
+from webims.store import Store
+
+# --------------------------------------------------------------------------- flow tokens
+
+
+def test_flow_tokens_are_tamper_proof() -> None:
+    tokens = FlowTokens(b"k" * 32)
+    token = tokens.make("b", "abcdefghijklmnop")
+    assert tokens.read(token) == ("b", "abcdefghijklmnop")
+    assert len(token) == 29 and token.replace("-", "").replace("_", "").isalnum()  # a SIP URI user part
+    for forged in (token[:-1] + ("A" if token[-1] != "A" else "B"), "c" + token[1:], token[:20], "", None):
+        assert tokens.read(forged) is None
+    assert FlowTokens(b"x" * 32).read(token) is None  # another gateway's key
+    with pytest.raises(ValueError):
+        tokens.make("b", "short")
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+def test_token_bucket_and_rate_limiter() -> None:
+    bucket = TokenBucket(2.0, 3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.wait_time(0.0) == pytest.approx(0.5)
+    assert bucket.take(0.5) and not bucket.take(0.5)
+    limiter = RateLimiter(
+        register_rate=1,
+        register_burst=2,
+        source_register_rate=100,
+        source_register_burst=3,
+        request_rate=10,
+        request_burst=10,
+        max_violations=2,
+    )
+    assert limiter.check(1, "10.0.0.1", "REGISTER", 0.0).allowed
+    assert limiter.check(1, "10.0.0.1", "REGISTER", 0.0).allowed
+    first = limiter.check(1, "10.0.0.1", "REGISTER", 0.0)
+    assert not first.allowed and first.retry_after == 1 and not first.close
+    assert limiter.check(1, "10.0.0.1", "REGISTER", 0.0).close  # second violation in a row
+    assert limiter.check(1, "10.0.0.1", "MESSAGE", 0.0).allowed  # other requests have their own bucket
+    # per source: a second connection from the same address shares the source bucket
+    assert limiter.check(2, "10.0.0.1", "REGISTER", 0.0).allowed  # the third REGISTER of that source
+    assert not limiter.check(2, "10.0.0.1", "REGISTER", 0.0).allowed
+    assert limiter.check(3, "10.0.0.2", "REGISTER", 0.0).allowed
+    limiter.forget(1)
+    assert limiter.check(1, "10.0.0.3", "REGISTER", 0.0).allowed
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def test_mode_rules() -> None:
+    policy = Policy(
+        ("ims-aka", "ims-digest", "web-token", "pool"),
+        ["origin=https://kiosk.example => pool", "impu=sip:*@corp.ims.test, source=10.0.0.0/8 => ims-aka",
+         "* => web-token web-login"],
+    )  # fmt: skip
+    assert policy.allowed("https://kiosk.example:443", "sip:a@ims.test", "1.2.3.4") == ("pool",)
+    assert policy.allowed(None, "sip:a@corp.ims.test", "10.1.2.3") == ("ims-aka",)
+    assert policy.allowed(None, "sip:a@corp.ims.test", "11.1.2.3") == ("web-token",)  # web-login not offered
+    assert Policy(("ims-digest",)).allowed(None, "sip:a@x", "1.1.1.1") == ("ims-digest",)
+    for bad in ("web-token", "origin=x => web-token", "foo=bar => pool", "* => telepathy", "* =>"):
+        with pytest.raises(ValueError):
+            parse_rule(bad)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_integrity_protected_values_and_key_stripping() -> None:
+    assert integrity_value("ims-aka", secure=True, bound=False) == "tls-pending"
+    assert integrity_value("ims-digest", secure=True, bound=True) == "tls-yes"
+    assert integrity_value("ims-digest", secure=False, bound=True) == "no"
+    assert integrity_value("web-token", secure=True, bound=False) == "auth-done"
+    assert integrity_value("web-login", secure=True, bound=False) == "auth-done"
+    assert integrity_value("ims-digest-on-behalf", secure=True, bound=False) is None
+    # TS 24.229 §5.4.1.2.1 example shape: the S-CSCF's challenge to the P-CSCF with ck/ik
+    challenge = (
+        'Digest realm="ims.test", nonce="A34Cm+Fva37UYWpGNB34JP", algorithm=AKAv1-MD5, '
+        'ik="0123456789abcdeedcba9876543210", ck="9876543210abcdeedcba0123456789", qop="auth"'
+    )
+    stripped = strip_keys(challenge)
+    assert "ck=" not in stripped and "ik=" not in stripped
+    assert (
+        stripped == 'Digest realm="ims.test", nonce="A34Cm+Fva37UYWpGNB34JP", algorithm=AKAv1-MD5, qop="auth"'
+    )
+
+
+# RFC 3680 §6 example (one registration, two contacts)
+REGINFO = b"""<?xml version="1.0"?>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="1" state="partial">
+  <registration aor="sip:joe@example.com" id="a7" state="active">
+    <contact id="76" state="active" event="registered" duration-registered="0" expires="3600">
+      <uri>sip:joe@pc887.example.com</uri>
+    </contact>
+    <contact id="77" state="terminated" event="deactivated" duration-registered="3600">
+      <uri>sip:joe@university.example.com</uri>
+    </contact>
+  </registration>
+</reginfo>"""
+
+
+def test_parse_reginfo() -> None:
+    (reg,) = parse_reginfo(REGINFO)
+    assert (reg.aor, reg.state) == ("sip:joe@example.com", "active")
+    assert [(c.uri, c.state, c.event, c.expires) for c in reg.contacts] == [
+        ("sip:joe@pc887.example.com", "active", "registered", 3600),
+        ("sip:joe@university.example.com", "terminated", "deactivated", None),
+    ]
+    for bad in (b"<reginfo", b"<other/>", b'<!DOCTYPE x [<!ENTITY a "b">]><reginfo/>'):
+        with pytest.raises(RegInfoError):
+            parse_reginfo(bad)
+
+
+# --------------------------------------------------------------------------- state store
+
+
+def sample_binding(bid: str = "abcdefghijklmnop") -> Binding:
+    b = Binding(
+        id=bid,
+        mode="web-token",
+        aor="sip:dave@ims.test",
+        contact="<sip:x@y.invalid;transport=ws>",
+        contact_uri="sip:x@y.invalid;transport=ws",
+        instance="urn:uuid:1",
+        reg_id=1,
+        impu="sip:dave@ims.test",
+        expires_at=4_000_000_000.0,
+        call_id="c@webims",
+        cseq=3,
+        password="never stored",
+    )
+    return b
+
+
+async def test_sqlite_store_write_behind_and_reload(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    try:
+        regs = SqliteRegistrationStore(store, flush_interval=0.05)
+        key = await regs.secret("k")
+        assert key == await regs.secret("k") and len(key) == 32
+        b = sample_binding()
+        regs.put("binding", b.id, b.to_record(), b.expires_at)
+        regs.put("binding", "gone", {"id": "gone"}, b.expires_at)
+        regs.delete("binding", "gone")
+        regs.put("binding", "old", {"id": "old"}, 1.0)  # expired: not loaded
+        await regs.flush()
+        assert regs.writes == 1  # one transaction for the batch
+        again = SqliteRegistrationStore(store)
+        (record,) = await again.load("binding", 100.0)
+        assert "password" not in record
+        loaded = Binding.from_record(record)
+        assert (loaded.id, loaded.instance, loaded.cseq, loaded.password) == (b.id, "urn:uuid:1", 3, None)
+    finally:
+        store.close()
+    memory = MemoryRegistrationStore()
+    memory.put("binding", "a", {"id": "a"}, 10.0)
+    assert await memory.load("binding", 5.0) == [{"id": "a"}] and await memory.load("binding", 11.0) == []
+
+
+# --------------------------------------------------------------------------- RFC 3263, DNS server on loopback
+
+ZONE = {
+    ("ims.test.", "NAPTR"): [
+        '10 50 "s" "SIP+D2T" "" _sip._tcp.ims.test.',
+        '20 50 "s" "SIP+D2U" "" _sip._udp.ims.test.',
+        '5 50 "s" "SIPS+D2T" "" _sips._tcp.ims.test.',
+    ],
+    ("_sip._tcp.ims.test.", "SRV"): ["10 60 5070 icscf1.ims.test.", "20 0 5071 icscf2.ims.test."],
+    ("_sip._udp.ims.test.", "SRV"): ["10 0 5072 icscf1.ims.test."],
+    ("icscf1.ims.test.", "A"): ["127.0.0.1"],
+    ("icscf2.ims.test.", "A"): ["127.0.0.2"],
+    ("icscf2.ims.test.", "AAAA"): ["::1"],
+    ("_sip._udp.srv-only.test.", "SRV"): ["0 0 6000 icscf2.ims.test."],
+    ("plain.test.", "A"): ["127.0.0.3"],
+}
+
+
+class DnsServer(asyncio.DatagramProtocol):
+    def __init__(self, zone: dict[tuple[str, str], list[str]]) -> None:
+        self.zone = zone
+        self.transport: asyncio.DatagramTransport | None = None
+        self.questions: list[tuple[str, str]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name, rdtype = question.name.to_text(), dns.rdatatype.to_text(question.rdtype)
+        self.questions.append((name, rdtype))
+        records = self.zone.get((name, rdtype))
+        if records:
+            response.answer.append(dns.rrset.from_text(name, 60, dns.rdataclass.IN, rdtype, *records))
+        elif not any(n == name for n, _ in self.zone):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        assert self.transport is not None
+        self.transport.sendto(response.to_wire(), addr)
+
+
+@contextlib.asynccontextmanager
+async def dns_server(zone: dict[tuple[str, str], list[str]]) -> AsyncIterator[tuple[DnsServer, int]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: DnsServer(zone), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield protocol, transport.get_extra_info("sockname")[1]
+    finally:
+        transport.close()
+
+
+def uri(text: str) -> SipURI:
+    value = parse_uri(text)
+    assert isinstance(value, SipURI)
+    return value
+
+
+async def test_rfc3263_naptr_srv_a() -> None:
+    async with dns_server(ZONE) as (server, port):
+        resolver = Resolver([f"127.0.0.1:{port}"], transports=("UDP", "TCP"))
+        targets = await resolver.resolve(uri("sip:ims.test"))
+        # NAPTR order: SIP+D2T (10) before SIP+D2U (20); SIPS is not ours; SRV priority 10 before 20
+        assert [(t.transport, t.host, t.port) for t in targets] == [
+            ("TCP", "127.0.0.1", 5070),
+            ("TCP", "127.0.0.2", 5071),
+            ("TCP", "::1", 5071),
+            ("UDP", "127.0.0.1", 5072),
+        ]
+        asked = len(server.questions)
+        assert (
+            await resolver.resolve(uri("sip:ims.test")) == targets and len(server.questions) == asked
+        )  # cached
+        udp = await resolver.resolve(uri("sip:ims.test;transport=udp"))
+        assert [(t.transport, t.port) for t in udp] == [("UDP", 5072)]
+        srv_only = await resolver.resolve(uri("sip:srv-only.test"))
+        assert [(t.transport, t.host, t.port) for t in srv_only][:1] == [("UDP", "127.0.0.2", 6000)]
+        plain = await resolver.resolve(uri("sip:plain.test"))
+        assert [(t.transport, t.host, t.port) for t in plain] == [("UDP", "127.0.0.3", 5060)]
+        explicit = await resolver.resolve(uri("sip:plain.test:5999;transport=tcp"))
+        assert [(t.transport, t.host, t.port) for t in explicit] == [("TCP", "127.0.0.3", 5999)]
+        numeric = await resolver.resolve(uri("sip:10.1.2.3"))
+        assert [(t.transport, t.host, t.port) for t in numeric] == [("UDP", "10.1.2.3", 5060)]
+
+
+async def test_gateway_finds_the_icscf_by_dns(core: LabCore, make_lab: LabFactory) -> None:
+    host, icscf_port = core.icscf_address
+    zone = {
+        ("ims.test.", "NAPTR"): ['10 50 "s" "SIP+D2U" "" _sip._udp.ims.test.'],
+        ("_sip._udp.ims.test.", "SRV"): [f"10 0 {icscf_port} icscf.ims.test."],
+        ("icscf.ims.test.", "A"): [host],
+    }
+    async with (
+        dns_server(zone) as (_, port),
+        make_lab(icscf="sip:ims.test", dns_servers=(f"127.0.0.1:{port}",)) as lab,
+    ):
+        wic = Wic(lab.url, origin=ORIGIN, user="dave")
+        await wic.connect()
+        try:
+            assert (await wic.register(headers=[bearer(token_for(lab.auth, "dave"))])).status == 200
+            assert core_bindings(lab, "sip:dave@ims.test")
+        finally:
+            await wic.close()
+
+
+def test_register_builder_as_pcscf_and_as_ue() -> None:
+    from webims.gateway.regmsg import RegisterBuilder, tna_credentials
+    from webims.sip import parse
+
+    common = dict(
+        request_uri="sip:ims.test", aor="sip:dave@ims.test", call_id="c1@webims", from_tag="t1", cseq=7,
+        contact='<sip:x@y.invalid;transport=ws>;reg-id=1;+sip.instance="<urn:uuid:1>"', expires=600,
+        path="<sip:bTOKEN@127.0.0.2:5064;lr;ob>", wic_ip="192.0.2.7", outbound=True,
+        authorization=tna_credentials("dave@ims.test", "ims.test", "sip:ims.test"),
+    )  # fmt: skip
+    pcscf = RegisterBuilder(
+        as_pcscf=True,
+        pvni="ims.test",
+        generated_at="127.0.0.2",
+        access_network_info='IEEE-802.11; network-provided; "ue-ip={ip}"',
+    )
+
+    def wire(built: Request) -> Request:  # the endpoint adds our Via when it sends
+        built.headers.add("Via", "SIP/2.0/UDP 127.0.0.2:5064;branch=z9hG4bK1", first=True)
+        parsed = parse(bytes(built))
+        assert isinstance(parsed, Request)
+        return parsed
+
+    request = wire(pcscf.build(**common))  # type: ignore[arg-type]
+    assert request.headers.get("Path") == "<sip:bTOKEN@127.0.0.2:5064;lr;ob>"
+    assert {"path", "outbound"} <= request.option_tags("supported")
+    assert request.headers.get("P-Visited-Network-ID") == '"ims.test"'
+    assert "icid-value=" in (request.headers.get("P-Charging-Vector") or "")
+    assert request.headers.get("P-Access-Network-Info") == 'IEEE-802.11; network-provided; "ue-ip=192.0.2.7"'
+    assert 'integrity-protected="auth-done"' in (request.headers.get("Authorization") or "")
+    assert request.contact[0].expires == 600 and request.cseq.seq == 7
+    ue = RegisterBuilder(as_pcscf=False, pvni="ims.test", generated_at="127.0.0.2", access_network_info="x")
+    plain = wire(ue.build(**{**common, "path": None}))  # type: ignore[arg-type]
+    for name in ("Path", "P-Visited-Network-ID", "P-Charging-Vector", "P-Access-Network-Info"):
+        assert name not in plain.headers
+
+
+def test_config_errors_name_the_key() -> None:
+    from webims.config import ConfigError, load_config
+    from webims.gateway.settings import GatewayConfig
+
+    cfg = load_config(None, environ={"WEBIMS_GATEWAY__MODES": "web-token,pool"}).get(GatewayConfig)
+    assert cfg.modes == ("web-token", "pool") and cfg.pvni == "ims.test"
+    for env, key in (
+        ({"WEBIMS_GATEWAY__MODE_RULES": '["* => telepathy"]'}, "gateway.mode_rules"),
+        ({"WEBIMS_GATEWAY__MODES": "web-token,carrier-pigeon"}, "gateway.modes"),
+        ({"WEBIMS_GATEWAY__POOLS": "web"}, "gateway.pool_passwords"),
+        ({"WEBIMS_GATEWAY__TOPOLOGY": "behind-p-cscf"}, "gateway.pcscf"),
+        ({"WEBIMS_GATEWAY__GRACE_PERIOD": "-1"}, "gateway.grace_period"),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(None, environ=env)
