@@ -105,7 +105,9 @@ class Authenticator:
         self.core_hosts = {host_key(h) for h in core_hosts}
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.trusted_nodes]
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._by_impi: dict[str, list[str]] = {}  # nonces of each IMPI, oldest first
+        # nonces of each (IMPI, IMPU), oldest first: one IMPI may register many IMPUs at
+        # once (a gateway's IMPU pool, seed 004 §6.X.2.2.4), each with its own challenge
+        self._by_impi: dict[tuple[str, str], list[str]] = {}
         self._digest: dict[str, DigestServer] = {}
         self._secret = os.urandom(32)
 
@@ -289,7 +291,7 @@ class Authenticator:
         )
 
     def _remember(self, pending: _Pending) -> None:
-        mine = self._by_impi.setdefault(pending.impi, [])
+        mine = self._by_impi.setdefault((pending.impi, pending.impu), [])
         while len(mine) >= MAX_CHALLENGES_PER_IMPI:
             self._forget(mine[0])
         mine.append(pending.nonce)
@@ -305,12 +307,12 @@ class Authenticator:
         pending = self._pending.pop(nonce, None)
         if pending is None:
             return
-        mine = self._by_impi.get(pending.impi)
+        mine = self._by_impi.get((pending.impi, pending.impu))
         if mine is not None:
             if nonce in mine:
                 mine.remove(nonce)
             if not mine:
-                del self._by_impi[pending.impi]
+                del self._by_impi[(pending.impi, pending.impu)]
 
     async def _resynchronise(self, incoming: IncomingRequest, pending: _Pending, creds: Credentials) -> None:
         """RFC 3310 §3.4, TS 33.203 §6.1.2: MAR with SIP-Authorization = RAND || AUTS."""
