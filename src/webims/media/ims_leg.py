@@ -1,0 +1,208 @@
+"""The IMS leg: plain RTP/AVP (or SDES-SRTP) on an even/odd UDP port pair (asyncio adapter).
+
+* Port pair from the :class:`~.ports.PortAllocator` (RTP even, RTCP + 1, RFC 3550 §11).
+* Symmetric RTP latching: packets go to the address in the peer's SDP until
+  packets arrive, then to the source they come from (RFC 4961 symmetric RTP;
+  the "latching" of RFC 7362 §4); a new source is only taken once the latched
+  one has been silent for ``relatch_after`` seconds.
+* Optional SDES-SRTP (RFC 4568, ``AES_CM_128_HMAC_SHA1_80`` / ``_32``) with
+  pylibsrtp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import pylibsrtp
+
+from ..sdp import Crypto, RtpEndpoint
+from .api import LegSide, MediaError
+from .leg import MediaLeg
+from .ports import PortAllocator
+from .rtp import is_rtcp
+
+__all__ = ["SDES_SUITES", "ImsLeg"]
+
+#: SDES crypto suites (RFC 4568 §6.2) -> libsrtp profile.
+SDES_SUITES: dict[str, int] = {
+    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+}
+_KEY_SALT_LEN = 30  # 128-bit key + 112-bit salt (RFC 4568 §6.2.1)
+
+Addr = tuple[str, int]
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, handler: Callable[[bytes, Addr], None]) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        # IPv4 addresses come as (host, port) already; IPv6 ones carry flow info and scope too.
+        self.handler(data, addr if len(addr) == 2 else (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP port unreachable while the peer is not there yet: keep going
+
+
+def srtp_session(profile: int, key: bytes, outbound: bool) -> pylibsrtp.Session:
+    policy = pylibsrtp.Policy(
+        key=key,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND,
+        srtp_profile=profile,
+    )
+    policy.allow_repeat_tx = True
+    policy.window_size = 1024
+    return pylibsrtp.Session(policy)
+
+
+class ImsLeg(MediaLeg):
+    """Plain RTP toward the IMS side."""
+
+    def __init__(self, address: str, ports: PortAllocator, cname: str, relatch_after: float = 2.0) -> None:
+        super().__init__(LegSide.IMS, cname)
+        self.address = address
+        self.ports = ports
+        self.port = 0
+        self.relatch_after = relatch_after
+        self.remote: Addr | None = None
+        self.remote_rtcp: Addr | None = None
+        self.latched: Addr | None = None
+        self._latched_rtcp: Addr | None = None
+        self._rtp: _Udp | None = None
+        self._rtcp: _Udp | None = None
+        self._tx: pylibsrtp.Session | None = None
+        self._rx: pylibsrtp.Session | None = None
+        self.local_crypto: Crypto | None = None
+        self.dropped = 0
+
+    async def open(self) -> None:
+        port, rtp_sock, rtcp_sock = self.ports.bind_pair(self.address)
+        loop = asyncio.get_running_loop()
+        try:
+            _, self._rtp = await loop.create_datagram_endpoint(lambda: _Udp(self._rtp_in), sock=rtp_sock)
+            _, self._rtcp = await loop.create_datagram_endpoint(lambda: _Udp(self._rtcp_in), sock=rtcp_sock)
+        except BaseException:
+            rtp_sock.close()
+            rtcp_sock.close()
+            if self._rtp is not None and self._rtp.transport is not None:
+                self._rtp.transport.close()
+            self.ports.release(port, port + 1)
+            raise
+        self.port = port
+
+    @property
+    def endpoint(self) -> RtpEndpoint:
+        return RtpEndpoint(self.address, self.port)
+
+    def close(self) -> None:
+        for proto in (self._rtp, self._rtcp):
+            if proto is not None and proto.transport is not None:
+                proto.transport.close()
+        self._rtp = self._rtcp = None
+        if self.port:
+            self.ports.release(self.port, self.port + 1)
+            self.port = 0
+
+    # -- negotiation -------------------------------------------------------------------------
+
+    def set_remote(self, address: str, port: int, rtcp_port: int | None = None) -> None:
+        """The peer's SDP address (``c=``, ``m=`` port, ``a=rtcp``); port 0 or 0.0.0.0: send nothing."""
+        if port == 0 or address in ("0.0.0.0", "::"):
+            self.remote = self.remote_rtcp = None
+            return
+        new = (address, port)
+        if new != self.remote:
+            self.latched = self._latched_rtcp = None
+        self.remote = new
+        self.remote_rtcp = (address, rtcp_port if rtcp_port is not None else port + 1)
+
+    def make_local_crypto(self, suite: str = "AES_CM_128_HMAC_SHA1_80", tag: int = 1) -> Crypto:
+        """Our SDES key for an offer or answer (RFC 4568 §9.1)."""
+        if suite not in SDES_SUITES:
+            raise MediaError(f"unsupported SRTP crypto suite {suite}", 488)
+        key = os.urandom(_KEY_SALT_LEN)
+        self.local_crypto = Crypto(tag, suite, (f"inline:{base64.b64encode(key).decode()}",))
+        self._tx = srtp_session(SDES_SUITES[suite], key, outbound=True)
+        return self.local_crypto
+
+    def set_remote_crypto(self, crypto: Crypto) -> None:
+        """The peer's SDES key: decrypts what it sends."""
+        if crypto.suite not in SDES_SUITES or not crypto.inline_keys:
+            raise MediaError(f"unsupported SRTP crypto {crypto.suite}", 488)
+        try:
+            key = base64.b64decode(crypto.inline_keys[0], validate=True)
+        except ValueError as exc:
+            raise MediaError("bad SDES key", 488) from exc
+        if len(key) != _KEY_SALT_LEN:
+            raise MediaError("bad SDES key length", 488)
+        self._rx = srtp_session(SDES_SUITES[crypto.suite], key, outbound=False)
+
+    # -- data path ---------------------------------------------------------------------------
+
+    def _accept(self, addr: Addr, latched: Addr | None, now: float) -> bool:
+        if latched is None or addr == latched:
+            return True
+        return self.last_rx is None or now - self.last_rx >= self.relatch_after
+
+    def _rtp_in(self, data: bytes, addr: Addr) -> None:
+        now = time.monotonic()
+        if len(data) < 12 or not 127 < data[0] < 192:
+            return
+        if addr != self.latched:
+            if not self._accept(addr, self.latched, now):
+                self.dropped += 1
+                return
+            self.latched = addr
+        if is_rtcp(data):  # the peer multiplexes RTCP (RFC 5761)
+            self._rtcp_in(data, addr)
+            return
+        if self._rx is not None:
+            try:
+                data = self._rx.unprotect(data)
+            except pylibsrtp.Error:
+                self.dropped += 1
+                return
+        self.rtp_received(data, now)
+
+    def _rtcp_in(self, data: bytes, addr: Addr) -> None:
+        now = time.monotonic()
+        if len(data) < 8 or not 127 < data[0] < 192:
+            return
+        if self._latched_rtcp is None or addr != self._latched_rtcp:
+            self._latched_rtcp = addr
+        if self._rx is not None:
+            try:
+                data = self._rx.unprotect_rtcp(data)
+            except pylibsrtp.Error:
+                return
+        self.rtcp_received(data, now)
+
+    def send_rtp(self, data: bytes) -> None:
+        """RTP toward the latched source, else the SDP address (the hot path: no RTCP branch)."""
+        self.packets_sent += 1
+        self.bytes_sent += len(data)
+        proto, dest = self._rtp, self.latched or self.remote
+        if proto is None or proto.transport is None or dest is None:
+            return
+        proto.transport.sendto(data if self._tx is None else self._tx.protect(data), dest)
+
+    def send_packet(self, data: bytes, rtcp: bool) -> None:
+        if rtcp:
+            proto, dest = self._rtcp, self._latched_rtcp or self.remote_rtcp
+        else:
+            proto, dest = self._rtp, self.latched or self.remote
+        if proto is None or proto.transport is None or dest is None:
+            return
+        if self._tx is not None:
+            data = self._tx.protect_rtcp(data) if rtcp else self._tx.protect(data)
+        proto.transport.sendto(data, dest)
