@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -19,23 +18,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from webims.testing.ports import free_port
+
 sys.path.insert(0, str(Path(__file__).parent / "gateway"))
 from wicclient import Wic, bearer
 
 WEBIMS = Path(sys.executable).with_name("webims")
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (SIP listens on both)."""
-    while True:
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 @pytest.fixture

@@ -76,6 +76,7 @@ __all__ = [
     "TransportConfig",
     "TransportLimits",
     "between",
+    "check_tls_files",
     "each",
     "host_port",
     "hostname",
@@ -126,6 +127,17 @@ class Invalid(ValueError):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+
+def check_tls_files(section: Any, *files: str) -> None:
+    """For a section's ``validate()``: its ``tls_cert`` and ``tls_key`` are set together, and
+    each of them and of the ``files`` fields that is set names an existing file."""
+    if (section.tls_cert is None) != (section.tls_key is None):
+        raise Invalid("tls_cert" if section.tls_key is None else "tls_key", "set both tls_cert and tls_key")
+    for name in ("tls_cert", "tls_key", *files):
+        file = getattr(section, name)
+        if file is not None and not file.is_file():
+            raise Invalid(name, f"file not found: '{file}'")
 
 
 def setting(

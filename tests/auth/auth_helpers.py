@@ -8,7 +8,6 @@ import html
 import json
 import re
 import secrets
-import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from webims.auth.server import start_server
 from webims.auth.service import AuthService, ServiceSettings
 from webims.auth.tokens import pkce_s256
 from webims.store import Store
+from webims.testing.ports import free_port
 from webims.transport.tls import ensure_self_signed, server_context
 
 REDIRECT = "https://127.0.0.1:9/callback"
@@ -41,12 +41,6 @@ def make_tls(directory: Path) -> Tls:
     cert, key = ensure_self_signed(directory, ("127.0.0.1", "localhost"))
     client = ssl.create_default_context(cafile=str(cert))
     return Tls(cert, key, server_context(cert, key), client)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from webims.testing.ports import free_port
 
 SIPP = shutil.which("sipp")
 
@@ -36,12 +37,6 @@ def require_sipp() -> str:
     if SIPP is None:
         pytest.fail("sipp is not installed: apt-get install sip-tester (scripts/packages.txt)")
     return SIPP
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _register(cseq: int, expires: int, authorization: str) -> str:

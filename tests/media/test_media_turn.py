@@ -16,15 +16,9 @@ from aioice import stun
 from aioice.turn import create_turn_endpoint
 
 from webims.media.turn import turn_credentials, turn_password
+from webims.testing.ports import free_port
 
 SECRET = "north-wind-shared-secret"
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_password_matches_openssl_hmac_sha1() -> None:
@@ -58,7 +52,7 @@ def coturn(tmp_path: Path) -> Iterator[tuple[str, int]]:
     binary = shutil.which("turnserver")
     if binary is None:
         pytest.fail("turnserver missing: apt-get install coturn (scripts/packages.txt)", pytrace=False)
-    port = _free_udp_port()
+    port = free_port()  # coturn listens on UDP and TCP
     log = tmp_path / "turnserver.log"
     proc = subprocess.Popen(
         [

@@ -154,9 +154,9 @@ async def test_config_json_hands_out_valid_turn_rest_credentials(
 def test_turn_credentials_known_answer() -> None:
     """draft-uberti-behave-turn-rest-00 §2.2 shape, checked against a fixed HMAC."""
     cred = turn_credentials("secret", "alice", now=1_700_000_000.7, ttl=86_400)
-    assert cred.username == "1700086400:alice" and cred.expires_at == 1_700_086_400
+    assert cred.username == "1700086400:alice" and cred.expires == 1_700_086_400
     # printf '1700086400:alice' | openssl dgst -sha1 -hmac secret -binary | base64
-    assert cred.credential == base64.b64encode(
+    assert cred.password == base64.b64encode(
         hmac.new(b"secret", b"1700086400:alice", hashlib.sha1).digest()).decode()
     with pytest.raises(ValueError):
         turn_credentials("secret", "a:b", now=0, ttl=60)

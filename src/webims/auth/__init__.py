@@ -32,7 +32,9 @@ rules), :mod:`.pools` (IMPU pools), :mod:`.users` (users, clients), :mod:`.keys`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from webims.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from webims.config import Config
@@ -67,14 +69,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Lazy imports keep ``import webims.auth.settings`` (config discovery) light."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'webims.auth' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module, __name__), name)
+# Lazy imports keep ``import webims.auth.settings`` (config discovery) light.
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def serve(config: Config) -> int:

@@ -173,17 +173,11 @@ def pool_show(args: argparse.Namespace, service: Any) -> int:
 
 
 def pool_release(args: argparse.Namespace, service: Any) -> int:
-    pools = service.pools
-    if args.all:
-        released = [r for a in pools.allocations(args.name) if (r := pools.release(a.id)) is not None]
-    elif args.allocation:
-        found = pools.get_allocation(args.allocation)
-        released = [pools.release(args.allocation)] if found is not None and found.pool == args.name else []
-    elif args.impu:
-        released = [pools.release_impu(args.name, args.impu)]
-    else:
+    if not (args.all or args.allocation or args.impu):
         raise ValueError("give --impu, --allocation or --all")
-    released = [r for r in released if r is not None]
+    released = service.pools.release_in(
+        args.name, every=args.all, allocation=args.allocation or None, impu=args.impu or None
+    )
     if not released:
         print(f"pool {args.name}: nothing to release", file=sys.stderr)
         return 1

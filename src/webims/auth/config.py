@@ -26,6 +26,7 @@ from pathlib import Path
 from webims.config import (
     Invalid,
     between,
+    check_tls_files,
     each,
     hostname,
     is_loopback,
@@ -107,12 +108,7 @@ class AuthConfig:
             raise Invalid(
                 "plain_http", f"plain HTTP on non-loopback host {self.host!r} is refused: use HTTPS"
             )
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise Invalid("tls_cert" if self.tls_key is None else "tls_key", "set both tls_cert and tls_key")
-        for key in ("tls_cert", "tls_key", "providers_file"):
-            file = getattr(self, key)
-            if file is not None and not file.is_file():
-                raise Invalid(key, f"file not found: '{file}'")
+        check_tls_files(self, "providers_file")
         if self.issuer and not (self.issuer.startswith("https://") or self.plain_http):
             raise Invalid("issuer", f"expected an https:// URL, got {self.issuer!r}")
         if self.issuer.endswith("/") or "?" in self.issuer or "#" in self.issuer:

@@ -35,7 +35,7 @@ from .pools import Allocation, Pool
 from .server import AUTH_APP, AuthApp
 from .users import Client, User
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "is_admin"]
 
 
 def _state(request: web.Request) -> AuthApp:
@@ -47,7 +47,8 @@ def _bearer(request: web.Request) -> str | None:
     return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
-def _is_admin(request: web.Request, state: AuthApp) -> bool:
+def is_admin(request: web.Request, state: AuthApp) -> bool:
+    """Whether the request carries ``Authorization: Bearer <auth.admin_token>`` (and one is set)."""
     admin = state.service.settings.admin_token
     token = _bearer(request)
     return bool(admin) and token is not None and hmac.compare_digest(token.encode(), admin.encode())
@@ -59,7 +60,7 @@ async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
         state = _state(request)
         if not state.service.settings.admin_token:
             raise Problem(404, "not found", "the admin API is disabled (set auth.admin_token)")
-        if not _is_admin(request, state):
+        if not is_admin(request, state):
             raise TokenError("admin token required")
     result: web.StreamResponse = await handler(request)
     return result
@@ -255,24 +256,15 @@ async def release_in_pool(request: web.Request) -> web.Response:
     s = _state(request)
     name = request.match_info["name"]
     doc = await _json(request)
-    pools = s.service.pools
-    released: list[Allocation] = []
     if doc.get("all") is True:
-        for a in await s.db(pools.allocations, name):
-            r = await s.db(pools.release, a.id)
-            if r is not None:
-                released.append(r)
+        which: dict[str, Any] = {"every": True}
     elif (alc := _str(doc, "allocation")) is not None:
-        r = await s.db(pools.get_allocation, alc)
-        if r is not None and r.pool == name:
-            await s.db(pools.release, alc)
-            released.append(r)
+        which = {"allocation": alc}
     elif (impu := _str(doc, "impu")) is not None:
-        r = await s.db(pools.release_impu, name, impu)
-        if r is not None:
-            released.append(r)
+        which = {"impu": impu}
     else:
         raise Problem(400, "bad request", "give allocation, impu or all=true")
+    released = await s.db(s.service.pools.release_in, name, **which)
     return web.json_response({"released": [allocation_json(a) for a in released]})
 
 
@@ -291,7 +283,7 @@ async def rotate_keys(request: web.Request) -> web.Response:
 
 
 async def _pool_caller(request: web.Request, state: AuthApp, allocation: str, *, holder_ok: bool) -> None:
-    if _is_admin(request, state):
+    if is_admin(request, state):
         return
     token = _bearer(request)
     if token is None:

@@ -17,6 +17,7 @@ from yarl import URL
 from webims.sip.digest import DigestError, VerifyStatus, parse_credentials
 
 from .errors import OAuthError, Problem
+from .http_admin import is_admin
 from .identity import SCOPES
 from .pages import CSS, error_page, login_page
 from .server import AUTH_APP, AuthApp, PendingRequest, problem
@@ -69,6 +70,14 @@ async def _form(request: web.Request) -> dict[str, str]:
     if request.content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "expected an application/x-www-form-urlencoded body")
     return _single(await request.post())
+
+
+def _required(form: dict[str, str], key: str) -> str:
+    """A parameter the request must carry, non-empty (RFC 6749 §5.2 ``invalid_request``)."""
+    value = form.get(key)
+    if not value:
+        raise OAuthError("invalid_request", f"{key} is missing")
+    return value
 
 
 def _check_origin(request: web.Request, state: AuthApp) -> None:
@@ -460,20 +469,15 @@ async def token(request: web.Request) -> web.Response:
     """RFC 6749 §3.2 token endpoint."""
     s = _state(request)
     form = await _form(request)
-    grant = form.get("grant_type")
-    if not grant:
-        raise OAuthError("invalid_request", "grant_type is missing")
+    grant = _required(form, "grant_type")
     tokens = s.service.tokens
     if grant == "authorization_code":
         client = await _client_auth(request, form, allow_public=True)
         if "authorization_code" not in client.grant_types:
             raise OAuthError("unauthorized_client", "this client may not use the authorization code grant")
-        code = form.get("code")
-        if not code:
-            raise OAuthError("invalid_request", "code is missing")
         issued = await s.db(
             tokens.redeem_code,
-            code,
+            _required(form, "code"),
             client=client,
             redirect_uri=form.get("redirect_uri"),
             verifier=form.get("code_verifier"),
@@ -482,9 +486,7 @@ async def token(request: web.Request) -> web.Response:
         client = await _client_auth(request, form, allow_public=True)
         if "refresh_token" not in client.grant_types:
             raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
-        refresh = form.get("refresh_token")
-        if not refresh:
-            raise OAuthError("invalid_request", "refresh_token is missing")
+        refresh = _required(form, "refresh_token")
         issued = await s.db(tokens.refresh, refresh, client=client, scope=form.get("scope"))
     elif grant == "client_credentials":
         client = await _client_auth(request, form, allow_public=False)
@@ -494,24 +496,13 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(issued.response(), headers={"Pragma": "no-cache"})
 
 
-def _admin_bearer(request: web.Request, state: AuthApp) -> bool:
-    admin = state.service.settings.admin_token
-    header = request.headers.get("Authorization", "")
-    if not admin or header[:7].lower() != "bearer ":
-        return False
-    return hmac.compare_digest(header[7:].strip().encode(), admin.encode())
-
-
 async def introspect(request: web.Request) -> web.Response:
     """RFC 7662 §2: only authenticated (confidential) clients, or the admin token."""
     s = _state(request)
     form = await _form(request)
-    if not _admin_bearer(request, s):
+    if not is_admin(request, s):
         await _client_auth(request, form, allow_public=False)
-    value = form.get("token")
-    if not value:
-        raise OAuthError("invalid_request", "token is missing")
-    return web.json_response(await s.db(s.service.tokens.introspect, value))
+    return web.json_response(await s.db(s.service.tokens.introspect, _required(form, "token")))
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -519,10 +510,7 @@ async def revoke(request: web.Request) -> web.Response:
     s = _state(request)
     form = await _form(request)
     client = await _client_auth(request, form, allow_public=True)
-    value = form.get("token")
-    if not value:
-        raise OAuthError("invalid_request", "token is missing")
-    await s.db(s.service.tokens.revoke, value, client=client)
+    await s.db(s.service.tokens.revoke, _required(form, "token"), client=client)
     return web.Response(status=200)
 
 

@@ -399,6 +399,29 @@ class PoolManager:
         """End every lease held by a token family or web session."""
         return self._release_where("a.owner = ?", (owner,), now)
 
+    def release_in(
+        self,
+        pool: str,
+        *,
+        every: bool = False,
+        allocation: str | None = None,
+        impu: str | None = None,
+        now: float | None = None,
+    ) -> builtins.list[Allocation]:
+        """End leases of ``pool`` (``webims pool release``, ``POST /admin/pools/{name}/release``):
+        ``every`` running one, else the running one with id ``allocation``, else the one of ``impu``.
+        Returns those ended (none: nothing matched)."""
+        if every:
+            ended = [self.release(a.id, now=now) for a in self.allocations(pool, now=now)]
+        elif allocation is not None:
+            found = self.get_allocation(allocation, now=now)
+            ended = [self.release(allocation, now=now)] if found is not None and found.pool == pool else []
+        elif impu is not None:
+            ended = [self.release_impu(pool, impu, now=now)]
+        else:
+            raise ValueError("give an allocation, an IMPU or every=True")
+        return [a for a in ended if a is not None]
+
     def allocations(self, pool: str | None = None, *, now: float | None = None) -> builtins.list[Allocation]:
         """Running leases (all pools, or one)."""
         t = time.time() if now is None else now

@@ -149,24 +149,24 @@ class TokenService:
     def _mint(
         self,
         db: sqlite3.Connection,
-        *,
-        sub: str,
-        client_id: str,
+        client: Client,
         scope: str,
         now: float,
+        *,
         user: User | None = None,
         allocation: Allocation | None = None,
         family: str | None = None,
         ttl: int | None = None,
     ) -> tuple[str, Identity, int]:
+        """An access token for ``user`` (its ``sub``), else for ``client`` itself."""
         lifetime = ttl if ttl is not None else self.policy.access_ttl
         iat = int(now)
         jti = secrets.token_urlsafe(16)
         claims: dict[str, Any] = {
             "iss": self.policy.issuer,
             "aud": self.policy.audience,
-            "sub": sub,
-            "client_id": client_id,
+            "sub": user.username if user is not None else client.client_id,
+            "client_id": client.client_id,
             "scope": scope,
             "iat": iat,
             "nbf": iat,
@@ -233,33 +233,25 @@ class TokenService:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (family, user.username, client.client_id, scope, now, now + self.policy.refresh_ttl),
         )
-        allocation = None
-        if user.pool is not None:
-            allocation = self._allocate(user, client, family, now, ttl)
-            db.execute("UPDATE auth_families SET allocation = ? WHERE id = ?", (allocation.id, family))
+        allocation = self._allocate(db, user, client, family, now, ttl) if user.pool is not None else None
         token, identity, lifetime = self._mint(
-            db,
-            sub=user.username,
-            client_id=client.client_id,
-            scope=scope,
-            now=now,
-            user=user,
-            allocation=allocation,
-            family=family,
-            ttl=ttl,
+            db, client, scope, now, user=user, allocation=allocation, family=family, ttl=ttl
         )
         rt = self._new_refresh(db, family, now) if refresh else None
         return family, IssuedTokens(token, lifetime, scope, rt, identity)
 
-    def _allocate(self, user: User, client: Client, owner: str, now: float, ttl: int | None) -> Allocation:
+    def _allocate(
+        self, db: sqlite3.Connection, user: User, client: Client, family: str, now: float, ttl: int | None
+    ) -> Allocation:
+        """Lease an IMPU of the user's pool to token family ``family`` (recorded on the family)."""
         assert user.pool is not None
         try:
-            return self.pools.allocate(
+            allocation = self.pools.allocate(
                 user.pool,
                 user.username,
                 lease=self._lease(now, ttl),
                 client_id=client.client_id,
-                owner=owner,
+                owner=family,
                 now=now,
             )
         except PoolExhausted as exc:
@@ -270,6 +262,8 @@ class TokenService:
             raise OAuthError(
                 "invalid_grant", f"user {user.username!r} is mapped to a missing pool: {exc}"
             ) from None
+        db.execute("UPDATE auth_families SET allocation = ? WHERE id = ?", (allocation.id, family))
+        return allocation
 
     # ------------------------------------------------------------------ codes
 
@@ -404,23 +398,13 @@ class TokenService:
                 if current is not None and self.pools.is_active(current, now=t):
                     allocation = self.pools.renew(current, lease=self._lease(t), now=t)
                 else:
-                    allocation = self._allocate(user, client, row["id"], t, None)
-                    db.execute(
-                        "UPDATE auth_families SET allocation = ? WHERE id = ?", (allocation.id, row["id"])
-                    )
+                    allocation = self._allocate(db, user, client, row["id"], t, None)
             db.execute(
                 "UPDATE auth_families SET expires_at = ? WHERE id = ?",
                 (t + self.policy.refresh_ttl, row["id"]),
             )
             token, identity, lifetime = self._mint(
-                db,
-                sub=user.username,
-                client_id=client.client_id,
-                scope=new_scope,
-                now=t,
-                user=user,
-                allocation=allocation,
-                family=row["id"],
+                db, client, new_scope, t, user=user, allocation=allocation, family=row["id"]
             )
             return IssuedTokens(token, lifetime, new_scope, self._new_refresh(db, row["id"], t), identity)
 
@@ -443,9 +427,7 @@ class TokenService:
         granted = self.grant_scope(client, None, scope)
 
         def run(db: sqlite3.Connection) -> IssuedTokens:
-            token, identity, lifetime = self._mint(
-                db, sub=client.client_id, client_id=client.client_id, scope=granted, now=t
-            )
+            token, identity, lifetime = self._mint(db, client, granted, t)
             return IssuedTokens(token, lifetime, granted, None, identity)
 
         return self.store.write(run)

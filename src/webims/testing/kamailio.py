@@ -98,7 +98,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -108,7 +107,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from string import Template
-from types import TracebackType
+
+from .ports import free_port
+from .process import ManagedProcess, StartStop
 
 #: Debian packages the harness needs (scripts/packages.txt lists them for CI).
 DEBIAN_PACKAGES = ("kamailio", "kamailio-ims-modules", "kamailio-presence-modules", "kamailio-sqlite-modules")
@@ -134,22 +135,6 @@ class KamailioError(RuntimeError):
 
 class KamailioNotInstalled(KamailioError):
     """The kamailio binary or one of its IMS modules is missing (install DEBIAN_PACKAGES)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host`` (racy by nature; fine on loopback)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(50):
-        with socket.socket(family, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(family, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise OSError(f"no free UDP+TCP port on {host}")
 
 
 def _template(name: str) -> str:
@@ -207,25 +192,12 @@ def sip_options_ping(host: str, port: int, timeout: float = 0.5) -> int | None:
             return None
 
 
-def _session_members(sid: int) -> list[int]:
-    """Kamailio processes of session ``sid`` (the session its main process was started in)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and b"kamailio" in cmdline:  # fields: state ppid pgrp session ...
-            members.append(int(entry.name))
-    return members
-
-
-class KamailioProcess:
+class KamailioProcess(ManagedProcess):
     """One Kamailio process: its config file, SIP address, log, runtime dir and control socket."""
+
+    error = KamailioError
+    probe = "SIP OPTIONS"
+    log_limit = _LOG_TAIL
 
     def __init__(
         self,
@@ -239,9 +211,8 @@ class KamailioProcess:
         shm_mb: int = 64,
         pkg_mb: int = 8,
     ) -> None:
-        self.name = name
+        super().__init__(name, workdir, workdir / f"{name}.log")
         self.config = config
-        self.workdir = workdir
         self.host = host
         self.sip_port = sip_port
         self.kamailio = kamailio
@@ -249,17 +220,8 @@ class KamailioProcess:
         self.pkg_mb = pkg_mb
         # Runtime dir (-Y) with the ctl socket: short, as unix socket paths must be < 108 bytes.
         self.rundir = Path(tempfile.mkdtemp(prefix=f"webims-{name}-"))
-        self.log_path = workdir / f"{name}.log"
         self.pid_path = self.rundir / "kamailio.pid"
         self.ctl_socket = self.rundir / "kamailio_ctl"
-        self.process: subprocess.Popen[bytes] | None = None
-        #: Exit status of the last run (None while running or never started).
-        self.returncode: int | None = None
-        self._log_text: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     @property
     def command(self) -> list[str]:
@@ -269,69 +231,20 @@ class KamailioProcess:
             "-m", str(self.shm_mb), "-M", str(self.pkg_mb),
         ]  # fmt: skip
 
+    def ready(self) -> bool:
+        return sip_options_ping(self.host, self.sip_port) == 200
+
     def start(self, timeout: float = 30.0) -> None:
         """Start in the foreground and wait until it answers SIP OPTIONS."""
-        if self.process is not None:
-            raise KamailioError(f"{self.name}: already started")
         self.rundir.mkdir(parents=True, exist_ok=True)
-        self._log_text = None
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.workdir, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise KamailioError(
-                    f"{self.name}: kamailio exited with status {self.process.returncode}\n{self.log_tail()}"
-                )
-            if sip_options_ping(self.host, self.sip_port) == 200:
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise KamailioError(f"{self.name}: no answer to SIP OPTIONS within {timeout} s\n{self.log_tail()}")
+        super().start(timeout)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (Kamailio then stops its children); SIGKILL after ``timeout``. Returns the exit status."""
-        process = self.process
-        if process is None:
-            shutil.rmtree(self.rundir, ignore_errors=True)
-            return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                # Still alive, so its process group (start_new_session) is still ours.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout)
-        # A main process that died on its own may leave children behind.
-        for pid in _session_members(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._log_text = self._read_log()
-        shutil.rmtree(self.rundir, ignore_errors=True)
-        self.process = None
-        self.returncode = process.returncode
-        return self.returncode
-
-    def _read_log(self) -> str:
         try:
-            return self.log_path.read_text("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_text(self) -> str:
-        """Everything Kamailio logged so far (kept in memory once stopped)."""
-        return self._log_text if self._log_text is not None else self._read_log()
-
-    def log_tail(self, limit: int = _LOG_TAIL) -> str:
-        text = self.log_text()
-        tail = text[-limit:]
-        return f"--- {self.name} log ({self.log_path}) ---\n{tail}"
+            return super().stop(timeout)
+        finally:
+            shutil.rmtree(self.rundir, ignore_errors=True)
 
     def rpc(self, command: str, *args: str, timeout: float = 10.0) -> str:
         """Run a Kamailio RPC command through kamcmd (binrpc on the ctl socket); its output."""
@@ -359,7 +272,7 @@ class KamailioProcess:
         return peers
 
 
-class KamailioIms:
+class KamailioIms(StartStop):
     """A Kamailio I-CSCF and S-CSCF pair on ``host``, using the HSS at ``hss_host``:``hss_port``.
 
     Ports left at 0 are chosen free. ``trusted_addresses``: source IPs whose
@@ -465,15 +378,6 @@ class KamailioIms:
         return (self.host, self.scscf_port)
 
     # --- lifecycle -------------------------------------------------------------------------------------
-    def __enter__(self) -> KamailioIms:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def check_installed(self) -> None:
         """Raise :class:`KamailioNotInstalled` unless kamailio and the modules it needs are present."""
         binary = shutil.which(self.kamailio)

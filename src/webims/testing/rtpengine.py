@@ -33,7 +33,6 @@ import contextlib
 import os
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -41,11 +40,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 from ..media.ng import NgDecodeError, NgError, NgErrorReply, decode_message, encode_message
 from ..sdp import Codec, Connection, MediaDescription, Origin, SessionDescription
+from .ports import free_port, free_port_block
+from .process import ManagedProcess, cpu_seconds
 
 __all__ = [
     "DEBIAN_PACKAGES",
@@ -63,7 +63,6 @@ __all__ = [
 #: Debian packages: the daemon, and the AMR/AMR-WB encoders it loads through libavcodec.
 DEBIAN_PACKAGES = ("rtpengine-daemon", "libavcodec-extra")
 _LOG_TAIL = 20_000
-_PORT_LOW, _PORT_HIGH = 10_000, 32_768
 
 
 class RtpengineError(RuntimeError):
@@ -72,37 +71,17 @@ class RtpengineError(RuntimeError):
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
     """A UDP port free on ``host`` now (racy by nature; fine on loopback)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _udp_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+    return free_port(host, tcp=False)
 
 
 def free_udp_port_block(
     count: int, host: str = "127.0.0.1", rng: random.Random | None = None
 ) -> tuple[int, int]:
     """``(first, last)`` of ``count`` consecutive UDP ports in 10000-32767, all free on ``host`` now."""
-    if not 2 <= count <= _PORT_HIGH - _PORT_LOW:
-        raise ValueError(f"port block of {count} ports does not fit in {_PORT_LOW}-{_PORT_HIGH - 1}")
-    rng = rng or random.Random()
-    blocks = (_PORT_HIGH - _PORT_LOW) // count
-    for _ in range(20):
-        first = _PORT_LOW + rng.randrange(blocks) * count
-        first += first % 2  # rtpengine pairs RTP (even) with RTCP (odd)
-        last = min(first + count - 1, _PORT_HIGH - 1)
-        if all(_udp_free(host, port) for port in range(first, last + 1)):
-            return first, last
-    raise RtpengineError(f"no block of {count} free UDP ports on {host}")
+    try:
+        return free_port_block(count, host, rng)
+    except OSError as exc:
+        raise RtpengineError(str(exc)) from None
 
 
 def ng_request(
@@ -147,8 +126,13 @@ def codec_support(binary: str = "rtpengine") -> dict[str, str]:
     return result
 
 
-class Rtpengine:
+class Rtpengine(ManagedProcess):
     """One rtpengine daemon on loopback, in the foreground, with its own ng port and RTP ports."""
+
+    error = RtpengineError
+    probe = "ng ping"
+    poll_interval = 0.05
+    log_limit = _LOG_TAIL
 
     def __init__(
         self,
@@ -165,7 +149,7 @@ class Rtpengine:
         media_timeout: int = 60,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.workdir = Path(workdir)
+        workdir = Path(workdir)
         self.host = host
         #: ``--interface`` values: "IP" or "NAME/IP" (names select sides with the ng ``direction`` key).
         self.interfaces = list(interfaces) if interfaces else [host]
@@ -176,21 +160,11 @@ class Rtpengine:
         self.threads = threads
         self.media_timeout = media_timeout
         self.extra_args = list(extra_args)
-        self.log_path = self.workdir / f"rtpengine-{self.ng_port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_text: str | None = None
+        super().__init__("rtpengine", workdir, workdir / f"rtpengine-{self.ng_port}.log")
 
     @property
     def ng_address(self) -> tuple[str, int]:
         return (self.host, self.ng_port)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
 
     @property
     def command(self) -> list[str]:
@@ -204,62 +178,22 @@ class Rtpengine:
             f"--pidfile={self.workdir / f'rtpengine-{self.ng_port}.pid'}", *self.extra_args,
         ]  # fmt: skip
 
-    def __enter__(self) -> Rtpengine:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def check_installed(self) -> None:
         if shutil.which(self.binary) is None and not os.access(self.binary, os.X_OK):
             raise RtpengineError(f"{self.binary} not found: apt-get install {' '.join(DEBIAN_PACKAGES)}")
 
+    def ready(self) -> bool:
+        try:
+            ng_request(self.ng_address, "ping", timeout=0.2)
+        except NgError:
+            return False
+        return True
+
     def start(self, timeout: float = 20.0) -> None:
         """Start in the foreground and wait until the ng port answers ``ping``."""
-        if self.process is not None:
-            raise RtpengineError("rtpengine already started")
-        self.check_installed()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log_text = None
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.workdir, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RtpengineError(
-                    f"rtpengine exited with status {self.process.returncode}\n{self.log_tail()}"
-                )
-            try:
-                ng_request(self.ng_address, "ping", timeout=0.2)
-                return
-            except NgError:
-                time.sleep(0.05)
-        self.stop()
-        raise RtpengineError(f"rtpengine: no answer to ng ping within {timeout} s\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL to its process group after ``timeout``; returns the exit status."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout)
-        self._log_text = self._read_log()
-        self.process = None
-        return process.returncode
+        if self.process is None:
+            self.check_installed()
+        super().start(timeout)
 
     def ng(
         self, command: str, params: Mapping[str, Any] | None = None, timeout: float = 1.0
@@ -273,22 +207,7 @@ class Rtpengine:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the daemon (all threads) has used so far (from /proc)."""
-        if self.process is None:
-            return 0.0
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def _read_log(self) -> str:
-        try:
-            return self.log_path.read_text("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_text(self) -> str:
-        return self._log_text if self._log_text is not None else self._read_log()
-
-    def log_tail(self, limit: int = _LOG_TAIL) -> str:
-        return f"--- rtpengine log ({self.log_path}) ---\n{self.log_text()[-limit:]}"
+        return 0.0 if self.process is None else cpu_seconds(self.process.pid)
 
 
 # -- synthetic plain-RTP peers (RFC 3550) for media tests and the benchmark ----------------------

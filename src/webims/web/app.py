@@ -138,9 +138,9 @@ class WebApp:
             ice.append({"urls": list(s.stun_urls)})
         if s.turn_urls:
             user = "wic" + secrets.token_hex(6)
-            cred = turn_credentials(s.turn_secret, user, now=now, ttl=s.turn_ttl)
-            ice.append({"urls": list(s.turn_urls), "username": cred.username, "credential": cred.credential})
-            expires_at = cred.expires_at
+            cred = turn_credentials(s.turn_secret, user, now=now, ttl=s.turn_ttl, urls=s.turn_urls)
+            ice.append(cred.ice_server())
+            expires_at = cred.expires
             self.turn_issued.inc()
         auth: dict[str, str] | None = None
         if "web-token" in s.login_modes and s.auth_issuer:

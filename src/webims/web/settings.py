@@ -27,6 +27,7 @@ from webims.config import (
     Check,
     Invalid,
     between,
+    check_tls_files,
     each,
     hostname,
     is_loopback,
@@ -102,12 +103,7 @@ class WebConfig:
     minify: bool = setting(True, doc="minify the bundle built at start")
 
     def validate(self) -> None:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise Invalid("tls_cert" if self.tls_key is None else "tls_key", "set both tls_cert and tls_key")
-        for key in ("tls_cert", "tls_key", "bundle"):
-            file = getattr(self, key)
-            if file is not None and not file.is_file():
-                raise Invalid(key, f"file not found: '{file}'")
+        check_tls_files(self, "bundle")
         if self.webclient_dir is not None and not (self.webclient_dir / "index.html").is_file():
             raise Invalid("webclient_dir", f"no index.html in '{self.webclient_dir}'")
         for url in self.turn_urls:
