@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from webims.testing.kamailio import free_port
+from webims.testing.ports import free_port
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 

@@ -36,13 +36,8 @@ from webims.diameter import (
     ServerAssignmentType,
     build_rtr,
 )
-from webims.testing.kamailio import (
-    KamailioIms,
-    KamailioNotInstalled,
-    free_port,
-    sip_options_ping,
-    trusted_regex,
-)
+from webims.testing.kamailio import KamailioIms, KamailioNotInstalled, sip_options_ping, trusted_regex
+from webims.testing.ports import free_port
 
 KEYS = {"realm": REALM}
 
