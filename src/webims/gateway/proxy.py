@@ -45,6 +45,7 @@ from .identity import (
     strip_untrusted,
     translate_from,
 )
+from .options import answer_options, is_for_gateway
 from .state import Binding
 from .wic import Flow
 
@@ -225,6 +226,9 @@ class Router:
         gw = self.gw
         if gw.regevents.owns(request):
             await gw.regevents.on_notify(incoming)
+            return
+        if request.method == "OPTIONS" and is_for_gateway(request, gw):  # issue 7: OPTIONS to us
+            answer_options(incoming)
             return
         binding, status = self._target(request)
         if binding is None:

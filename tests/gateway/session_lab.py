@@ -1,0 +1,53 @@
+"""Fixtures for the session tests: the gateway (with its session B2BUA) on the lab IMS core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from conftest import ORIGIN, PASSWORDS, Lab, LabFactory
+from session_wic import SessionWic, registered
+
+from webims.gateway.session_settings import SessionConfig
+from webims.gateway.sessions import SessionManager
+from webims.media.api import MediaIWF
+
+
+@contextlib.asynccontextmanager
+async def session_lab(
+    make_lab: LabFactory,
+    *,
+    iwf: MediaIWF | None = None,
+    gateway: dict[str, Any] | None = None,
+    **sessions: Any,
+) -> AsyncIterator[tuple[Lab, SessionManager]]:
+    """A gateway on the lab core with a :class:`SessionManager` (``media="ims"`` unless given)."""
+    sessions.setdefault("media", "ims")
+    async with make_lab(**(gateway or {})) as lab:
+        manager = SessionManager(lab.gateway, SessionConfig(**sessions), iwf=iwf)
+        await manager.start()
+        try:
+            yield lab, manager
+        finally:
+            await manager.close()
+
+
+async def wics(lab: Lab, *users: str) -> list[SessionWic]:
+    out = []
+    for user in users:
+        out.append(await registered(SessionWic(lab.url, origin=ORIGIN, user=user), PASSWORDS[user]))
+    return out
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if loop.time() > end:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await asyncio.sleep(0.02)
