@@ -37,6 +37,9 @@ GATEWAY_MW_HOST = "127.0.0.2"  # the one address the lab S-CSCF trusts for auth-
 DEMO_DEFAULTS: dict[str, str] = {
     "WEBIMS_TRANSPORT__ENABLED": "wss",
     "WEBIMS_LABCORE__TRUSTED_NODES": GATEWAY_MW_HOST,
+    # the gateway drives the embedded media IWF itself ("external" placement); the lab
+    # S-CSCF's MRF would interwork WebRTC-to-WebRTC calls a second time
+    "WEBIMS_LABCORE__MEDIA_INTERWORKING": "off",
     "WEBIMS_GATEWAY__MW_HOST": GATEWAY_MW_HOST,
     "WEBIMS_GATEWAY__POOLS": "guests",
     "WEBIMS_GATEWAY__POOL_PASSWORDS": "guests=guest-pool-secret",

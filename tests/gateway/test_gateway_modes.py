@@ -184,6 +184,27 @@ async def test_web_login_with_session_cookie_on_the_upgrade(lab: Lab) -> None:
         await wic.close()
 
 
+async def test_session_cookie_of_another_identity_falls_back_to_ims_digest(lab: Lab) -> None:
+    """Two tabs of one browser profile: tab A is logged in on the web as erin (its cookie
+    goes with every WebSocket of the origin), tab B registers bob with his IMS password.
+    B's REGISTER names an AOR erin's session does not map to: the gateway relays the
+    IMS digest challenge instead of registering erin (or refusing bob)."""
+    user = lab.auth.users.get("erin")
+    cookie = lab.auth.sessions.create(user)
+    wic = Wic(lab.url, origin=ORIGIN, user="bob", cookie=cookie)
+    await wic.connect()
+    try:
+        first, second = await wic.register_digest(PASSWORDS["bob"])
+        assert first.status == 401 and "Digest" in (first.headers.get("WWW-Authenticate") or "")
+        assert second.status == 200, second
+        (binding,) = list(lab.gateway.bindings)
+        assert binding.mode == "ims-digest" and binding.impi == f"bob@{REALM}"
+        assert core_bindings(lab, "sip:bob@ims.test")
+        assert not core_bindings(lab, "sip:erin@ims.test")
+    finally:
+        await wic.close()
+
+
 async def test_pool_mode_answers_from_the_pool_without_ims_traffic(make_lab: LabFactory) -> None:
     async with make_lab(pools=("web",), pool_passwords=(f"web={POOL_PASSWORD}",)) as lab:
         regs = lab.gateway.pools.regs

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from webims.auth.errors import TokenError
 from webims.auth.identity import Identity
-from webims.sip import ParseError, Request, Response
+from webims.sip import ParseError, Request, Response, parse_uri
 from webims.sip.auth_header import Challenge, Credentials, parse_challenge
 from webims.sip.digest import DigestClient, DigestError, parse_algorithm
 
-from .identity import associated_uris, same_identity
+from .identity import aor_of, associated_uris, same_identity
 from .ims import Unreachable
 from .registrar import AUTH_WAIT, RegisterAttempt
 from .regmsg import (
@@ -115,8 +115,13 @@ class Modes:
                     403, "Forbidden (web session refused)", [("Warning", self.gw.warning(exc.reason))]
                 )
                 return
-            await self._with_identity(attempt, identity, "web-login", allowed)
-            return
+            if identity.pool is not None or attempt.aor in _aors(identity.impus):
+                await self._with_identity(attempt, identity, "web-login", allowed)
+                return
+            # The browser sends the web session cookie of another identity (e.g. another tab
+            # of the same profile logged in on the web); this WIC registers an AOR that
+            # session does not map to, so it authenticates with the IMS itself (relay).
+            kind = "none"
         if kind == "password":
             if "ims-digest-on-behalf" not in allowed:
                 self._refuse(attempt, "ims-digest-on-behalf")
@@ -654,3 +659,13 @@ def _contact_uri(binding: Binding) -> object:
 
     return parse_name_addr(binding.ims_contact).uri
 
+
+def _aors(impus: tuple[str, ...]) -> set[str]:
+    """Canonical AORs of a web identity's IMPUs (unparseable ones are ignored)."""
+    out = set()
+    for impu in impus:
+        try:
+            out.add(aor_of(parse_uri(impu)))
+        except ParseError:
+            continue
+    return out
