@@ -170,12 +170,20 @@ class EmbeddedSession:
         fwd, ims = self._to_ims, self.ims
         if fwd is None or ims is None or not (self.confirmed or self.originating is False):
             return
+        packet = fwd.relay(data, now)
+        if packet is not None:
+            ims.send_rtp(packet)
+            return
         for packet in fwd.forward(data, now):
             ims.send_rtp(packet)
 
     def _from_ims(self, data: bytes, now: float) -> None:
         fwd, webrtc = self._to_webrtc, self.webrtc
         if fwd is None or webrtc is None or not (self.confirmed or self.originating):
+            return
+        packet = fwd.relay(data, now)
+        if packet is not None:
+            webrtc.send_rtp(packet)
             return
         for packet in fwd.forward(data, now):
             webrtc.send_rtp(packet)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from time import monotonic
+from typing import Any
 
 import aioice
 import pylibsrtp
@@ -33,7 +33,7 @@ from aioice.ice import CandidatePair, StunProtocol
 from ..sdp import Candidate, Fingerprint, IceEndpoint, Setup
 from .api import LegSide, MediaEventKind
 from .dtls import DtlsCertificate, DtlsRole, DtlsSrtpEndpoint, DtlsState
-from .ims_leg import srtp_session
+from .ims_leg import SrtpSession, srtp_session
 from .leg import MediaLeg
 from .ports import PortAllocator
 
@@ -44,12 +44,26 @@ FailureHandler = Callable[[MediaEventKind, str], None]
 
 
 class _MediaStunProtocol(StunProtocol):
-    """aioice's protocol with a fast path for DTLS and SRTP (RFC 7983 demultiplexing)."""
+    """aioice's protocol with a fast path for DTLS and SRTP (RFC 7983 demultiplexing).
+
+    SRTP/SRTCP (first byte 128..191) goes to ``on_srtp`` and DTLS (20..63) to
+    ``on_dtls`` without aioice's STUN parser or queue; STUN goes to aioice.
+    """
+
+    def __init__(self, receiver: IceConnection) -> None:
+        super().__init__(receiver)
+        self.on_srtp = receiver.on_srtp
+        self.on_dtls = receiver.on_dtls
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
-        if data and isinstance(data, bytes) and (127 < data[0] < 192 or 19 < data[0] < 64):
-            cast("IceConnection", self.receiver).on_media(data, addr if len(addr) == 2 else addr[:2], self)
-            return
+        if isinstance(data, bytes) and data:
+            first = data[0]
+            if 127 < first < 192:
+                self.on_srtp(data)
+                return
+            if 19 < first < 64:
+                self.on_dtls(data, addr if len(addr) == 2 else addr[:2], self)
+                return
         super().datagram_received(data, addr)
 
 
@@ -62,14 +76,16 @@ class IceConnection(aioice.Connection):
         controlling: bool,
         addresses: Sequence[str],
         ports: PortAllocator,
-        on_media: Callable[[bytes, Addr, StunProtocol], None],
+        on_srtp: Callable[[bytes], None],
+        on_dtls: Callable[[bytes, Addr, StunProtocol], None],
         lite: bool = False,
     ) -> None:
         super().__init__(ice_controlling=controlling, components=1)
         self.addresses = list(addresses)
         self.ports = ports
         self.port = 0
-        self.on_media = on_media
+        self.on_srtp = on_srtp
+        self.on_dtls = on_dtls
         self.lite = lite
 
     async def gather_candidates(self) -> None:
@@ -200,7 +216,8 @@ class WebRtcLeg(MediaLeg):
             controlling=controlling and not ice_lite,
             addresses=addresses,
             ports=ports,
-            on_media=self._media_in,
+            on_srtp=self._srtp_in,
+            on_dtls=self._dtls_in,
             lite=ice_lite,
         )
         self.ice_lite = ice_lite
@@ -213,8 +230,8 @@ class WebRtcLeg(MediaLeg):
         self.remote_ufrag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._dtls_timer: asyncio.TimerHandle | None = None
-        self._tx: pylibsrtp.Session | None = None
-        self._rx: pylibsrtp.Session | None = None
+        self._tx: SrtpSession | None = None
+        self._rx: SrtpSession | None = None
         self._send_to: tuple[asyncio.DatagramTransport, Addr] | None = None
         self._closed = False
         self.dropped = 0
@@ -273,7 +290,7 @@ class WebRtcLeg(MediaLeg):
         dtls = self.dtls
         assert dtls is not None
         if dtls.role == "client" and dtls.state is DtlsState.NEW:
-            self._send_dtls(dtls.start(time.monotonic()), None)
+            self._send_dtls(dtls.start(monotonic()), None)
         try:
             await asyncio.wait_for(self.connected.wait(), self.dtls_timeout)
         except TimeoutError:
@@ -295,25 +312,27 @@ class WebRtcLeg(MediaLeg):
 
     # -- data path ---------------------------------------------------------------------------
 
-    def _media_in(self, data: bytes, addr: Addr, protocol: StunProtocol) -> None:
-        if data[0] > 127:
-            rx = self._rx
-            if rx is None:
-                return
-            now = time.monotonic()
-            try:
-                if 191 < data[1] < 224:  # RTCP (RFC 5761 §4)
-                    self.rtcp_received(rx.unprotect_rtcp(data), now)
-                else:
-                    self.rtp_received(rx.unprotect(data), now)
-            except pylibsrtp.Error:
-                self.dropped += 1
+    def _srtp_in(self, data: bytes) -> None:
+        """SRTP or SRTCP from the peer (the hot path; any source: ICE checked it)."""
+        rx = self._rx
+        if rx is None or len(data) < 2:
             return
+        try:
+            if 191 < data[1] < 224:  # RTCP (RFC 5761 §4)
+                self.rtcp_received(rx.unprotect_rtcp(data), monotonic())
+                return
+            plain = rx.unprotect(data)
+        except pylibsrtp.Error:
+            self.dropped += 1
+            return
+        self.rtp_received(plain, monotonic())
+
+    def _dtls_in(self, data: bytes, addr: Addr, protocol: StunProtocol) -> None:
         dtls = self.dtls
         if dtls is None:
             return
         was_connected = dtls.state is DtlsState.CONNECTED
-        out = dtls.receive(data, time.monotonic())
+        out = dtls.receive(data, monotonic())
         self._send_dtls(out, (protocol.transport, addr))
         if not was_connected:
             self._dtls_progress(dtls)
@@ -346,14 +365,14 @@ class WebRtcLeg(MediaLeg):
         deadline = dtls.get_timer() if dtls is not None else None
         if deadline is not None and not self._closed:
             loop = asyncio.get_running_loop()
-            self._dtls_timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._dtls_timeout)
+            self._dtls_timer = loop.call_later(max(0.0, deadline - monotonic()), self._dtls_timeout)
 
     def _dtls_timeout(self) -> None:
         self._dtls_timer = None
         dtls = self.dtls
         if dtls is None:
             return
-        self._send_dtls(dtls.handle_timer(time.monotonic()), None)
+        self._send_dtls(dtls.handle_timer(monotonic()), None)
         self._dtls_progress(dtls)
 
     def send_rtp(self, data: bytes) -> None:

@@ -7,6 +7,11 @@
   one has been silent for ``relatch_after`` seconds.
 * Optional SDES-SRTP (RFC 4568, ``AES_CM_128_HMAC_SHA1_80`` / ``_32``) with
   pylibsrtp.
+
+:class:`SrtpSession` (used by both legs) is a pylibsrtp session whose
+per-packet calls go straight to libsrtp through one preallocated buffer:
+pylibsrtp's own ``protect`` allocates a C ``int`` and checks types on every
+packet, which cost as much as the cipher itself.
 """
 
 from __future__ import annotations
@@ -14,19 +19,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, cast
 
 import pylibsrtp
+from pylibsrtp import _binding  # pylibsrtp's cffi module (1.0)
 
 from ..sdp import Crypto, RtpEndpoint
 from .api import LegSide, MediaError
 from .leg import MediaLeg
 from .ports import PortAllocator
-from .rtp import is_rtcp
 
-__all__ = ["SDES_SUITES", "ImsLeg"]
+__all__ = ["SDES_SUITES", "ImsLeg", "SrtpSession", "srtp_session"]
 
 #: SDES crypto suites (RFC 4568 §6.2) -> libsrtp profile.
 SDES_SUITES: dict[str, int] = {
@@ -48,13 +53,66 @@ class _Udp(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         # IPv4 addresses come as (host, port) already; IPv6 ones carry flow info and scope too.
-        self.handler(data, addr if len(addr) == 2 else (addr[0], addr[1]))
+        if len(addr) == 2:
+            self.handler(data, cast(Addr, addr))
+        else:
+            self.handler(data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable while the peer is not there yet: keep going
 
 
-def srtp_session(profile: int, key: bytes, outbound: bool) -> pylibsrtp.Session:
+# pylibsrtp's limits: a 1500-byte buffer, room for the SRTP / SRTCP trailer (tag + MKI).
+_SRTP_BUFFER = 1500
+_SRTP_TRAILER = 16 + 128
+_SRTCP_TRAILER = 4 + 16 + 128
+_SRTP_ERRORS: list[str] = list(getattr(pylibsrtp, "ERRORS", []))
+
+SrtpTransform = Callable[[bytes], bytes]
+
+
+def _transform(srtp: Any, func: Any, trailer: int) -> SrtpTransform:
+    """One libsrtp call (protect, unprotect...) on one session, into a buffer of its own."""
+    ffi = _binding.ffi
+    cdata = ffi.new("char[]", _SRTP_BUFFER)
+    buf = ffi.buffer(cdata)
+    length = ffi.new("int *")
+    limit = _SRTP_BUFFER - trailer
+    errors = _SRTP_ERRORS
+
+    def transform(data: bytes) -> bytes:
+        n = len(data)
+        if n > limit:
+            raise ValueError("packet is too long")
+        buf[0:n] = data
+        length[0] = n
+        rc = func(srtp, cdata, length)
+        if rc:
+            raise pylibsrtp.Error(errors[rc] if rc < len(errors) else f"libsrtp error {rc}")
+        return cast(bytes, buf[0 : length[0]])
+
+    return transform
+
+
+class SrtpSession:
+    """An SRTP session (RFC 3711) with pylibsrtp's API: ``protect``, ``unprotect``, ``*_rtcp``.
+
+    Each raises :class:`pylibsrtp.Error` as pylibsrtp does (replay, authentication failure).
+    """
+
+    __slots__ = ("protect", "protect_rtcp", "session", "unprotect", "unprotect_rtcp")
+
+    def __init__(self, policy: pylibsrtp.Policy) -> None:
+        self.session = pylibsrtp.Session(policy)  # owns the srtp_t (freed with it)
+        srtp = self.session._srtp[0]
+        lib = _binding.lib
+        self.protect = _transform(srtp, lib.srtp_protect, _SRTP_TRAILER)
+        self.unprotect = _transform(srtp, lib.srtp_unprotect, 0)
+        self.protect_rtcp = _transform(srtp, lib.srtp_protect_rtcp, _SRTCP_TRAILER)
+        self.unprotect_rtcp = _transform(srtp, lib.srtp_unprotect_rtcp, 0)
+
+
+def srtp_session(profile: int, key: bytes, outbound: bool) -> SrtpSession:
     policy = pylibsrtp.Policy(
         key=key,
         ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND,
@@ -62,7 +120,7 @@ def srtp_session(profile: int, key: bytes, outbound: bool) -> pylibsrtp.Session:
     )
     policy.allow_repeat_tx = True
     policy.window_size = 1024
-    return pylibsrtp.Session(policy)
+    return SrtpSession(policy)
 
 
 class ImsLeg(MediaLeg):
@@ -80,8 +138,8 @@ class ImsLeg(MediaLeg):
         self._latched_rtcp: Addr | None = None
         self._rtp: _Udp | None = None
         self._rtcp: _Udp | None = None
-        self._tx: pylibsrtp.Session | None = None
-        self._rx: pylibsrtp.Session | None = None
+        self._tx: SrtpSession | None = None
+        self._rx: SrtpSession | None = None
         self.local_crypto: Crypto | None = None
         self.dropped = 0
 
@@ -155,7 +213,7 @@ class ImsLeg(MediaLeg):
         return self.last_rx is None or now - self.last_rx >= self.relatch_after
 
     def _rtp_in(self, data: bytes, addr: Addr) -> None:
-        now = time.monotonic()
+        now = monotonic()
         if len(data) < 12 or not 127 < data[0] < 192:
             return
         if addr != self.latched:
@@ -163,19 +221,20 @@ class ImsLeg(MediaLeg):
                 self.dropped += 1
                 return
             self.latched = addr
-        if is_rtcp(data):  # the peer multiplexes RTCP (RFC 5761)
+        if 191 < data[1] < 224:  # RTCP: the peer multiplexes it (RFC 5761 §4)
             self._rtcp_in(data, addr)
             return
-        if self._rx is not None:
+        rx = self._rx
+        if rx is not None:
             try:
-                data = self._rx.unprotect(data)
+                data = rx.unprotect(data)
             except pylibsrtp.Error:
                 self.dropped += 1
                 return
         self.rtp_received(data, now)
 
     def _rtcp_in(self, data: bytes, addr: Addr) -> None:
-        now = time.monotonic()
+        now = monotonic()
         if len(data) < 8 or not 127 < data[0] < 192:
             return
         if self._latched_rtcp is None or addr != self._latched_rtcp:
@@ -191,10 +250,12 @@ class ImsLeg(MediaLeg):
         """RTP toward the latched source, else the SDP address (the hot path: no RTCP branch)."""
         self.packets_sent += 1
         self.bytes_sent += len(data)
-        proto, dest = self._rtp, self.latched or self.remote
-        if proto is None or proto.transport is None or dest is None:
+        proto, dest, tx = self._rtp, self.latched or self.remote, self._tx
+        if proto is None or dest is None:
             return
-        proto.transport.sendto(data if self._tx is None else self._tx.protect(data), dest)
+        transport = proto.transport
+        if transport is not None:
+            transport.sendto(data if tx is None else tx.protect(data), dest)
 
     def send_packet(self, data: bytes, rtcp: bool) -> None:
         if rtcp:

@@ -85,6 +85,8 @@ class Forwarder:
         self._transcoder = (
             Transcoder(plan.codec_in, plan.codec_out, plan.ptime_ms) if plan.transcode else None
         )
+        #: The payload type :meth:`relay` handles (-1: none, every packet goes to forward()).
+        self._relay_pt = self._audio_in if self._transcoder is None else -1
         self._source: int | None = None
         self._seq_delta = 0
         self._ts_delta = 0
@@ -97,6 +99,34 @@ class Forwarder:
         self.dropped = 0
 
     # -- the hot path ------------------------------------------------------------------------
+
+    def relay(self, data: bytes, now: float) -> bytes | None:
+        """The common case of :meth:`forward`, without its list: the packet to send, or None.
+
+        A plain 12-byte-header audio packet of the current source, relayed
+        without transcoding, comes back with its payload type, sequence number,
+        timestamp and SSRC rewritten (as :func:`~.rtp.rewrite_header` does);
+        for anything else (events, a new source, CSRCs, padding, transcoding)
+        the answer is None and the caller uses :meth:`forward`.
+        """
+        if len(data) < 12 or data[0] != 0x80:
+            return None
+        b1 = data[1]
+        if b1 & 0x7F != self._relay_pt:
+            return None
+        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        if ssrc != self._source:
+            return None
+        out = self.out
+        seq = (seq + self._seq_delta) & 0xFFFF
+        ts = (ts + self._ts_delta) & 0xFFFFFFFF
+        packet = _HEADER.pack(0x80, (b1 & 0x80) | self._audio_out, seq, ts, out.ssrc) + data[12:]
+        out.next_seq = (seq + 1) & 0xFFFF
+        out.packets += 1  # OutboundStream.sent(), inlined
+        out.octets += len(packet) - 12
+        out.last_timestamp = ts
+        out.last_timestamp_time = now
+        return packet
 
     def forward(self, data: bytes, now: float) -> list[bytes]:
         """Packets to send on the other leg for one received RTP packet (maybe none)."""

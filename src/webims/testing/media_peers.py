@@ -9,20 +9,34 @@
 
 Both send with :meth:`send_tone` / :meth:`send_frame` and keep what they
 received in :attr:`received` (plain RTP packets) and :attr:`reception`.
+
+For load (benchmarks/media_relay.py), :class:`PacedStreams` drives many
+calls' media from one tight loop once the peers are set up: every packet of
+the run is made (and SRTP-protected) beforehand, the sockets are taken over
+from the event loop (:meth:`WebRtcPeer.media_socket`,
+:meth:`RtpPeer.media_socket`), each call sends every 20 ms at its own offset
+in the packet time, and what arrives is only counted (RFC 3550 A.1 sequence,
+A.8 jitter).  STUN (the IWF's consent checks, RFC 7675) still goes to aioice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import os
+import resource
+import select
+import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from ..media.api import MediaEventKind
 from ..media.dtls import DtlsCertificate, DtlsRole
 from ..media.ice_leg import WebRtcLeg
-from ..media.ims_leg import ImsLeg
+from ..media.ims_leg import ImsLeg, SrtpSession
 from ..media.leg import MediaLeg
 from ..media.negotiate import audio_stream
 from ..media.ports import PortAllocator
@@ -41,7 +55,7 @@ from ..sdp import (
     ims_to_webrtc,
 )
 
-__all__ = ["RtpPeer", "WebRtcPeer", "rms", "sine_pcm"]
+__all__ = ["MediaSocket", "PacedResult", "PacedStreams", "RtpPeer", "WebRtcPeer", "rms", "sine_pcm"]
 
 
 def sine_pcm(rate: int, seconds: float, freq: float = 440.0, amplitude: int = 8000) -> bytes:
@@ -163,6 +177,29 @@ class _Peer:
         encoder = AudioEncoder(self.codec, rate, 20)
         return [(f, encoder.rtp_step) for f in encoder.encode(sine_pcm(rate, seconds, freq))]
 
+    def packet_train(
+        self, frames: Sequence[tuple[bytes, int]], count: int, payload_type: int | None = None
+    ) -> list[bytes]:
+        """``count`` consecutive packets of a new stream (``frames`` cycled), as they go on the wire.
+
+        Sequence numbers and timestamps start at 0 and increase (SRTP replay
+        protection, RFC 3711 §3.3.2, needs them increasing); the leg's SRTP
+        session, if any, protects them in order.
+        """
+        header = struct.Struct("!BBHII")
+        pt = self.codec.payload_type if payload_type is None else payload_type
+        ssrc = self.leg.out.ssrc
+        tx: SrtpSession | None = getattr(self.leg, "_tx", None)  # both legs have one (or None)
+        protect = tx.protect if tx is not None else None
+        out: list[bytes] = []
+        ts = 0
+        for n in range(count):
+            payload, step = frames[n % len(frames)]
+            packet = header.pack(0x80, pt, n & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+            out.append(packet if protect is None else protect(packet))
+            ts += step
+        return out
+
     async def send_tone(self, seconds: float, freq: float = 440.0, ptime: float = 0.02) -> int:
         """Send a tone in real time (20 ms frames); returns the number of packets sent."""
         frames = self.tone_frames(1.0, freq)
@@ -218,6 +255,12 @@ class RtpPeer(_Peer):
         self.codec = mine.media_codecs[0]
         self.leg.clock_rate = self.codec.clock_rate
         return sdp
+
+    def media_socket(self) -> MediaSocket:
+        """The RTP socket (a duplicate), connected to where this peer sends."""
+        proto, remote = self.leg._rtp, self.leg.remote
+        assert proto is not None and proto.transport is not None and remote is not None
+        return MediaSocket.take(proto.transport, remote, None)
 
     def take(self, sdp: SessionDescription) -> None:
         """The other side's description: where to send."""
@@ -293,9 +336,266 @@ class WebRtcPeer(_Peer):
         self.leg.start()
         return sdp
 
+    def media_socket(self) -> MediaSocket:
+        """The socket of the selected ICE pair (a duplicate), connected to the IWF.
+
+        Datagrams that are not RTP/RTCP (STUN: the IWF's consent checks) go on
+        to this peer's aioice protocol, which answers them.
+        """
+        pair = self.leg.ice.selected
+        assert pair is not None
+        protocol, remote = pair.protocol, pair.remote_addr
+        return MediaSocket.take(
+            protocol.transport, remote, lambda data: protocol.datagram_received(data, remote)
+        )
+
     async def connected(self, timeout: float = 10.0) -> bool:
         await asyncio.wait_for(self.leg.connected.wait(), timeout)
         return not self.leg.failed
 
     async def close(self) -> None:
         await self.leg.close()
+
+
+# -- many calls from one loop (load generation) ---------------------------------------------------
+
+
+@dataclass
+class MediaSocket:
+    """A peer's media socket for :class:`PacedStreams`: a duplicate, connected to the IWF."""
+
+    sock: socket.socket
+    #: Where datagrams that are not RTP/RTCP go (STUN to aioice); None: dropped.
+    other: Callable[[bytes], None] | None
+
+    @classmethod
+    def take(
+        cls, transport: asyncio.BaseTransport, remote: tuple[str, int], other: Callable[[bytes], None] | None
+    ) -> MediaSocket:
+        fd = transport.get_extra_info("socket").fileno()
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.setblocking(False)
+        sock.connect(remote)  # only the IWF's datagrams; no address to parse on each send
+        return cls(sock, other)
+
+
+@dataclass
+class PacedResult:
+    """What :meth:`PacedStreams.run` measured (counts over the whole run, CPU over the window)."""
+
+    sent: int = 0
+    #: Packets sent inside the measured window; sent and received by its end (the other
+    #: side's ``sent_at_end`` minus this side's ``received_at_end`` is what was in flight).
+    window_sent: int = 0
+    sent_at_end: int = 0
+    received_at_end: int = 0
+    #: How late (seconds) the loop took the window's end mark (counts are as of then).
+    mark_late: float = 0.0
+    received: int = 0
+    #: RFC 3550 A.3: packets expected from the sequence numbers seen (first to highest).
+    expected: int = 0
+    jitters_ms: list[float] = field(default_factory=list)
+    #: How far behind its schedule the loop ever was (seconds), and slots it skipped.
+    late: float = 0.0
+    skipped: int = 0
+    #: This process's CPU seconds and the wall time of the measured window.
+    cpu: float = 0.0
+    wall: float = 0.0
+    #: The whole machine's busy CPU seconds in the window (all cores, from /proc/stat).
+    machine_busy: float | None = None
+    other: int = 0
+
+
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (every core), from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+#: The send/receive tick of :class:`PacedStreams` (seconds).
+TICK = 0.001
+
+
+class PacedStreams:
+    """One RTP stream per call, sent and counted from one tight loop (no event loop, no tasks).
+
+    Call ``i`` of ``n`` sends its packets at ``start + i * ptime / n + k * ptime``:
+    sends are spread evenly over the packet time and go out on a 1 ms tick
+    (:data:`TICK`), as a NIC's interrupt coalescing would hand them over; a
+    loop that falls more than one packet time behind skips ahead and counts
+    the slots it skipped (packets keep consecutive sequence numbers).  Between
+    ticks the loop sleeps rather than waiting in epoll, so arriving datagrams
+    do not wake it one by one; on each tick every ready socket gets one
+    ``recv_into`` (up to 8 rounds): the RTP sequence number (A.1, extended)
+    and the A.8 jitter (arrival time taken per round, so within ~1 ms) are
+    kept per call; RTCP is ignored.
+    """
+
+    def __init__(
+        self,
+        sockets: Sequence[MediaSocket],
+        trains: Sequence[Sequence[bytes]],
+        clock_rate: int,
+        ptime: float = 0.02,
+    ) -> None:
+        if len(sockets) != len(trains):
+            raise ValueError("one packet train per socket")
+        self.sockets = list(sockets)
+        self.trains = [list(t) for t in trains]
+        self.clock_rate = clock_rate
+        self.ptime = ptime
+
+    def close(self) -> None:
+        for ms in self.sockets:
+            ms.sock.close()
+
+    def run(self, start: float, window: tuple[float, float], stop: float, drain: float = 2.0) -> PacedResult:
+        """Send from ``start`` to ``stop`` (``time.monotonic()`` times), receive until ``stop + drain``.
+
+        ``window`` is the measured interval (CPU, machine load, packets sent).
+        """
+        n = len(self.sockets)
+        result = PacedResult()
+        if n == 0:
+            return result
+        ptime, clock = self.ptime, float(self.clock_rate)
+        dt = ptime / n
+        sends = [ms.sock.send for ms in self.sockets]
+        recvs = [ms.sock.recv_into for ms in self.sockets]
+        others = [ms.other for ms in self.sockets]
+        trains = self.trains
+        limits = [len(t) for t in trains]
+        sent = [0] * n
+        received = [0] * n
+        first = [-1] * n
+        top = [0] * n  # extended highest sequence number
+        transit = [0.0] * n
+        jitter = [0.0] * n
+        index = {ms.sock.fileno(): i for i, ms in enumerate(self.sockets)}
+        poller = select.epoll()
+        for fd in index:
+            poller.register(fd, select.EPOLLIN)
+        # No collector pauses in the loop: a full collection walks every peer's ICE/DTLS state
+        # (tens of ms with hundreds of calls); the loop itself makes almost no containers.
+        gc_was_enabled = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        buf = bytearray(2048)
+        view = memoryview(buf)
+        seq_ts = struct.Struct("!HI").unpack_from
+        monotonic = time.monotonic
+        poll = poller.poll
+        sleep = time.sleep
+        slot = 0  # next send slot: call slot % n, at start + slot * dt
+        due = start
+        end = stop + drain
+        marks: list[tuple[float, float, float | None, int, int]] = []
+        mark_at = [window[0], window[1]]
+        late = 0.0
+        skipped = 0
+        other_count = 0
+        try:
+            while True:
+                now = monotonic()
+                if mark_at and now >= mark_at[0]:
+                    mark_at.pop(0)
+                    marks.append((now, cpu_seconds(), machine_busy_seconds(), sum(sent), sum(received)))
+                if now >= end:
+                    break
+                if due <= now and now < stop:
+                    behind = now - due
+                    if behind > late:
+                        late = behind
+                    if behind > ptime:  # a whole packet time late: skip ahead, no burst
+                        jump = int(behind / dt)
+                        skipped += jump
+                        slot += jump
+                        due = start + slot * dt
+                    while due <= now:
+                        i = slot % n
+                        k = sent[i]
+                        if k < limits[i]:
+                            try:  # noqa: SIM105 - no context manager on the hot path
+                                sends[i](trains[i][k])
+                            except OSError:
+                                pass  # ICMP unreachable, buffer full: the packet is lost
+                            sent[i] = k + 1
+                        slot += 1
+                        due = start + slot * dt
+                # Receive what is there (no blocking in epoll: a datagram does not wake us).
+                for _ in range(8):
+                    ready = poll(0)
+                    if not ready:
+                        break
+                    clock_now = monotonic() * clock
+                    for fd, _ev in ready:
+                        i = index[fd]
+                        try:
+                            size = recvs[i](buf)
+                        except OSError:
+                            continue
+                        if size < 12:
+                            continue
+                        if not 127 < buf[0] < 192:
+                            other = others[i]
+                            if other is not None:
+                                other_count += 1
+                                other(bytes(view[:size]))
+                            continue
+                        if 191 < buf[1] < 224:
+                            continue  # RTCP
+                        seq, ts = seq_ts(buf, 2)
+                        received[i] += 1
+                        arrival = clock_now - ts
+                        if first[i] < 0:
+                            first[i] = top[i] = seq
+                        else:
+                            hi = top[i]
+                            ext = hi + ((seq - hi) & 0xFFFF)
+                            if ext - hi < 3000:  # ahead (not a late duplicate from far behind)
+                                top[i] = ext
+                            d = arrival - transit[i]
+                            if d < 0:
+                                d = -d
+                            if d < 1 << 30:
+                                jitter[i] += (d - jitter[i]) / 16.0
+                        transit[i] = arrival
+                # Sleep to the next tick: sends go out in 1 ms batches, as a NIC's interrupt
+                # coalescing would deliver them; receiving waits for the tick too.
+                tick = now + TICK
+                if now < stop and due > tick:
+                    tick = min(due, stop)
+                wait = tick - monotonic()
+                if wait > 0:
+                    sleep(wait)
+        finally:
+            poller.close()
+            if gc_was_enabled:
+                gc.enable()
+        result.sent = sum(sent)
+        result.received = sum(received)
+        result.expected = sum(top[i] - first[i] + 1 for i in range(n) if first[i] >= 0)
+        result.jitters_ms = [j / clock * 1000 for j in jitter]
+        result.late = late
+        result.skipped = skipped
+        result.other = other_count
+        if len(marks) == 2:
+            (t1, c1, b1, s1, _), (t2, c2, b2, s2, r2) = marks
+            result.wall = t2 - t1
+            result.cpu = c2 - c1
+            result.window_sent = s2 - s1
+            result.sent_at_end, result.received_at_end = s2, r2
+            result.mark_late = t2 - window[1]
+            result.machine_busy = b2 - b1 if b1 is not None and b2 is not None else None
+        return result
