@@ -71,8 +71,12 @@ _SRTP_ERRORS: list[str] = list(getattr(pylibsrtp, "ERRORS", []))
 SrtpTransform = Callable[[bytes], bytes]
 
 
-def _transform(srtp: Any, func: Any, trailer: int) -> SrtpTransform:
-    """One libsrtp call (protect, unprotect...) on one session, into a buffer of its own."""
+def _transform(owner: pylibsrtp.Session, func: Any, trailer: int) -> SrtpTransform:
+    """One libsrtp call (protect, unprotect...) on one session, into a buffer of its own.
+
+    The closure holds ``owner`` (the pylibsrtp session that frees the ``srtp_t`` when
+    collected), so a kept bound transform can never use a freed session."""
+    srtp = owner._srtp[0]
     ffi = _binding.ffi
     cdata = ffi.new("char[]", _SRTP_BUFFER)
     buf = ffi.buffer(cdata)
@@ -80,7 +84,7 @@ def _transform(srtp: Any, func: Any, trailer: int) -> SrtpTransform:
     limit = _SRTP_BUFFER - trailer
     errors = _SRTP_ERRORS
 
-    def transform(data: bytes) -> bytes:
+    def transform(data: bytes, _owner: pylibsrtp.Session = owner) -> bytes:
         n = len(data)
         if n > limit:
             raise ValueError("packet is too long")
@@ -103,13 +107,12 @@ class SrtpSession:
     __slots__ = ("protect", "protect_rtcp", "session", "unprotect", "unprotect_rtcp")
 
     def __init__(self, policy: pylibsrtp.Policy) -> None:
-        self.session = pylibsrtp.Session(policy)  # owns the srtp_t (freed with it)
-        srtp = self.session._srtp[0]
+        session = self.session = pylibsrtp.Session(policy)  # owns the srtp_t (freed with it)
         lib = _binding.lib
-        self.protect = _transform(srtp, lib.srtp_protect, _SRTP_TRAILER)
-        self.unprotect = _transform(srtp, lib.srtp_unprotect, 0)
-        self.protect_rtcp = _transform(srtp, lib.srtp_protect_rtcp, _SRTCP_TRAILER)
-        self.unprotect_rtcp = _transform(srtp, lib.srtp_unprotect_rtcp, 0)
+        self.protect = _transform(session, lib.srtp_protect, _SRTP_TRAILER)
+        self.unprotect = _transform(session, lib.srtp_unprotect, 0)
+        self.protect_rtcp = _transform(session, lib.srtp_protect_rtcp, _SRTCP_TRAILER)
+        self.unprotect_rtcp = _transform(session, lib.srtp_unprotect_rtcp, 0)
 
 
 def srtp_session(profile: int, key: bytes, outbound: bool) -> SrtpSession:
