@@ -102,3 +102,16 @@ async def test_demo_page_and_registrations(demo: tuple[str, Path]) -> None:
         assert "sip:alice@ims.test" in (answer.headers.get("P-Associated-URI") or "")
     finally:
         await alice.close()
+
+
+def test_demo_config_keeps_the_callers_environment(tmp_path: Path) -> None:
+    """Demo defaults are added to the environment the config was loaded with, not to
+    the process's: a caller's state directory must survive (it did not once, and
+    test runs shared the user's ~/.local/share/webims database)."""
+    from webims.config import StateConfig, load_config
+    from webims.demo import demo_config
+    from webims.labcore.settings import LabCoreConfig
+
+    config = demo_config(load_config(None, environ={"WEBIMS_STATE__DIR": str(tmp_path)}))
+    assert config.get(StateConfig).dir == tmp_path
+    assert config.get(LabCoreConfig).trusted_nodes == ("127.0.0.2",)

@@ -394,6 +394,8 @@ class Config:
     sources: Mapping[str, str]
     path: Path | None
     registry: SectionRegistry = dataclasses.field(repr=False, compare=False)
+    #: the ``WEBIMS_*`` variables this config was loaded with (to reload it with changes)
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def get(self, cls: type[T]) -> T:
         for value in self.sections.values():
@@ -589,7 +591,8 @@ def load_config(
         str(file_path) if file_path is not None else "(no file)",
         file_path.absolute().parent if file_path is not None else None,
     )
-    loader.read_env(os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    loader.read_env(env)
     for name, value in data.items():
         if name not in registry:
             raise ConfigError(
@@ -600,7 +603,8 @@ def load_config(
                 f"expected a table [{name}], got {value!r}", key=name, source=loader.file_source
             )
     sections = {name: loader.build(registry[name], (name,), data.get(name, {})) for name in registry.names()}
-    return Config(sections, dict(loader.sources), file_path, registry)
+    own = {k: v for k, v in env.items() if k.startswith("WEBIMS_")}
+    return Config(sections, dict(loader.sources), file_path, registry, own)
 
 
 # ---------------------------------------------------------------------------- sections

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -80,7 +79,7 @@ def demo_config(config: Config) -> Config:
     defaults["WEBIMS_AUTH__PORT"] = str(transport.wss_port)
     defaults["WEBIMS_WEB__PORT"] = str(transport.wss_port)
     defaults["WEBIMS_GATEWAY__ICSCF"] = f"sip:{labcore.host}:{labcore.icscf_port}"
-    environ = dict(os.environ)
+    environ = dict(config.environ)
     for key, value in defaults.items():
         dotted = key.removeprefix("WEBIMS_").lower().replace("__", ".")
         if config.sources.get(dotted, "default") == "default":

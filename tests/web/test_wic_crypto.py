@@ -56,6 +56,14 @@ def test_node_unit_tests_pass() -> None:
     assert "# fail 0" in proc.stdout and "# pass 8" in proc.stdout, proc.stdout[-2000:]
 
 
+def test_node_failure_text_tests_pass() -> None:
+    """describeFailure shows Reason/Warning texts once, never repeating the phrase."""
+    proc = subprocess.run([node(), "--test", str(ROOT / "webclient" / "test" / "phone.test.mjs")],
+                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "# fail 0" in proc.stdout and "# pass 3" in proc.stdout, proc.stdout[-2000:]
+
+
 def test_js_milenage_matches_webims_aka_on_random_inputs() -> None:
     rng = random.Random(35_206)
     cases = []

@@ -23,13 +23,23 @@ export const CALL = Object.freeze({
 /** "486 Busy Here" (with the RFC 3326 Reason text when there is one) or JsSIP's cause. */
 export function describeFailure(message, cause) {
   if (message && message.status_code) {
-    let text = `${message.status_code} ${message.reason_phrase || ''}`.trim();
+    const phrase = (message.reason_phrase || '').trim();
+    let text = `${message.status_code} ${phrase}`.trim();
+    const seen = new Set([phrase.toLowerCase()]);
+    const add = (detail) => {
+      // RFC 3326 Reason and RFC 3261 Warning texts, each once, and not when they only
+      // repeat the reason phrase ("486 Busy Here", not "486 Busy Here (Busy Here)")
+      if (detail && !seen.has(detail.trim().toLowerCase())) {
+        seen.add(detail.trim().toLowerCase());
+        text += ` (${detail.trim()})`;
+      }
+    };
     const reason = message.getHeader && message.getHeader('Reason');
     const extra = reason && /text="([^"]*)"/.exec(reason);
-    if (extra && extra[1]) text += ` (${extra[1]})`;
+    add(extra && extra[1]);
     const warning = message.getHeader && message.getHeader('Warning');
     const warnText = warning && /"([^"]*)"/.exec(warning);
-    if (warnText && warnText[1]) text += ` (${warnText[1]})`;
+    add(warnText && warnText[1]);
     return text;
   }
   return cause || 'unknown error';
