@@ -21,7 +21,7 @@ processes share this machine's cores, so the wall-clock rate is a lower bound.
     .venv/bin/python benchmarks/cx.py [--seconds 5] [--connections 2] [--window 64]
 
 Complete registrations through the lab I-CSCF/S-CSCF (REGISTER, 401, REGISTER, 200)
-per second: :func:`bench_registrations` (needs the lab CSCFs; not measured yet).
+per second: ``--registrations`` runs ``benchmarks/labcore_register.py`` afterwards.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import asyncio
 import multiprocessing
 import multiprocessing.connection
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -278,19 +280,13 @@ async def measure(
     return (n1 - n0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), Counters(n1 - n0, e1 - e0)
 
 
-async def bench_registrations(args: argparse.Namespace) -> None:
-    """Complete registrations per second through the lab I-CSCF/S-CSCF (issue 3 benchmark).
-
-    To be filled in by the author of the lab CSCFs: start the HSS (as above), the
-    I-CSCF and the S-CSCF (webims.labcore), provision ``--subscribers`` users, then
-    drive REGISTER -> 401 -> REGISTER (digest response) -> 200 with many
-    registrations in flight (e.g. a lean UDP/TCP SIP client or SIPp
-    ``-r``/``-l``), count the 200 OKs per second and report the CPU time of the
-    CSCF and HSS processes like :func:`measure` does. Nothing is measured until then.
-    """
-    raise NotImplementedError(
-        "complete registrations need the lab I-CSCF/S-CSCF (webims.labcore), not built yet"
-    )
+def bench_registrations(args: argparse.Namespace) -> None:
+    """Complete registrations per second through the lab I-CSCF/S-CSCF (issue 3 benchmark):
+    ``benchmarks/labcore_register.py`` (SIPp against the whole lab core), MD5 and TNA."""
+    script = Path(__file__).with_name("labcore_register.py")
+    for mode in ("md5", "tna"):
+        command = [sys.executable, str(script), "--mode", mode, "--subscribers", str(args.subscribers)]
+        subprocess.run(command, check=True)
 
 
 def main() -> None:
@@ -305,7 +301,9 @@ def main() -> None:
     parser.add_argument(
         "--workloads", default="mar-digest,mar-aka,sar,mar+sar", help="comma-separated (see the docstring)"
     )
-    parser.add_argument("--registrations", action="store_true", help="also run bench_registrations()")
+    parser.add_argument(
+        "--registrations", action="store_true", help="then run benchmarks/labcore_register.py (needs SIPp)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -335,8 +333,6 @@ def main() -> None:
                     f"{kind:>10}: {rate:9,.0f} answers/s  HSS CPU {cpu_share:4.2f} core  "
                     f"-> {per_core:9,.0f} answers per HSS CPU-second  errors {counts.errors}"
                 )
-            if args.registrations:
-                await bench_registrations(args)
 
         try:
             import uvloop
@@ -345,6 +341,8 @@ def main() -> None:
         finally:
             parent.send("stop")
             proc.join(10)
+    if args.registrations:
+        bench_registrations(args)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def make_answer(request: Message, avps: Iterable[Avp], *, error: bool = False) -
     Proxy-Info AVPs of the request are appended in their order (RFC 6733 §6.2 step 4).
     """
     flags = (request.flags & FLAG_PROXIABLE) | (FLAG_ERROR if error else 0)
-    proxy_info = [a for a in request.avps if (a.code, a.vendor_id) == _PROXY_INFO]
+    code, vendor = _PROXY_INFO
+    proxy_info = [a for a in request.avps if a[0] == code and a[2] == vendor]
     return Message(
         request.command_code,
         request.application_id,
@@ -124,7 +125,24 @@ def vendor_specific_application_id(vendor_id: int, application_id: int, *, accou
 
 
 def origin_avps(origin_host: str, origin_realm: str) -> list[Avp]:
-    return [make_avp("Origin-Host", origin_host), make_avp("Origin-Realm", origin_realm)]
+    return [identity_avp("Origin-Host", origin_host), identity_avp("Origin-Realm", origin_realm)]
+
+
+_IDENTITY_AVPS: dict[tuple[str, str], Avp] = {}
+_MAX_IDENTITY_AVPS = 1024
+
+
+def identity_avp(name: str, value: str) -> Avp:
+    """``make_avp(name, value)`` for the few values a node repeats in every message (its
+    Origin-Host and Origin-Realm, its peers' Destination-Host and -Realm, S-CSCF names):
+    built once and shared (an :class:`Avp` is immutable)."""
+    key = (name, value)
+    avp = _IDENTITY_AVPS.get(key)
+    if avp is None:
+        if len(_IDENTITY_AVPS) >= _MAX_IDENTITY_AVPS:
+            _IDENTITY_AVPS.clear()
+        avp = _IDENTITY_AVPS[key] = make_avp(name, value)
+    return avp
 
 
 def failed_avp(content: bytes) -> Avp:

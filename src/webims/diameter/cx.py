@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from .avp import Avp, make_avp
 from .base import (
+    identity_avp,
     make_answer,
     make_request,
     origin_avps,
@@ -39,12 +40,12 @@ from .message import Message
 # --- common parts ---------------------------------------------------------------------------------------
 
 
+_CX_VSAI = vendor_specific_application_id(VENDOR_3GPP, CX_APPLICATION_ID)
+_NO_STATE_MAINTAINED = make_avp("Auth-Session-State", AuthSessionState.NO_STATE_MAINTAINED)
+
+
 def _cx_head(session_id: str) -> list[Avp]:
-    return [
-        make_avp("Session-Id", session_id),
-        vendor_specific_application_id(VENDOR_3GPP, CX_APPLICATION_ID),
-        make_avp("Auth-Session-State", AuthSessionState.NO_STATE_MAINTAINED),
-    ]
+    return [make_avp("Session-Id", session_id), _CX_VSAI, _NO_STATE_MAINTAINED]
 
 
 def cx_request(
@@ -62,8 +63,8 @@ def cx_request(
     """A Cx request with the common header AVPs of TS 29.229 §6.1 ('R' and 'P' bits)."""
     head = [*_cx_head(session_id), *origin_avps(origin_host, origin_realm)]
     if destination_host is not None:
-        head.append(make_avp("Destination-Host", destination_host))
-    head.append(make_avp("Destination-Realm", destination_realm))
+        head.append(identity_avp("Destination-Host", destination_host))
+    head.append(identity_avp("Destination-Realm", destination_realm))
     body = [*avps, *(f.to_avp() for f in supported_features), *extra]
     return make_request(command, CX_APPLICATION_ID, [*head, *body], proxiable=True)
 
@@ -186,7 +187,7 @@ def build_sar(
     if wildcarded_public_identity is not None:
         avps.append(make_avp("Wildcarded-Public-Identity", wildcarded_public_identity))
     avps += [
-        make_avp("Server-Name", server_name),
+        identity_avp("Server-Name", server_name),
         make_avp("Server-Assignment-Type", int(server_assignment_type)),
         make_avp("User-Data-Already-Available", int(user_data_already_available)),
     ]
@@ -353,7 +354,7 @@ def build_mar(
         make_avp("Public-Identity", public_identity),
         sip_auth_data_item.to_avp(),
         make_avp("SIP-Number-Auth-Items", sip_number_auth_items),
-        make_avp("Server-Name", server_name),
+        identity_avp("Server-Name", server_name),
     ]
     return cx_request(
         CommandCode.MULTIMEDIA_AUTH,

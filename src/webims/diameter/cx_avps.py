@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .avp import Avp, Group, make_avp
 from .constants import VENDOR_3GPP
+from .dictionary import avp_def
 
 # SIP-Authentication-Scheme values (TS 29.229 §6.3, TS 33.203; Kamailio ims_auth names).
 AUTH_SCHEME_AKAV1_MD5 = "Digest-AKAv1-MD5"
@@ -19,6 +20,21 @@ AUTH_SCHEME_UNKNOWN = "Unknown"
 
 
 # --- Grouped structures (TS 29.229 §6.3) ------------------------------------------------------------
+
+#: The AVPs :class:`SipAuthDataItem` models (others go to its ``extra``), as (code, vendor).
+_AUTH_ITEM_KNOWN = frozenset(
+    avp_def(name).key
+    for name in (
+        "SIP-Item-Number",
+        "SIP-Authentication-Scheme",
+        "SIP-Authenticate",
+        "SIP-Authorization",
+        "SIP-Authentication-Context",
+        "Confidentiality-Key",
+        "Integrity-Key",
+        "SIP-Digest-Authenticate",
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +104,7 @@ class SipAuthDataItem:
 
     @classmethod
     def from_group(cls, g: Group) -> SipAuthDataItem:
-        known = {
-            "SIP-Item-Number",
-            "SIP-Authentication-Scheme",
-            "SIP-Authenticate",
-            "SIP-Authorization",
-            "SIP-Authentication-Context",
-            "Confidentiality-Key",
-            "Integrity-Key",
-            "SIP-Digest-Authenticate",
-        }
+        known = _AUTH_ITEM_KNOWN
         digest = g.get_group("SIP-Digest-Authenticate")
         return cls(
             authentication_scheme=g.get_str("SIP-Authentication-Scheme"),
@@ -108,7 +115,7 @@ class SipAuthDataItem:
             confidentiality_key=g.get_bytes("Confidentiality-Key"),
             integrity_key=g.get_bytes("Integrity-Key"),
             digest=SipDigestAuthenticate.from_group(digest) if digest is not None else None,
-            extra=tuple(a for a in g.avps if a.name not in known),
+            extra=tuple(a for a in g.avps if (a[0], a[2]) not in known),
         )
 
 

@@ -56,7 +56,7 @@ FIXED_LENGTH: dict[AvpType, int] = {
 ADDRESS_FAMILY_IPV4 = 1
 ADDRESS_FAMILY_IPV6 = 2
 
-_INT_FORMAT: dict[AvpType, str] = {
+INT_FORMAT: dict[AvpType, str] = {
     AvpType.INTEGER32: ">i",
     AvpType.INTEGER64: ">q",
     AvpType.UNSIGNED32: ">I",
@@ -64,6 +64,7 @@ _INT_FORMAT: dict[AvpType, str] = {
     AvpType.TIME: ">I",
     AvpType.ENUMERATED: ">i",
 }
+_INT_FORMAT = INT_FORMAT
 _FLOAT_FORMAT: dict[AvpType, str] = {AvpType.FLOAT32: ">f", AvpType.FLOAT64: ">d"}
 _TEXT_TYPES = (AvpType.UTF8_STRING, AvpType.DIAMETER_IDENTITY, AvpType.DIAMETER_URI)
 

@@ -22,11 +22,12 @@ AVPs that carry it.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .constants import VENDOR_3GPP, VENDOR_ETSI
-from .datatypes import AvpType
+from .constants import AVP_FLAG_MANDATORY, AVP_FLAG_VENDOR, VENDOR_3GPP, VENDOR_ETSI
+from .datatypes import FIXED_LENGTH, INT_FORMAT, AvpType
 
 
 class MRule(Enum):
@@ -46,9 +47,28 @@ class AvpDef:
     mandatory: MRule
     #: ``(code, vendor_id)``, the identity of the AVP on the wire.
     key: tuple[int, int] = field(init=False, compare=False)
+    # Derived once, for the codec's fast paths (see webims.diameter.avp):
+    #: the flags byte we send (V when vendor-specific, M when the rule is "must").
+    send_flags: int = field(init=False, compare=False, repr=False)
+    #: payload length of a fixed-size format, else -1.
+    fixed_length: int = field(init=False, compare=False, repr=False)
+    #: struct of an integer format (Integer32/64, Unsigned32/64, Enumerated, Time), else None.
+    int_struct: struct.Struct | None = field(init=False, compare=False, repr=False)
+    #: how a text view decodes the payload: "utf-8" (UTF8String, OctetString) or "ascii".
+    text_encoding: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.code, self.vendor_id))
+        fmt = INT_FORMAT.get(self.type)
+        derived = {
+            "key": (self.code, self.vendor_id),
+            "send_flags": (AVP_FLAG_VENDOR if self.vendor_id else 0)
+            | (AVP_FLAG_MANDATORY if self.mandatory is MRule.MUST else 0),
+            "fixed_length": FIXED_LENGTH.get(self.type, -1),
+            "int_struct": struct.Struct(fmt) if fmt is not None else None,
+            "text_encoding": "utf-8" if self.type in (AvpType.UTF8_STRING, AvpType.OCTET_STRING) else "ascii",
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 _O = AvpType.OCTET_STRING

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from .constants import HEADER_LENGTH, ResultCode
+import struct
+
+from .constants import DIAMETER_VERSION, HEADER_LENGTH, ResultCode
 from .errors import DiameterError
 from .message import Message, check_header, parse_header
+
+_LENGTH = struct.Struct(">I")  # version (high byte) and Message Length (low 24 bits)
 
 #: Default limit on one message. Cx messages with a large User-Data stay far below it.
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024
@@ -40,28 +44,32 @@ class StreamDecoder:
         out: list[Message | DiameterError] = []
         pos = 0
         buf = self._buffer
-        while len(buf) - pos >= HEADER_LENGTH:
-            header = parse_header(bytes(buf[pos : pos + HEADER_LENGTH]))
-            try:
-                check_header(header)
-                if header.length > self.max_message_size:
+        size = len(buf)
+        decode = Message.decode
+        limit = self.max_message_size
+        while size - pos >= HEADER_LENGTH:
+            length = _LENGTH.unpack_from(buf, pos)[0] & 0xFFFFFF
+            if buf[pos] != DIAMETER_VERSION or length < HEADER_LENGTH or length > limit:
+                header = parse_header(bytes(buf[pos : pos + HEADER_LENGTH]))
+                try:
+                    check_header(header)
                     raise DiameterError(
                         ResultCode.DIAMETER_INVALID_MESSAGE_LENGTH,
-                        f"message length {header.length} exceeds the limit of {self.max_message_size}",
+                        f"message length {header.length} exceeds the limit of {limit}",
                         close_connection=True,
                         header=header,
                     )
-            except DiameterError as exc:
-                out.append(exc)
-                self.broken = True
-                self._buffer = bytearray()
-                return out
-            if len(buf) - pos < header.length:
+                except DiameterError as exc:
+                    out.append(exc)
+                    self.broken = True
+                    self._buffer = bytearray()
+                    return out
+            if size - pos < length:
                 break
-            frame = bytes(buf[pos : pos + header.length])
-            pos += header.length
+            frame = bytes(buf[pos : pos + length])
+            pos += length
             try:
-                out.append(Message.decode(frame))
+                out.append(decode(frame))
             except DiameterError as exc:
                 out.append(exc)
         if pos:

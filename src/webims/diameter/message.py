@@ -7,9 +7,9 @@ padding), ``Message.decode(b).encode() == b``: the codec is byte-exact.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from .avp import Avp, AvpContainer, encode_avps, scan_avps
+from .avp import _KEYS, Avp, AvpContainer, encode_avps, scan_avps
 from .constants import (
     DIAMETER_VERSION,
     FLAG_ERROR,
@@ -24,6 +24,9 @@ from .datatypes import ValueProblem, decode_text
 from .errors import DiameterError, Header
 
 _HEADER = struct.Struct(">B3sB3sIII")
+#: The header as five words: version|length, flags|command code, application, hop-by-hop, end-to-end.
+_WORDS = struct.Struct(">IIIII")
+_U24 = 0xFFFFFF
 _SESSION_ID = 263
 #: Largest value of the 24-bit Message Length field.
 MAX_MESSAGE_LENGTH = 0xFFFFFF
@@ -66,6 +69,21 @@ class Message(AvpContainer):
     end_to_end: int
     avps: tuple[Avp, ...]
     version: int = DIAMETER_VERSION
+    #: ``(code, vendor) -> first AVP``, built on the first lookup by name (handlers read
+    #: a dozen AVPs of each message, most of them absent: no scan of the list each time).
+    _index: dict[tuple[int, int], Avp] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    def find(self, name: str) -> Avp | None:
+        """The first AVP called ``name``, or None."""
+        index = self._index
+        if index is None:
+            index = {}
+            for a in self.avps:
+                index.setdefault((a[0], a[2]), a)
+            object.__setattr__(self, "_index", index)
+        return index.get(_KEYS[name])
 
     # --- header flags (RFC 6733 §3) --------------------------------------------------------
     @property
@@ -127,7 +145,8 @@ class Message(AvpContainer):
         return g.require_int("Vendor-Id"), g.require_int("Experimental-Result-Code")
 
     def with_ids(self, hop_by_hop: int, end_to_end: int) -> Message:
-        return replace(self, hop_by_hop=hop_by_hop, end_to_end=end_to_end)
+        m = self
+        return Message(m.command_code, m.application_id, m.flags, hop_by_hop, end_to_end, m.avps, m.version)
 
     def with_flags(self, flags: int) -> Message:
         return replace(self, flags=flags)
@@ -138,11 +157,11 @@ class Message(AvpContainer):
         length = HEADER_LENGTH + len(body)
         if length > MAX_MESSAGE_LENGTH:
             raise ValueError(f"message too long ({length} bytes)")
-        head = _HEADER.pack(
-            self.version,
-            length.to_bytes(3, "big"),
-            self.flags,
-            self.command_code.to_bytes(3, "big"),
+        if not 0 <= self.version <= 0xFF or not 0 <= self.flags <= 0xFF or not 0 <= self.command_code <= _U24:
+            raise ValueError(f"bad header field in {self.version}/{self.flags}/{self.command_code}")
+        head = _WORDS.pack(
+            (self.version << 24) | length,
+            (self.flags << 24) | self.command_code,
             self.application_id,
             self.hop_by_hop,
             self.end_to_end,
@@ -156,7 +175,16 @@ class Message(AvpContainer):
         Only the structure is checked here (header, lengths, AVP framing); the
         command's rules are checked by :func:`webims.diameter.validate.check_message`.
         """
-        data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        size = len(data)
+        if size >= HEADER_LENGTH and not size & 3 and data[0] == DIAMETER_VERSION:
+            # The common case, a well-formed frame: one header unpack, no Header object.
+            word0, word1, app, hbh, e2e = _WORDS.unpack_from(data, 0)
+            if word0 & _U24 == size:
+                avps, err = scan_avps(data, HEADER_LENGTH, size)
+                if err is None:
+                    return cls(word1 & _U24, app, word1 >> 24, hbh, e2e, tuple(avps), DIAMETER_VERSION)
         if len(data) < HEADER_LENGTH:
             raise DiameterError(
                 ResultCode.DIAMETER_INVALID_MESSAGE_LENGTH,

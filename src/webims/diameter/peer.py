@@ -64,7 +64,7 @@ from .errors import DiameterError
 from .framing import DEFAULT_MAX_MESSAGE_SIZE, StreamDecoder
 from .ids import IdGenerator
 from .message import Message
-from .validate import check_message
+from .validate import check_message, with_common
 
 #: RFC 3539 §3.4.1: "Twinit ... SHOULD be 30 seconds", and not below 6 seconds.
 DEFAULT_WATCHDOG_INTERVAL = 30.0
@@ -182,10 +182,13 @@ class DiameterPeer:
             raise ValueError(f"Tw below {MIN_WATCHDOG_INTERVAL} s (RFC 3539 §3.4.1)")
         self.capabilities = capabilities
         self.role = role
-        self._rng = rng if rng is not None else random.SystemRandom()
-        self.ids = IdGenerator(now, self._rng)
+        # The watchdog jitter is drawn for every message received: a seeded PRNG (no
+        # system call), unless the caller injects its own generator.
+        self._rng = rng if rng is not None else random.Random(random.SystemRandom().getrandbits(64))
+        self.ids = IdGenerator(now, rng)
         self._decoder = StreamDecoder(max_message_size)
         self._tw = watchdog_interval
+        self._tw_current = watchdog_interval
         self._jitter = watchdog_jitter
         self._cea_timeout = cea_timeout
         self._dpa_timeout = dpa_timeout
@@ -300,7 +303,9 @@ class DiameterPeer:
 
     # --- internals -----------------------------------------------------------------------------------
     def _tw_value(self) -> float:
-        return self._tw + self._rng.uniform(-self._jitter, self._jitter) if self._jitter else self._tw
+        value = self._tw + self._rng.uniform(-self._jitter, self._jitter) if self._jitter else self._tw
+        self._tw_current = value
+        return value
 
     def _send_internal(self, request: Message) -> Message:
         stamped = request.with_ids(self.ids.next_hop_by_hop(), self.ids.next_end_to_end())
@@ -366,7 +371,9 @@ class DiameterPeer:
         # Open or Closing. RFC 3539 §3.4.1: any message received resets the watchdog.
         self._suspect = False
         if self.state is PeerState.OPEN:
-            self._deadline = now + self._tw_value()
+            # The jittered Tw drawn when the timer was last set (RFC 3539 §3.4.1 SetWatchdog);
+            # drawing one for every message received would cost more than the rest of this.
+            self._deadline = now + self._tw_current
         code = m.command_code
         if m.application_id == COMMON_APPLICATION_ID and code in (
             CommandCode.CAPABILITIES_EXCHANGE,
@@ -376,7 +383,7 @@ class DiameterPeer:
             return self._on_base(m, now)
         if m.is_request:
             try:
-                check_message(m, applications=self.applications | {COMMON_APPLICATION_ID})
+                check_message(m, applications=with_common(self.applications))
             except DiameterError as exc:
                 answer = self._error_answer(exc)
                 self._answer(answer)

@@ -225,12 +225,20 @@ class DiameterClient:
             conn = self.connection
             assert conn is not None
         future = conn.send_request(message)
+        # A timer handle instead of asyncio.wait_for (which wraps the future in a task):
+        # this runs for every Cx request of every registration.
+        timer = conn.loop.call_later(timeout, _expire, future, message.command_code, timeout)
         try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise CxTimeout(f"no answer to command {message.command_code} within {timeout:g} s") from None
+            return await future
         except ConnectionClosed as exc:
             raise CxUnavailable(str(exc)) from None
+        finally:
+            timer.cancel()
+
+
+def _expire(future: asyncio.Future[Message], command: int, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(CxTimeout(f"no answer to command {command} within {timeout:g} s"))
 
 
 class _LocalAddressConnection(DiameterConnection):

@@ -76,6 +76,7 @@ def _registration_type(request: Request) -> int:
     return UserAuthorizationType.REGISTRATION
 
 
+_ESCAPED = re.compile(r"\\(.)")  # a quoted-pair (RFC 3261 §25.1)
 _USERNAME = re.compile(r'(?:^|[\s,])username\s*=\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 
 
@@ -85,7 +86,10 @@ def _username(authorization: str) -> str | None:
     if authorization[:7].lower() != "digest ":
         return None
     match = _USERNAME.search(authorization, 6)
-    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else None
+    if match is None:
+        return None
+    value = match.group(1)
+    return _ESCAPED.sub(r"\1", value) if "\\" in value else value
 
 
 class ICscf:
@@ -105,6 +109,7 @@ class ICscf:
         self.endpoint = SipEndpoint(self.on_request, uas_core=False, timers=timers or DEFAULT_TIMERS)
         self.port = 0
         self._proxy: ProxyCore | None = None
+        self._targets: dict[str, Target] = {}  # S-CSCF name (Server-Name) -> next hop
 
     @property
     def uri(self) -> str:
@@ -211,11 +216,18 @@ class ICscf:
             uri = entry.uri if entry is not None else None
         if uri is None:
             return None
+        target = self._targets.get(uri)
+        if target is not None:
+            return target
         try:
-            return target_of(parse_uri(uri))
+            target = target_of(parse_uri(uri))
         except (ParseError, ValueError):
             log.warning("unusable S-CSCF name %r", uri)
             return None
+        if len(self._targets) >= 1024:
+            self._targets.clear()
+        self._targets[uri] = target
+        return target
 
     # ------------------------------------------------------------------ terminating
     async def terminating(self, incoming: IncomingRequest) -> None:

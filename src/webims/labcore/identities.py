@@ -9,6 +9,8 @@ global number stands for that tel URI (RFC 3261 §19.1.6).
 
 from __future__ import annotations
 
+import functools
+
 from webims.sip import URI, ParseError, SipURI, TelURI, parse_uri
 
 __all__ = ["canonical", "canonical_text", "impi_from_impu"]
@@ -26,6 +28,7 @@ def canonical(uri: URI) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=16384)  # a pure function of text; called for every User-Data identity
 def canonical_text(text: str) -> str:
     """:func:`canonical` of a URI given as text; text that does not parse is returned
     stripped (it may be a wildcarded identity with ``!regex!`` parts, TS 23.003 §13.5)."""

@@ -229,7 +229,10 @@ class ProxyCore:
             if not branches:
                 return self.respond(incoming, 480)
             ctx.runs = [_Run(b) for b in branches]
-            await asyncio.gather(*(self._run_branch(ctx, run, record_route) for run in ctx.runs))
+            if len(branches) == 1 and branches[0].on_response is None and not ctx.is_invite:
+                await self._run_direct(ctx, ctx.runs[0], record_route)  # e.g. every REGISTER
+            else:
+                await asyncio.gather(*(self._run_branch(ctx, run, record_route) for run in ctx.runs))
             if ctx.answered:
                 sent = [r for r in ctx.responses if 200 <= r.status < 300]
                 return sent[0] if sent else ctx.responses[-1]
@@ -242,19 +245,43 @@ class ProxyCore:
         finally:
             self.release(incoming)
 
+    async def _connect(self, ctx: _Context, run: _Run, request: Request) -> Connection | None:
+        """The connection for ``run``'s next hop, or None once a local final response is recorded."""
+        try:
+            target = run.branch.target or self.endpoint.next_hop(request)
+            conn = await self.endpoint.connect(target)
+        except (TransportFailure, OSError, ValueError) as exc:
+            log.info("cannot reach %s for %s: %s", run.branch.uri, request.method, exc)
+            self._record_final(ctx, run, local_response(request, 503, ours_on_top=False))
+            return None
+        if ctx.cancelled:
+            self._record_final(ctx, run, local_response(request, 487, ours_on_top=False))
+            return None
+        return conn
+
+    async def _run_direct(self, ctx: _Context, run: _Run, record_route: bool) -> None:
+        """One non-INVITE branch without a response hook: the same steps as
+        :meth:`_run_branch`, with responses handled as they arrive (no queue, no task)."""
+        request = self.make_request(ctx.incoming.request, run.branch, record_route=record_route)
+        try:
+            conn = await self._connect(ctx, run, request)
+            if conn is None:
+                return
+            SipEndpoint.add_via(request, conn, new_branch())
+            run.request = request
+            final = await self.endpoint.request(
+                request, conn, on_provisional=functools.partial(self._relay_provisional, ctx)
+            )
+            self._record_final(ctx, run, final)
+        finally:
+            run.done = True
+
     async def _run_branch(self, ctx: _Context, run: _Run, record_route: bool) -> None:
         branch = run.branch
         original = ctx.incoming.request
         request = self.make_request(original, branch, record_route=record_route)
-        try:
-            target = branch.target or self.endpoint.next_hop(request)
-            conn = await self.endpoint.connect(target)
-        except (TransportFailure, OSError, ValueError) as exc:
-            log.info("cannot reach %s for %s: %s", branch.uri, original.method, exc)
-            self._record_final(ctx, run, local_response(request, 503, ours_on_top=False))
-            return
-        if ctx.cancelled:
-            self._record_final(ctx, run, local_response(request, 487, ours_on_top=False))
+        conn = await self._connect(ctx, run, request)
+        if conn is None:
             return
         SipEndpoint.add_via(request, conn, new_branch())
         run.request = request

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -23,11 +22,13 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from webims.endpoint import IncomingRequest, SipEndpoint
-from webims.sip import ParseError, Request, SipURI, new_tag, parse_name_addr
+from webims.sip import URI, ParseError, Request, SipURI, new_tag, parse_name_addr, parse_uri
 from webims.transport import host_key
 
 from .identities import canonical, canonical_text
+from .registrations import Deadlines
 from .scscf_registrar import Registration
+from .tokens import randbelow
 
 __all__ = [
     "CONTENT_TYPE",
@@ -190,10 +191,11 @@ class Subscription:
     target: str  # the subscriber's Contact URI
     route_set: tuple[str, ...]
     expires_at: float
-    cseq: int = field(default_factory=lambda: secrets.randbelow(10_000) + 1)
+    cseq: int = field(default_factory=lambda: randbelow(10_000) + 1)
     version: int = 0
-    timer: asyncio.TimerHandle | None = None
+    deadline: float | None = None  # when it expires unless refreshed (RegEventServer's Deadlines)
     terminated: bool = False
+    target_uri: URI | None = None  # ``target`` parsed
 
 
 class RegEventServer:
@@ -206,11 +208,16 @@ class RegEventServer:
         self._by_dialog: dict[tuple[str, str], Subscription] = {}
         self._by_registration: dict[int, list[Subscription]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._deadlines: Deadlines[Subscription] = Deadlines(self._expired)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.notifies_sent = 0
 
-    @staticmethod
-    def now() -> float:
-        return asyncio.get_running_loop().time()
+    def now(self) -> float:
+        """The event loop's clock (the loop is looked up once: this runs several times a request)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     @property
     def subscriptions(self) -> list[Subscription]:
@@ -260,8 +267,8 @@ class RegEventServer:
             request.call_id,
             tag,
             request.from_.tag,
-            _without_tag(request.headers.get("to", "")),
-            _without_tag(request.headers.get("from", "")),
+            _without_tag(request, "to"),
+            _without_tag(request, "from"),
             str(contacts[0].uri),
             tuple(request.headers.get_all("record-route")),
             self.now() + expires,
@@ -310,9 +317,7 @@ class RegEventServer:
 
     def _end(self, sub: Subscription, state: str) -> None:
         sub.terminated = True
-        if sub.timer is not None:
-            sub.timer.cancel()
-            sub.timer = None
+        self._deadlines.set(sub, None)
         self._by_dialog.pop((sub.call_id, sub.local_tag), None)
         subs = self._by_registration.get(id(sub.registration))
         if subs is not None and sub in subs:
@@ -322,12 +327,9 @@ class RegEventServer:
         self._send(sub, state)
 
     def _arm(self, sub: Subscription) -> None:
-        if sub.timer is not None:
-            sub.timer.cancel()
-        sub.timer = asyncio.get_running_loop().call_at(sub.expires_at, self._expired, sub)
+        self._deadlines.set(sub, sub.expires_at)
 
     def _expired(self, sub: Subscription) -> None:
-        sub.timer = None
         if not sub.terminated:
             self._end(sub, "terminated;reason=timeout")
 
@@ -350,7 +352,9 @@ class RegEventServer:
             ("Subscription-State", state),
             ("Content-Type", CONTENT_TYPE),
         ]
-        return Request("NOTIFY", sub.target, headers, body)
+        if sub.target_uri is None:
+            sub.target_uri = parse_uri(sub.target)  # once per subscription, not per NOTIFY
+        return Request("NOTIFY", sub.target_uri, headers, body)
 
     def _send(self, sub: Subscription, state: str) -> None:
         request = self.make_notify(sub, state)
@@ -363,8 +367,7 @@ class RegEventServer:
             # RFC 6665 §4.2.2: 481 (and other failures) end the subscription
             log.info("NOTIFY for %s answered %d: subscription ended", sub.registration.impu, response.status)
             sub.terminated = True
-            if sub.timer is not None:
-                sub.timer.cancel()
+            self._deadlines.set(sub, None)
             self._by_dialog.pop((sub.call_id, sub.local_tag), None)
             subs = self._by_registration.get(id(sub.registration), [])
             if sub in subs:
@@ -376,9 +379,7 @@ class RegEventServer:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        for sub in self.subscriptions:
-            if sub.timer is not None:
-                sub.timer.cancel()
+        self._deadlines.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -392,11 +393,13 @@ def _uri_of(value: str) -> SipURI | None:
     return uri if isinstance(uri, SipURI) else None
 
 
-def _without_tag(value: str) -> str:
+def _without_tag(request: Request, name: str) -> str:
+    """To or From without its tag, from the parsed view the S-CSCF already read (the header
+    text as it is when it does not parse)."""
     try:
-        na = parse_name_addr(value)
+        na = request.to if name == "to" else request.from_
     except ParseError:
-        return value
+        return request.headers.get(name, "")
     return str(na.replace(params={k: v for k, v in na.params.items() if k != "tag"}))
 
 

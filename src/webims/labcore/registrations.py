@@ -10,16 +10,20 @@ contact event of its last change (RFC 3680 §5.1.2).
 from __future__ import annotations
 
 import asyncio
-import secrets
+import heapq
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from webims.sip import NameAddr, SipURI
 
 from .hss.user_data import IdentityType, ImsSubscription
 from .hss.wildcard import is_wildcarded
 from .identities import canonical_text
+from .tokens import token_hex
 
-__all__ = ["Binding", "Registration", "binding_key"]
+__all__ = ["Binding", "Deadlines", "Registration", "binding_key"]
 
 
 @dataclass(eq=False)
@@ -34,7 +38,7 @@ class Binding:
     path: tuple[str, ...] = ()
     instance: str | None = None
     reg_id: int | None = None
-    id: str = field(default_factory=lambda: secrets.token_hex(4))
+    id: str = field(default_factory=lambda: token_hex(4))
     event: str = "registered"  # RFC 3680 §5.1.2 contact event of the last change
     state: str = "active"
 
@@ -75,8 +79,9 @@ class Registration:
     subscription: ImsSubscription | None = None
     bindings: dict[str, Binding] = field(default_factory=dict)
     terminated: list[Binding] = field(default_factory=list)  # to report in the next NOTIFY
-    id: str = field(default_factory=lambda: secrets.token_hex(4))
-    timer: asyncio.TimerHandle | None = None
+    id: str = field(default_factory=lambda: token_hex(4))
+    deadline: float | None = None  # when the earliest binding expires (see Deadlines)
+    indexed: set[str] = field(default_factory=set)  # identities the registrar maps to this one
 
     @property
     def active(self) -> bool:
@@ -109,3 +114,73 @@ class Registration:
         self.identities = tuple(ids)
         self.barred = frozenset(barred)
         self.wildcards = tuple(w for w in wildcards if is_wildcarded(w))
+
+
+class _Expiring(Protocol):
+    deadline: float | None
+
+
+_E = TypeVar("_E", bound=_Expiring)
+
+
+class Deadlines(Generic[_E]):
+    """The expiry of many registrations (RFC 3261 §10.3: a binding lasts its expiry;
+    TS 24.229 §5.4.1.6) or subscriptions (RFC 6665 §4.2.2) on one loop timer.
+
+    A heap of ``(deadline, n, item)``; an entry whose deadline is no longer the item's
+    ``deadline`` (refreshed, re-armed, ended) is skipped when it comes up, and such
+    entries are dropped once they make up half of the heap. One timer handle per item
+    and refresh would cost more than the rest of its bookkeeping.
+    """
+
+    def __init__(self, expire: Callable[[_E], None]) -> None:
+        self._expire = expire
+        self._heap: list[tuple[float, int, _E]] = []
+        self._n = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._compact_at = 4096
+
+    @property
+    def entries(self) -> int:
+        """Heap entries, stale ones included."""
+        return len(self._heap)
+
+    def set(self, reg: _E, when: float | None) -> None:
+        """Expire ``reg`` at loop time ``when`` (None: never), instead of its previous deadline."""
+        reg.deadline = when
+        if when is None:
+            return
+        self._n += 1
+        heapq.heappush(self._heap, (when, self._n, reg))
+        if len(self._heap) >= self._compact_at:
+            self._heap = [e for e in self._heap if e[2].deadline == e[0]]
+            heapq.heapify(self._heap)
+            self._compact_at = max(4096, 2 * len(self._heap))
+        if when < self._timer_at:
+            self._schedule(when)
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._run)
+        self._timer_at = when
+
+    def _run(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = asyncio.get_running_loop().time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, reg = heapq.heappop(heap)
+            if reg.deadline == when:
+                reg.deadline = None
+                self._expire(reg)  # may set a new deadline
+        if heap and heap[0][0] < self._timer_at:
+            self._schedule(heap[0][0])
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
+        self._heap.clear()

@@ -24,10 +24,10 @@ may be used again with a growing nonce count (RFC 7616 §3.4).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
-import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,8 +49,12 @@ from webims.transport import host_key
 
 from .cx_client import CxError, DiameterClient
 from .settings import LabCoreConfig
+from .tokens import token_hex
 
 __all__ = ["Authenticator", "credentials", "reply"]
+
+#: host_key parses IP addresses; the few hosts in front of an S-CSCF are worth remembering.
+_host_key = functools.lru_cache(maxsize=4096)(host_key)
 
 log = logging.getLogger("webims.labcore.scscf")
 
@@ -90,7 +94,7 @@ def reply(
     headers: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Answer a REGISTER locally (with a To tag, RFC 3261 §8.2.6.2)."""
-    incoming.respond(status, reason, to_tag=secrets.token_hex(5), headers=headers)
+    incoming.respond(status, reason, to_tag=token_hex(5), headers=headers)
 
 
 class Authenticator:
@@ -104,16 +108,21 @@ class Authenticator:
         self.server_name = server_name
         self.core_hosts = {host_key(h) for h in core_hosts}
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.trusted_nodes]
+        self._trusted_cache: dict[str, bool] = {}  # address -> trusted (the few nodes in front of us)
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         # nonces of each (IMPI, IMPU), oldest first: one IMPI may register many IMPUs at
         # once (a gateway's IMPU pool, seed 004 §6.X.2.2.4), each with its own challenge
         self._by_impi: dict[tuple[str, str], list[str]] = {}
         self._digest: dict[str, DigestServer] = {}
         self._secret = os.urandom(32)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    @staticmethod
-    def now() -> float:
-        return asyncio.get_running_loop().time()
+    def now(self) -> float:
+        """The event loop's clock (the loop is looked up once: this runs several times a request)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     @staticmethod
     def _reply(
@@ -128,19 +137,27 @@ class Authenticator:
     def _origin(self, request: Request, incoming: IncomingRequest) -> str:
         """The address the REGISTER entered the core from: its direct source, or behind our
         own I-CSCF the address that I-CSCF recorded in the next Via (RFC 3261 §18.2.1)."""
-        source = host_key(incoming.connection.remote[0])
-        vias = request.via
-        if source in self.core_hosts and len(vias) >= 2 and host_key(vias[0].host) in self.core_hosts:
-            nxt = vias[1]
-            return host_key(nxt.received or nxt.host)
+        source = _host_key(incoming.connection.remote[0])
+        if source in self.core_hosts:
+            vias = request.via
+            if len(vias) >= 2 and _host_key(vias[0].host) in self.core_hosts:
+                nxt = vias[1]
+                return _host_key(nxt.received or nxt.host)
         return source
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted)
+        trusted = self._trusted_cache.get(address)
+        if trusted is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                trusted = False
+            else:
+                trusted = any(ip in net for net in self.trusted)
+            if len(self._trusted_cache) >= 4096:
+                self._trusted_cache.clear()
+            self._trusted_cache[address] = trusted
+        return trusted
 
     async def authenticate(
         self, incoming: IncomingRequest, request: Request, creds: Credentials | None, impi: str, impu: str

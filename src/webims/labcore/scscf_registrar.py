@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -55,15 +54,19 @@ from .cx_client import CxError, DiameterClient
 from .hss.user_data import ImsSubscription, UserDataError
 from .hss.wildcard import WildcardIndex
 from .identities import canonical, canonical_text, impi_from_impu
-from .registrations import Binding, Registration, binding_key
+from .registrations import Binding, Deadlines, Registration, binding_key
 from .scscf_auth import Authenticator, credentials, reply
 from .settings import LabCoreConfig
+from .tokens import token_hex
 
 __all__ = ["Binding", "Registrar", "Registration"]
 
 log = logging.getLogger("webims.labcore.scscf")
 
 ChangeHook = Callable[[Registration], None]
+
+#: Parsed User-Data documents kept (immutable, keyed by the document's bytes).
+MAX_CACHED_PROFILES = 10_000
 
 
 class Registrar:
@@ -89,12 +92,18 @@ class Registrar:
         self._wildcards: WildcardIndex = WildcardIndex(())
         self._wildcard_owner: dict[str, Registration] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._profiles: dict[bytes, ImsSubscription] = {}
+        self._deadlines: Deadlines[Registration] = Deadlines(self._expire)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.registrations_completed = 0
 
     # ------------------------------------------------------------------ clock / lookup
-    @staticmethod
-    def now() -> float:
-        return asyncio.get_running_loop().time()
+    def now(self) -> float:
+        """The event loop's clock (the loop is looked up once: this runs several times a request)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     @property
     def registrations(self) -> list[Registration]:
@@ -196,6 +205,17 @@ class Registrar:
             return True
         return False if saa.result.code == ExperimentalResultCode.DIAMETER_ERROR_USER_UNKNOWN else None
 
+    def _subscription(self, user_data: bytes) -> ImsSubscription:
+        """The parsed User-Data document (TS 29.228 Annex E); the same document (a user's
+        every re-registration) is parsed once."""
+        subscription = self._profiles.get(user_data)
+        if subscription is None:
+            subscription = ImsSubscription.from_xml(user_data)
+            if len(self._profiles) >= MAX_CACHED_PROFILES:
+                self._profiles.clear()
+            self._profiles[user_data] = subscription
+        return subscription
+
     # ------------------------------------------------------------------ save / de-register
     async def _save(
         self,
@@ -220,7 +240,7 @@ class Registrar:
         subscription = None
         if saa.user_data:
             try:
-                subscription = ImsSubscription.from_xml(saa.user_data)
+                subscription = self._subscription(saa.user_data)
             except UserDataError as exc:
                 log.warning("User-Data of %s unusable: %s", impu, exc)
         reg = self._by_identity.get(impu) if reg is None else reg
@@ -258,7 +278,7 @@ class Registrar:
                 path,
                 contact.sip_instance,
                 contact.reg_id,
-                id=old.id if old is not None else secrets.token_hex(4),
+                id=old.id if old is not None else token_hex(4),
                 event=event,
             )
         self._index(reg)
@@ -344,17 +364,18 @@ class Registrar:
     def _index(self, reg: Registration) -> None:
         for identity in (reg.impu, *reg.identities):
             self._by_identity[identity] = reg
+            reg.indexed.add(identity)
         if reg.wildcards:
             for pattern in reg.wildcards:
                 self._wildcard_owner[pattern] = reg
             self._wildcards = WildcardIndex(self._wildcard_owner)
 
     def _unindex(self, reg: Registration) -> None:
-        if reg.timer is not None:
-            reg.timer.cancel()
-            reg.timer = None
-        for identity in [k for k, v in self._by_identity.items() if v is reg]:
-            del self._by_identity[identity]
+        self._deadlines.set(reg, None)
+        for identity in reg.indexed:
+            if self._by_identity.get(identity) is reg:
+                del self._by_identity[identity]
+        reg.indexed.clear()
         if reg.wildcards:
             for pattern in reg.wildcards:
                 if self._wildcard_owner.get(pattern) is reg:
@@ -362,17 +383,12 @@ class Registrar:
             self._wildcards = WildcardIndex(self._wildcard_owner)
 
     def _arm(self, reg: Registration) -> None:
-        if reg.timer is not None:
-            reg.timer.cancel()
-            reg.timer = None
-        if reg.bindings:
-            when = min(b.expires_at for b in reg.bindings.values())
-            reg.timer = asyncio.get_running_loop().call_at(when + 0.01, self._expire, reg)
+        when = min((b.expires_at for b in reg.bindings.values()), default=None)
+        self._deadlines.set(reg, None if when is None else when + 0.01)
 
     def _expire(self, reg: Registration) -> None:
         """Registration timer: expired bindings go; the last one ends the registration
         with SAR TIMEOUT_DEREGISTRATION (TS 24.229 §5.4.1.6 de-registration by expiry)."""
-        reg.timer = None
         now = self.now()
         expired = [b for b in reg.bindings.values() if b.expires_at <= now]
         for binding in expired:
@@ -484,9 +500,7 @@ class Registrar:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        for reg in self.registrations:
-            if reg.timer is not None:
-                reg.timer.cancel()
+        self._deadlines.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

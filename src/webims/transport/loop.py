@@ -1,15 +1,19 @@
 """The one place that picks the event loop: uvloop when installed (DESIGN.md §5:
-an idle WSS connection costs ~38 KB with uvloop, ~290 KB without)."""
+an idle WSS connection costs ~38 KB with uvloop, ~290 KB without), and the garbage
+collector settings of a long-running server (:class:`GcPolicy`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["install_uvloop", "loop_factory", "run", "stop_on_signals", "uvloop_available"]
+__all__ = ["GcPolicy", "install_uvloop", "loop_factory", "run", "stop_on_signals", "uvloop_available"]
 
 _T = TypeVar("_T")
 
@@ -31,10 +35,65 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
-def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
-    """``asyncio.run(main)`` on the loop :func:`loop_factory` picks."""
+@dataclass(frozen=True, slots=True)
+class GcPolicy:
+    """Cyclic-GC settings for a server holding many long-lived objects (10,000 WICs).
+
+    CPython's collector traverses every tracked object of the oldest generation at each
+    full collection, and starts one whenever a quarter more objects have survived into it:
+    with 10,000 WebSocket connections (a million objects) each full collection stops the
+    loop for a good part of a second, and objects merely in flight across an ``await``
+    (a registration waiting for the IMS) are promoted and trigger the next one. So:
+
+    - ``threshold``: a larger first-generation threshold (CPython: 700), so that objects
+      of requests in flight die young instead of being promoted;
+    - the objects alive when the loop starts (modules, classes, configuration) are frozen
+      (``gc.freeze``: never traversed again);
+    - every ``full_interval`` seconds the objects that survived since are frozen as well,
+      after a full collection of everything (``gc.unfreeze``, ``gc.collect``), so that
+      cyclic garbage among them (closed connections) is still reclaimed, once per interval
+      instead of at every quarter of growth. ``None``: freeze only at start.
+    """
+
+    threshold: int = 50_000
+    full_interval: float | None = 120.0
+
+    def apply(self) -> None:
+        """At start: thresholds, then freeze what exists."""
+        _, second, third = gc.get_threshold()
+        gc.set_threshold(self.threshold, second, third)
+        gc.collect()
+        gc.freeze()
+
+    async def keep(self) -> None:
+        """Run with the loop: the periodic collect-and-freeze (cancelled at exit)."""
+        if self.full_interval is None:
+            return
+        while True:
+            await asyncio.sleep(self.full_interval)
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, gc_policy: GcPolicy | None = None) -> _T:
+    """``asyncio.run(main)`` on the loop :func:`loop_factory` picks; with ``gc_policy``
+    the collector settings of a long-running server (:class:`GcPolicy`)."""
     with asyncio.Runner(debug=debug, loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+        if gc_policy is None:
+            return runner.run(main)
+        gc_policy.apply()
+        return runner.run(_with_gc(main, gc_policy))
+
+
+async def _with_gc(main: Coroutine[Any, Any, _T], policy: GcPolicy) -> _T:
+    keeper = asyncio.ensure_future(policy.keep())
+    try:
+        return await main
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
 
 
 def install_uvloop() -> bool:

@@ -27,7 +27,7 @@ from webims.diameter import (
     vendor_specific_application_id,
 )
 from webims.diameter.avp import AvpValue
-from webims.diameter.base import origin_avps
+from webims.diameter.base import identity_avp, origin_avps
 from webims.diameter.cx_avps import identities_avp
 
 
@@ -41,6 +41,7 @@ def _avp(header: tuple[int, int, int], data: bytes) -> Avp:
     return Avp(header[0], header[1], header[2], data)
 
 
+_SESSION_ID_FLAGS = _header("Session-Id", "")[1]
 _ITEM = _header("SIP-Auth-Data-Item", [])
 _ITEM_NUMBER = _header("SIP-Item-Number", 0)
 _AUTHENTICATE = _header("SIP-Authenticate", b"")
@@ -73,7 +74,11 @@ class Answers:
 
     def answer(self, request: Message, result: int, body: Iterable[Avp] = ()) -> Message:
         """``cx_answer``: Session-Id, VSAI, Result-Code/Experimental-Result, Auth-Session-State, Origin-*."""
-        session = make_avp("Session-Id", request.require_str("Session-Id"))
+        session = request.require("Session-Id")
+        if session.flags != _SESSION_ID_FLAGS:  # e.g. Kamailio's, without the M bit: ours has it
+            session = make_avp("Session-Id", request.require_str("Session-Id"))
+        else:
+            request.require_str("Session-Id")  # the same check (5004 for bad UTF-8) as building it
         return make_answer(
             request, (session, self._vsai, self._result(result), self._state, *self._origin, *body)
         )
@@ -84,7 +89,7 @@ class Answers:
     ) -> Message:
         body = []
         if server_name is not None:
-            body.append(make_avp("Server-Name", server_name))
+            body.append(identity_avp("Server-Name", server_name))
         if capabilities:
             body.append(self._capabilities)
         return self.answer(request, result, body)
@@ -100,7 +105,7 @@ class Answers:
     ) -> Message:
         body = []
         if server_name is not None:
-            body.append(make_avp("Server-Name", server_name))
+            body.append(identity_avp("Server-Name", server_name))
         if capabilities:
             body.append(self._capabilities)
         if wildcarded_public_identity is not None:

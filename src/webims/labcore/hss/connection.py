@@ -59,8 +59,12 @@ class DiameterConnection(asyncio.Protocol):
         on_closed: Callable[[DiameterConnection], None] | None = None,
         watchdog_interval: float = 30.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        batch: tuple[Callable[[], None], Callable[[], None]] | None = None,
     ) -> None:
         self.capabilities = capabilities
+        #: (begin, end) called around the handling of what one read brought (the HSS's
+        #: row cache, :meth:`webims.labcore.hss.store.runtime.RuntimeStore.begin_batch`).
+        self.batch = batch
         self.role = role
         self.on_request = on_request
         self.on_opened = on_opened
@@ -74,6 +78,7 @@ class DiameterConnection(asyncio.Protocol):
         self.closed: asyncio.Future[str] = self.loop.create_future()
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._flush_soon = False
         self.remote: tuple[str, int] | None = None
         self.rejected = 0
 
@@ -109,7 +114,17 @@ class DiameterConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.peer is None:
             return
-        self._events(self.peer.receive_data(data, self.loop.time()))
+        events = self.peer.receive_data(data, self.loop.time())
+        if self.batch is None or not events:
+            self._events(events)
+            return
+        begin, end = self.batch
+        begin()
+        try:
+            self._events(events, flush=False)
+        finally:
+            end()  # the batch's changes are stored before its answers leave
+        self._flush()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -132,7 +147,10 @@ class DiameterConnection(asyncio.Protocol):
             return message, fut
         stamped = self.peer.send_request(message, self.loop.time())
         self._pending[stamped.hop_by_hop] = fut
-        self._flush()
+        if not self._flush_soon:
+            # One write for all the requests made in this loop iteration.
+            self._flush_soon = True
+            self.loop.call_soon(self._flush)
         return stamped, fut
 
     async def request(self, message: Message, timeout: float = 5.0) -> Message:
@@ -158,7 +176,7 @@ class DiameterConnection(asyncio.Protocol):
             self.transport.abort()
 
     # --- internals ------------------------------------------------------------------------------------
-    def _events(self, events: list[PeerEvent]) -> None:
+    def _events(self, events: list[PeerEvent], *, flush: bool = True) -> None:
         assert self.peer is not None
         for event in events:
             if isinstance(event, RequestReceived):
@@ -186,9 +204,11 @@ class DiameterConnection(asyncio.Protocol):
                     self.transport.close()
                 self._finish(event.reason)
                 return
-        self._flush()
+        if flush:
+            self._flush()
 
     def _flush(self) -> None:
+        self._flush_soon = False
         if self.peer is None or self.transport is None:
             return
         data = self.peer.data_to_send()

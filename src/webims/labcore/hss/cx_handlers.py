@@ -81,9 +81,9 @@ from webims.diameter import (
 )
 
 from .answers import Answers
+from .documents import UserDataDocuments
 from .settings import HssConfig
 from .store import AkaState, ImpiRecord, ImpuMatch, ImpuRecord, RegState, SubscriberStore
-from .user_data import IdentityType, ImsSubscription, PublicIdentity, ServiceProfile
 
 log = logging.getLogger("webims.labcore.hss")
 
@@ -152,6 +152,7 @@ class CxHandlers:
             mandatory=config.mandatory_capabilities, server_names=tuple(config.scscf_names)
         )
         self._a = Answers(config.origin_host, config.origin_realm, capabilities)
+        self._documents = UserDataDocuments()
         self._handlers: dict[int, Callable[[Message], Message]] = {
             CommandCode.USER_AUTHORIZATION: self.uar,
             CommandCode.SERVER_ASSIGNMENT: self.sar,
@@ -541,33 +542,8 @@ class CxHandlers:
         reads Identity, like Kamailio's, still finds it). ``records``: the set's rows when
         the caller already has them, in provisioning order.
         """
-        ids: list[PublicIdentity] = []
-        rows = self.subscribers.implicit_set(irs) if records is None else list(records)
-        for r in rows:
-            if r.wildcard:
-                if specific_identity is not None:
-                    ids.insert(
-                        0,
-                        PublicIdentity(
-                            specific_identity,
-                            r.barred,
-                            IdentityType.NON_DISTINCT_IMPU,
-                            wildcarded_impu=r.impu,
-                            display_name=r.display_name,
-                        ),
-                    )
-                ids.append(
-                    PublicIdentity(
-                        r.impu,
-                        r.barred,
-                        IdentityType.WILDCARDED_IMPU,
-                        wildcarded_impu=r.impu,
-                        display_name=r.display_name,
-                    )
-                )
-            else:
-                ids.append(PublicIdentity(r.impu, r.barred, display_name=r.display_name))
-        return ImsSubscription(impi.impi, (ServiceProfile(tuple(ids), impi.ifc_xml),)).to_xml()
+        rows = self.subscribers.implicit_set(irs) if records is None else records
+        return self._documents.document(impi, rows, specific_identity)
 
     # --- LIR / LIA (TS 29.228 §6.1.4) -----------------------------------------------------------------
     def lir(self, request: Message) -> Message:

@@ -16,7 +16,9 @@ Cx requests go to :class:`CxHandlers`. RTR and PPR (TS 29.229 §6.1.9, §6.1.11)
 to the S-CSCF over the connection it opened to us, found by its Origin-Host.
 
 Store calls are synchronous SQLite transactions of a few tens of microseconds, made on
-the event loop thread (a thread hop would cost more than the query).
+the event loop thread (a thread hop would cost more than the query); the requests of
+one read from a connection are one batch of the store's row cache (one freshness
+check, registration changes written together: :mod:`.store.runtime`).
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ class HssServer:
             on_request=self._on_request,
             on_closed=self.connections.discard,
             watchdog_interval=self.config.watchdog_interval,
+            batch=(self.subscribers.begin_batch, self.subscribers.end_batch),
         )
         if len(self.connections) >= self.config.max_connections:
             log.warning("HSS: connection limit %d reached, refusing a peer", self.config.max_connections)

@@ -17,7 +17,9 @@ it while the HSS runs. Model (TS 23.228 §4.3.3.4, TS 29.228 Annex B):
 SQN_HE is the last SQN used; each new vector uses :func:`webims.aka.next_sqn` of it.
 All calls are short synchronous SQLite transactions (microseconds), made on the
 caller's thread; :meth:`aka_update` is one ``BEGIN IMMEDIATE`` read-modify-write, so
-two HSS processes on one file never hand out the same SQN.
+two HSS processes on one file never hand out the same SQN. The HSS server serves the
+reads of each batch of Cx requests from a row cache (:mod:`.runtime`, which holds
+the run-time reads and writes; :mod:`.records` the rows and their SQL).
 """
 
 from __future__ import annotations
@@ -26,15 +28,43 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from webims.aka import SQN_MAX, compute_opc
 from webims.sip.digest import compute_ha1
 from webims.store import Store
 
 from ..user_data import check_ifc_xml
-from ..wildcard import WildcardError, WildcardIndex, compile_wildcard, is_wildcarded
+from ..wildcard import WildcardError, compile_wildcard, is_wildcarded
+from .records import (
+    _BUMP,
+    _IMPI_COLS,
+    _SEL_IMPI,
+    _SEL_IMPU,
+    AkaState,
+    ImpiRecord,
+    ImpuMatch,
+    ImpuRecord,
+    RegState,
+    UserLookup,
+    _impi_row,
+)
+from .runtime import RuntimeStore
+
+__all__ = [
+    "AkaState",
+    "DigestAlgorithmName",
+    "ImpiRecord",
+    "ImpuMatch",
+    "ImpuRecord",
+    "ProvisioningError",
+    "RegState",
+    "Subscriber",
+    "SubscriberChanges",
+    "SubscriberSpec",
+    "SubscriberStore",
+    "UserLookup",
+]
 
 T = TypeVar("T")
 DigestAlgorithmName = Literal["MD5", "SHA-256"]
@@ -88,74 +118,6 @@ MIGRATIONS = [
 
 class ProvisioningError(ValueError):
     """A subscriber change that cannot be applied (unknown IMPI, bad key length, ...)."""
-
-
-class RegState(IntEnum):
-    """Registration state of a public identity (TS 29.228 §6.1.2, TS 23.228 §5.3.2)."""
-
-    NOT_REGISTERED = 0
-    REGISTERED = 1
-    UNREGISTERED = 2  # assigned to an S-CSCF for services in unregistered state
-
-
-@dataclass(frozen=True, slots=True)
-class ImpiRecord:
-    impi: str
-    realm: str
-    ha1_md5: str | None
-    ha1_sha256: str | None
-    digest_algorithm: str
-    k: bytes | None
-    opc: bytes | None
-    amf: bytes
-    sqn: int
-    visited_networks: tuple[str, ...]
-    ifc_xml: str
-
-    @property
-    def has_digest(self) -> bool:
-        return self.ha1_md5 is not None
-
-    @property
-    def has_aka(self) -> bool:
-        return self.k is not None and self.opc is not None
-
-    def ha1(self, algorithm: str | None = None) -> str | None:
-        alg = (algorithm or self.digest_algorithm).upper()
-        return self.ha1_sha256 if alg == "SHA-256" else self.ha1_md5
-
-
-@dataclass(frozen=True, slots=True)
-class ImpuRecord:
-    impu: str
-    irs: str
-    barred: bool
-    wildcard: bool
-    display_name: str | None
-    unreg_services: bool
-    reg_state: RegState
-    scscf_name: str | None
-    scscf_host: str | None
-    scscf_realm: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ImpuMatch:
-    """An IMPU found for an identity; ``wildcard`` is set when it matched a wildcarded range."""
-
-    record: ImpuRecord
-    wildcard: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AkaState:
-    """What :meth:`SubscriberStore.aka_update` passes to its callback."""
-
-    impi: str
-    k: bytes
-    opc: bytes
-    amf: bytes
-    sqn: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,190 +206,17 @@ def _ha1s(impi: str, realm: str, password: str) -> tuple[str, str]:
     return compute_ha1(impi, realm, password, "MD5"), compute_ha1(impi, realm, password, "SHA-256")
 
 
-_IMPI_COLS = "impi, realm, ha1_md5, ha1_sha256, digest_algorithm, k, opc, amf, sqn, visited_networks, ifc_xml"
-_IMPU_COLS = (
-    "impu, irs, barred, wildcard, display_name, unreg_services, reg_state, "
-    "scscf_name, scscf_host, scscf_realm"
-)
-_N_IMPI = 11
-_N_IMPU = 10
+class SubscriberStore(RuntimeStore):
+    """Provisioning and run-time access to the HSS tables of a :class:`webims.store.Store`.
 
-
-def _impi_row(r: Sequence[Any]) -> ImpiRecord:
-    vn = r[9]
-    return ImpiRecord(
-        impi=r[0],
-        realm=r[1],
-        ha1_md5=r[2],
-        ha1_sha256=r[3],
-        digest_algorithm=r[4],
-        k=r[5],
-        opc=r[6],
-        amf=r[7],
-        sqn=r[8],
-        visited_networks=tuple(vn.split("\n")) if vn else (),
-        ifc_xml=r[10],
-    )
-
-
-def _impu_row(r: Sequence[Any]) -> ImpuRecord:
-    return ImpuRecord(
-        impu=r[0],
-        irs=r[1],
-        barred=bool(r[2]),
-        wildcard=bool(r[3]),
-        display_name=r[4],
-        unreg_services=bool(r[5]),
-        reg_state=RegState(r[6]),
-        scscf_name=r[7],
-        scscf_host=r[8],
-        scscf_realm=r[9],
-    )
-
-
-_SEL_IMPI = f"SELECT {_IMPI_COLS} FROM hss_impi WHERE impi = ?"
-_SEL_IMPU = f"SELECT {_IMPU_COLS} FROM hss_impu WHERE impu = ?"
-_SEL_IMPUS_OF = (
-    f"SELECT {', '.join('u.' + c.strip() for c in _IMPU_COLS.split(','))} FROM hss_impu u "
-    "JOIN hss_impi_impu l ON l.impu = u.impu WHERE l.impi = ? ORDER BY u.rowid"
-)
-_SEL_IMPIS_OF = "SELECT impi FROM hss_impi_impu WHERE impu = ? ORDER BY rowid"
-_SEL_IRS = f"SELECT {_IMPU_COLS} FROM hss_impu WHERE irs = ? ORDER BY rowid"
-_SEL_LINK = "SELECT 1 FROM hss_impi_impu WHERE impi = ? AND impu = ?"
-#: One round trip for the common request: the IMPI, the IMPU (exact) and whether they are linked.
-_SEL_USER = (
-    f"SELECT {', '.join('i.' + c.strip() for c in _IMPI_COLS.split(','))}, "
-    f"{', '.join('u.' + c.strip() for c in _IMPU_COLS.split(','))}, "
-    "(SELECT 1 FROM hss_impi_impu l WHERE l.impi = q.a AND l.impu = q.b) "
-    "FROM (SELECT ? AS a, ? AS b) q LEFT JOIN hss_impi i ON i.impi = q.a LEFT JOIN hss_impu u ON u.impu = q.b"
-)
-_SEL_GENERATION = "SELECT value FROM hss_meta WHERE key = 'generation'"
-_BUMP = "UPDATE hss_meta SET value = value + 1 WHERE key = 'generation'"
-
-
-@dataclass(frozen=True, slots=True)
-class UserLookup:
-    """What :meth:`SubscriberStore.user` found for an (IMPI, IMPU) pair of a Cx request."""
-
-    impi: ImpiRecord | None
-    match: ImpuMatch | None
-    linked: bool
-
-
-class SubscriberStore:
-    """Provisioning and run-time access to the HSS tables of a :class:`webims.store.Store`."""
+    The run-time reads and writes of Cx requests, and their row cache, are
+    :class:`~.runtime.RuntimeStore`'s.
+    """
 
     def __init__(self, store: Store, *, default_realm: str = "ims.test") -> None:
-        self.store = store
+        super().__init__(store)
         self.default_realm = default_realm
         store.migrate("hss", MIGRATIONS)
-        self._wildcards: WildcardIndex | None = None
-        self._wildcards_generation = -1
-
-    # --- run-time reads ---------------------------------------------------------------------------
-    def impi(self, impi: str) -> ImpiRecord | None:
-        row = self.store.read(lambda db: db.execute(_SEL_IMPI, (impi,)).fetchone())
-        return _impi_row(row) if row is not None else None
-
-    def impu(self, impu: str) -> ImpuRecord | None:
-        """The IMPU row stored under exactly this identity (wildcarded ranges included)."""
-        row = self.store.read(lambda db: db.execute(_SEL_IMPU, (impu,)).fetchone())
-        return _impu_row(row) if row is not None else None
-
-    def lookup_impu(self, identity: str) -> ImpuMatch | None:
-        """The IMPU for ``identity``: an exact match, else the most specific wildcarded range."""
-        exact = self.impu(identity)
-        if exact is not None:
-            return ImpuMatch(exact)
-        pattern = self._wildcard_index().match(identity)
-        if pattern is None:
-            return None
-        record = self.impu(pattern)
-        return ImpuMatch(record, pattern) if record is not None else None
-
-    def user(self, impi: str, identity: str) -> UserLookup:
-        """The IMPI, the IMPU for ``identity`` (exact, else a wildcarded range) and their link."""
-        row = self.store.read(lambda db: db.execute(_SEL_USER, (impi, identity)).fetchone())
-        rec = _impi_row(row) if row is not None and row[0] is not None else None
-        if row is not None and row[_N_IMPI] is not None:
-            return UserLookup(rec, ImpuMatch(_impu_row(row[_N_IMPI : _N_IMPI + _N_IMPU])), bool(row[-1]))
-        match = self.lookup_impu(identity)
-        linked = rec is not None and match is not None and self.is_linked(rec.impi, match.record.impu)
-        return UserLookup(rec, match, linked)
-
-    def impus_of(self, impi: str) -> list[ImpuRecord]:
-        rows = self.store.read(lambda db: db.execute(_SEL_IMPUS_OF, (impi,)).fetchall())
-        return [_impu_row(r) for r in rows]
-
-    def impis_of(self, impu: str) -> list[str]:
-        rows = self.store.read(lambda db: db.execute(_SEL_IMPIS_OF, (impu,)).fetchall())
-        return [r[0] for r in rows]
-
-    def is_linked(self, impi: str, impu: str) -> bool:
-        return self.store.read(lambda db: db.execute(_SEL_LINK, (impi, impu)).fetchone()) is not None
-
-    def implicit_set(self, irs: str) -> list[ImpuRecord]:
-        """The IMPUs of implicit registration set ``irs`` (TS 23.228 §5.2.1a), in provisioning order."""
-        rows = self.store.read(lambda db: db.execute(_SEL_IRS, (irs,)).fetchall())
-        return [_impu_row(r) for r in rows]
-
-    def generation(self) -> int:
-        """Bumped by every provisioning change (used to refresh cached wildcard ranges)."""
-        row = self.store.read(lambda db: db.execute(_SEL_GENERATION).fetchone())
-        return int(row[0]) if row is not None else 0
-
-    def _wildcard_index(self) -> WildcardIndex:
-        gen = self.generation()
-        if self._wildcards is None or gen != self._wildcards_generation:
-            rows = self.store.read(
-                lambda db: db.execute("SELECT impu FROM hss_impu WHERE wildcard = 1").fetchall()
-            )
-            self._wildcards = WildcardIndex(r[0] for r in rows)
-            self._wildcards_generation = gen
-        return self._wildcards
-
-    # --- run-time writes ------------------------------------------------------------------------
-    def set_registration(
-        self,
-        impus: Iterable[str],
-        state: RegState,
-        *,
-        scscf_name: str | None,
-        scscf_host: str | None = None,
-        scscf_realm: str | None = None,
-    ) -> None:
-        """Set state and S-CSCF (name, Diameter host and realm; None clears them) of ``impus``."""
-        now = time.time()
-        rows = [(int(state), scscf_name, scscf_host, scscf_realm, now, u) for u in impus]
-
-        def run(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "UPDATE hss_impu SET reg_state = ?, scscf_name = ?, scscf_host = ?, scscf_realm = ?, "
-                "updated_at = ? WHERE impu = ?",
-                rows,
-            )
-
-        self.store.write(run)
-
-    def aka_update(self, impi: str, fn: Callable[[AkaState], tuple[int, T]]) -> T | None:
-        """Atomically read the AKA state of ``impi``, store the SQN_HE ``fn`` returns, return its result.
-
-        None when the IMPI has no AKA credentials. ``fn`` runs inside the transaction:
-        keep it to computation (Milenage is a few microseconds).
-        """
-
-        def run(db: sqlite3.Connection) -> T | None:
-            row = db.execute("SELECT k, opc, amf, sqn FROM hss_impi WHERE impi = ?", (impi,)).fetchone()
-            if row is None or row["k"] is None or row["opc"] is None:
-                return None
-            new_sqn, result = fn(AkaState(impi, row["k"], row["opc"], row["amf"], row["sqn"]))
-            if not 0 <= new_sqn <= SQN_MAX:
-                raise ValueError(f"SQN out of range: {new_sqn}")
-            if new_sqn != row["sqn"]:
-                db.execute("UPDATE hss_impi SET sqn = ? WHERE impi = ?", (new_sqn, impi))
-            return result
-
-        return self.store.write(run)
 
     # --- provisioning ---------------------------------------------------------------------------------
     def get(self, impi: str) -> Subscriber | None:
@@ -504,7 +293,7 @@ class SubscriberStore:
                 db.execute("INSERT INTO hss_impi_impu (impi, impu) VALUES (?, ?)", (spec.impi, impu))
             db.execute(_BUMP)
 
-        self.store.write(run)
+        self._provision(run)
         result = self.get(spec.impi)
         assert result is not None
         return result
@@ -601,7 +390,7 @@ class SubscriberStore:
                 db.execute("UPDATE hss_impu SET irs = ?, updated_at = ? WHERE impu = ?", (irs, now, impu))
             db.execute(_BUMP)
 
-        self.store.write(run)
+        self._provision(run)
         result = self.get(impi)
         assert result is not None
         return result
@@ -621,9 +410,17 @@ class SubscriberStore:
             db.execute(_BUMP)
             return True
 
-        return self.store.write(run)
+        return self._provision(run)
 
     # --- helpers -----------------------------------------------------------------------------------------
+    def _provision(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """A provisioning transaction; the run-time row cache starts over after it."""
+        self.flush()
+        try:
+            return self.store.write(run)
+        finally:
+            self._forget_all()
+
     def _realm_of(self, impi: str) -> str:
         """TS 23.003 §13.3: the IMPI is username@realm; the digest realm defaults to that realm."""
         _, at, domain = impi.rpartition("@")
