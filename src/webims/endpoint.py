@@ -86,8 +86,15 @@ class IncomingRequest:
     key: ServerKey
     request: Request
     connection: Connection
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     final_sent: bool = False
+    _cancelled: asyncio.Event | None = field(default=None, repr=False)
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        """Set when a CANCEL ended the request (§9.2); made on first use."""
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
+        return self._cancelled
 
     def respond(self, status: int, reason: str | None = None, *, to_tag: str | None = None,
                 headers: Any = (), body: bytes = b"") -> Response:
@@ -202,18 +209,39 @@ class SipEndpoint(Handler):
         except (TransportFailure, OSError, ValueError) as exc:
             log.info("cannot reach next hop for %s: %s", request.method, exc)
             return request.response(503, "Service Unavailable (next hop unreachable)")
+        key, future = self._start(request, conn, on_provisional, on_extra_final)
+        try:
+            return await future
+        finally:
+            if not future.done() and request.method != "INVITE":
+                self._pending.pop(key, None)  # cancelled: nobody waits for the answer any more
+
+    def start_request(
+        self,
+        request: Request,
+        conn: Connection,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+        on_extra_final: Callable[[Response], None] | None = None,
+    ) -> asyncio.Future[Response]:
+        """:meth:`request` on an open connection without a coroutine: the client transaction
+        starts at once; the future gets the final response (408 / 503 as in :meth:`request`)."""
+        return self._start(request, conn, on_provisional, on_extra_final)[1]
+
+    def _start(
+        self,
+        request: Request,
+        conn: Connection,
+        on_provisional: Callable[[Response], None] | None,
+        on_extra_final: Callable[[Response], None] | None,
+    ) -> tuple[ClientKey, asyncio.Future[Response]]:
         if "via" not in request.headers or getattr(request, "_needs_via", False):
             self.add_via(request, conn)
         future: asyncio.Future[Response] = self.loop.create_future()
         key = self.layer.send_request(request, self.now(), destination=conn, reliable=conn.source.reliable)
         self._pending[key] = _Pending(future, on_provisional, on_extra_final, request)
         self._pump()
-        try:
-            return await future
-        finally:
-            pending = self._pending.get(key)
-            if pending is not None and request.method != "INVITE":
-                del self._pending[key]
+        return key, future
 
     def cancel(self, request: Request) -> None:
         """CANCEL a pending INVITE sent with :meth:`request` (§9.1)."""
@@ -237,9 +265,12 @@ class SipEndpoint(Handler):
     def add_via(request: Request, conn: Connection, branch: str | None = None) -> None:
         """Prepend our Via for ``conn`` (RFC 3261 §18.1.1; rport per RFC 3581)."""
         host, port = conn.local
-        sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        via = Via(conn.transport, sent_by, None, {"branch": branch or new_branch(), "rport": None})
-        request.headers.add("Via", str(via), first=True)
+        host = f"[{host}]" if ":" in host else host
+        branch = branch or new_branch()
+        transport = conn.transport
+        via = Via(transport, host, port, {"branch": branch, "rport": None}, "SIP/2.0",
+                  f"SIP/2.0/{transport} {host}:{port};branch={branch};rport")  # str(via): its text
+        request.push_via(via)
 
     # -------------------------------------------------------------- event pump
     def _pump(self) -> None:
@@ -252,8 +283,15 @@ class SipEndpoint(Handler):
         self._arm_timer()
 
     def _dispatch(self, event: object) -> None:
+        # the frequent events first: every transaction sends and ends
         if isinstance(event, SendMessage):
             self._send(event.message, event.destination)
+        elif isinstance(event, TransactionTerminated):
+            key = event.key
+            if isinstance(key, ClientKey):
+                self._pending.pop(key, None)
+            else:
+                self._incoming.pop(key, None)
         elif isinstance(event, RequestReceived):
             incoming = IncomingRequest(self, event.key, event.request, event.source)
             self._incoming[event.key] = incoming
@@ -268,6 +306,8 @@ class SipEndpoint(Handler):
                     pending.on_provisional(event.response)
             elif not pending.future.done():
                 pending.future.set_result(event.response)
+                if pending.request.method != "INVITE":  # one final response only (§17.1.2.2)
+                    del self._pending[event.key]
             elif pending.on_extra_final is not None:
                 pending.on_extra_final(event.response)
         elif isinstance(event, (TransactionTimeout, TransportError)):
@@ -277,6 +317,8 @@ class SipEndpoint(Handler):
                 if pending is not None and not pending.future.done():
                     status = 408 if isinstance(event, TransactionTimeout) else 503
                     pending.future.set_result(pending.request.response(status))
+                    if pending.request.method != "INVITE":
+                        del self._pending[key]
         elif isinstance(event, AckReceived):
             if self.on_ack is not None:
                 self.on_ack(event.request, event.source)
@@ -290,12 +332,6 @@ class SipEndpoint(Handler):
                 cancelled.final_sent = True
                 if self.on_cancel is not None:
                     self.on_cancel(cancelled)
-        elif isinstance(event, TransactionTerminated):
-            key = event.key
-            if isinstance(key, ClientKey):
-                self._pending.pop(key, None)
-            else:
-                self._incoming.pop(key, None)
         elif isinstance(event, AckTimeout):
             log.info("no ACK for 2xx of %s", event.key)
 
@@ -330,15 +366,17 @@ class SipEndpoint(Handler):
 
     # -------------------------------------------------------------- timers
     def _arm_timer(self) -> None:
+        """Keep one loop timer at or before the layer's earliest deadline. A timer that is
+        armed earlier than needed stays (it fires, finds nothing due, re-arms): under load
+        the earliest deadline moves with every message, and re-creating the loop timer
+        each time would cost more than the occasional early wake-up."""
         deadline = self.layer.get_timer()
-        if deadline == self._timer_at:
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

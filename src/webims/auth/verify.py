@@ -38,9 +38,9 @@ from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import aiohttp
-from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 from .errors import InsufficientScope, InvalidToken
 from .identity import Identity
@@ -341,10 +341,15 @@ class Introspector:
         return doc
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64(segment: str) -> bytes:
+    """base64url (RFC 7515 §2), strictly: what ``b64decode(..., altchars=b"-_", validate=True)`` does."""
     try:
-        return base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
+        data = (segment + "=" * (-len(segment) % 4)).encode("ascii").translate(_URLSAFE)
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
         raise InvalidToken("malformed token: bad base64url") from None
 
 
@@ -356,6 +361,9 @@ class _UnknownKey(InvalidToken):
 
 class _NotJWT(InvalidToken):
     pass
+
+
+_Parsed = tuple[dict[str, Any], dict[str, Any], bytes, str]
 
 
 class TokenVerifier:
@@ -406,23 +414,25 @@ class TokenVerifier:
         if self._introspect_all:
             return self._finish(await self._introspect(token), scope)
         try:
-            trusted = self._issuer_of(token)
+            parsed = self._split(token)  # parsed once, for the issuer and for the checks
         except _NotJWT:
             if self._introspector is None:
                 raise
             return self._finish(await self._introspect(token), scope)
+        trusted = self._trusted(parsed[1])
         if trusted.keys.needs_refresh():
             await trusted.keys.refresh()
         try:
-            return self.verify_cached(token, scope=scope)
+            return self._finish(self._verify_parsed(parsed), scope)
         except _UnknownKey as exc:
             if await exc.trusted.keys.refresh():
-                return self.verify_cached(token, scope=scope)
+                return self._finish(self._verify_parsed(parsed), scope)
             raise
 
     # ------------------------------------------------------------------ steps
 
-    def _split(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _split(self, token: str) -> _Parsed:
+        """(header, claims, signing input, signature) of a JWS compact serialization (RFC 7515 §7.1)."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
             raise _NotJWT("malformed token: not a JWT")
         parts = token.split(".")
@@ -435,10 +445,10 @@ class TokenVerifier:
             raise InvalidToken("malformed token: header or payload is not JSON") from None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             raise InvalidToken("malformed token: header or payload is not a JSON object")
-        return header, claims
+        signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
+        return header, claims, signing_input, parts[2]
 
-    def _issuer_of(self, token: str) -> TrustedIssuer:
-        _, claims = self._split(token)
+    def _trusted(self, claims: Mapping[str, Any]) -> TrustedIssuer:
         iss = claims.get("iss")
         trusted = self._issuers.get(iss) if isinstance(iss, str) else None
         if trusted is None:
@@ -446,11 +456,11 @@ class TokenVerifier:
         return trusted
 
     def _verify_jwt(self, token: str) -> Identity:
-        header, claims = self._split(token)
-        iss = claims.get("iss")
-        trusted = self._issuers.get(iss) if isinstance(iss, str) else None
-        if trusted is None:
-            raise InvalidToken(f"untrusted issuer {iss!r}")
+        return self._verify_parsed(self._split(token))
+
+    def _verify_parsed(self, parsed: _Parsed) -> Identity:
+        header, claims, signing_input, signature = parsed
+        trusted = self._trusted(claims)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise InvalidToken("algorithm 'none' is not accepted: tokens must be signed")
@@ -476,10 +486,15 @@ class TokenVerifier:
         key_alg = key.get("alg")
         if key_alg is not None and key_alg != alg:
             raise InvalidToken(f"key {kid!r} is for {key_alg}, not {alg}")
+        # RFC 7515 §5.2: the signature over ASCII(header "." payload), with the algorithm's
+        # own verifier (joserfc's: r||s for ECDSA, PKCS#1 v1.5 / PSS for RSA, Ed25519)
         try:
-            jws.deserialize_compact(token, key, algorithms=[alg])
-        except JoseError:
-            raise InvalidToken("bad signature") from None
+            verifier = JWSRegistry.algorithms[alg]
+            valid = bool(signature) and verifier.verify(signing_input, _b64(signature), key)
+        except (JoseError, InvalidToken, ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise InvalidToken("bad signature")
         self._check_claims(trusted, claims)
         return self._identity(trusted, claims)
 

@@ -17,6 +17,23 @@ registration phase, from /proc), and gateway memory per connected idle registere
 WIC ((RSS after - RSS before the clients) / N). The last line is JSON.
 
     webims bench register --clients 2000 --rate 500 --mode web-token
+
+The gateway runs with :class:`webims.transport.loop.GcPolicy`, as ``webims serve``
+should. ``--ims stub`` answers REGISTER and SUBSCRIBE at once (its Service-Route names
+itself, so the reg-event SUBSCRIBE is answered too): the gateway's own cost.
+
+Diagnostics (environment variables; each costs CPU, so not for the figures):
+
+- ``WEBIMS_BENCH_PROFILE=file``: cProfile of the gateway over the registration phase;
+- ``WEBIMS_BENCH_CALLTREE=file``: Python calls by call path over the registration phase;
+- ``WEBIMS_BENCH_PYSPY=prefix`` / ``WEBIMS_BENCH_PERF=prefix``: py-spy (GIL holder) or
+  ``perf record`` (cpu-clock) samples of the gateway over the registration phase;
+- ``WEBIMS_BENCH_OBJECTS=1`` (``=garbage``): gc-tracked objects, pymalloc and malloc
+  statistics at start, connected and registered (and the cyclic garbage made meanwhile);
+- ``WEBIMS_BENCH_TRACEMALLOC=1`` (``=connect``): allocation sites of registering (connecting);
+- ``WEBIMS_BENCH_GC=1``: time spent in each GC generation, logged every second;
+- ``WEBIMS_BENCH_GC_DEFAULT=1`` / ``WEBIMS_BENCH_MMAP=0``: CPython's own collector settings /
+  glibc's own mmap threshold, to measure what :class:`GcPolicy` changes.
 """
 
 from __future__ import annotations
@@ -68,8 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (its threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def rss_bytes(pid: int) -> int:
@@ -89,7 +112,7 @@ def raise_nofile(n: int) -> int:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP (the IMS side listens on both)."""
-    from webims.testing.kamailio import free_port as free
+    from webims.testing.ports import free_port as free
 
     return free(host)
 
@@ -326,8 +349,10 @@ class _StubRegistrar(asyncio.DatagramProtocol):
         extra = b""
         if method == b"REGISTER":
             aor = next(line for line in lines if line.lower().startswith(b"to:")).split(b":", 1)[1].strip()
-            extra = (contact + b"\r\nService-Route: <sip:orig@127.0.0.1:5999;lr>\r\nP-Associated-URI: " + aor
-                     + b"\r\n")  # fmt: skip
+            port = str(self.transport.get_extra_info("sockname")[1]).encode()
+            # the Service-Route names this stub, so that the reg-event SUBSCRIBE along it is answered
+            extra = (contact + b"\r\nService-Route: <sip:orig@127.0.0.1:" + port
+                     + b";lr>\r\nP-Associated-URI: " + aor + b"\r\n")  # fmt: skip
         else:
             extra = b"Expires: 600000\r\nContact: <sip:stub@127.0.0.1>\r\n"
         reply = b"SIP/2.0 200 OK\r\n" + b"\r\n".join(keep) + b"\r\n" + extra + b"Content-Length: 0\r\n\r\n"
@@ -385,18 +410,100 @@ def _child_gateway(
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         snapshots: list[Any] = []
+        if os.environ.get("WEBIMS_BENCH_OBJECTS"):
+            from collections import Counter
+
+            def count() -> Counter[str]:
+                gc.collect()
+                sys._debugmallocstats()  # pymalloc arenas and blocks, on stderr
+                print(f"RSS now {rss_bytes(os.getpid()) >> 10} KiB", file=sys.stderr)
+                import ctypes
+
+                class _Mallinfo2(ctypes.Structure):
+                    _fields_ = [(n, ctypes.c_size_t) for n in (
+                        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                        "fordblks", "keepcost")]  # fmt: skip
+
+                libc = ctypes.CDLL("libc.so.6")
+                libc.mallinfo2.restype = _Mallinfo2
+                mi = libc.mallinfo2()
+                print(f"malloc: heap {mi.arena >> 10} KiB (in use {mi.uordblks >> 10}, "
+                      f"free {mi.fordblks >> 10}), mmapped {mi.hblks} chunks {mi.hblkhd >> 10} KiB",
+                      file=sys.stderr)  # fmt: skip
+                return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+            def objects_diff() -> None:
+                import ctypes
+
+                rss0 = rss_bytes(os.getpid())
+                gc.collect()
+                rss1 = rss_bytes(os.getpid())
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+                rss2 = rss_bytes(os.getpid())
+                print(f"RSS {rss0 >> 10} KiB, after gc.collect {rss1 >> 10}, after malloc_trim {rss2 >> 10}",
+                      file=sys.stderr)  # fmt: skip
+                now = count()
+                print(f"gc-tracked objects: {sum(now.values())} (at start {sum(snapshots[0].values())}, "
+                      f"connected {sum(snapshots[-1].values())})", file=sys.stderr)  # fmt: skip
+                if gc.garbage:
+                    kinds = Counter(type(o).__qualname__ for o in gc.garbage)
+                    print(f"cyclic garbage since connected: {len(gc.garbage)} objects", file=sys.stderr)
+                    for name, n in kinds.most_common(30):
+                        print(f"{n:9d} {name}", file=sys.stderr)
+                    frames = Counter(
+                        f"{o.f_code.co_filename.rsplit('/', 2)[-1]}:{o.f_code.co_name}"
+                        for o in gc.garbage if type(o).__name__ == "frame"
+                    )
+                    for name, n in frames.most_common(20):
+                        print(f"   frame {n:7d} {name}", file=sys.stderr)
+                for label, base in (("connected", snapshots[0]), ("registered", snapshots[-1])):
+                    diff = (now if label == "registered" else snapshots[-1]) - base
+                    print(f"-- {label}: +{sum(diff.values())}", file=sys.stderr)
+                    for name, n in diff.most_common(25):
+                        print(f"{n:9d} {name}", file=sys.stderr)
+
+            snapshots.append(count())
+
+            def connected() -> None:
+                snapshots.append(count())
+                if os.environ.get("WEBIMS_BENCH_OBJECTS") == "garbage":
+                    gc.set_debug(gc.DEBUG_SAVEALL)  # cyclic garbage of the registrations lands in gc.garbage
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, connected)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, objects_diff)
         if os.environ.get("WEBIMS_BENCH_TRACEMALLOC"):
             import tracemalloc
+
+            # =connect: what connecting costs (start -> connected); else what registering costs
+            by_connect = os.environ["WEBIMS_BENCH_TRACEMALLOC"] == "connect"
 
             def diff() -> None:
                 stats = tracemalloc.take_snapshot().compare_to(snapshots[0], "lineno")
                 for stat in stats[:45]:
                     print(stat, file=sys.stderr)
 
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGUSR1, lambda: snapshots.append(tracemalloc.take_snapshot())
-            )
-            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, diff)
+            if by_connect:
+                snapshots.append(tracemalloc.take_snapshot())
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, diff)
+            else:
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGUSR1, lambda: snapshots.append(tracemalloc.take_snapshot())
+                )
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, diff)
+        if os.environ.get("WEBIMS_BENCH_CALLTREE"):
+            _call_tree(os.environ["WEBIMS_BENCH_CALLTREE"])
+        profile = os.environ.get("WEBIMS_BENCH_PROFILE")
+        if profile:  # cProfile over the registration phase only (the driver signals its start and end)
+            import cProfile
+
+            prof = cProfile.Profile(time.process_time)
+
+            def stop_profile() -> None:
+                prof.disable()
+                prof.dump_stats(profile)
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGRTMIN, prof.enable)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGRTMIN + 1, stop_profile)
         async with running_gateway(
             gateway, port=wss_port, ssl_context=server_context(cert, key), origins=[ORIGIN]
         ):
@@ -407,15 +514,88 @@ def _child_gateway(
         import tracemalloc
 
         tracemalloc.start()
-    profile = os.environ.get("WEBIMS_BENCH_PROFILE")
-    if profile:
-        import cProfile
-
-        with cProfile.Profile(time.process_time) as prof:
-            run_loop(main())
-        prof.dump_stats(profile)
-    else:
+    if os.environ.get("WEBIMS_BENCH_GC"):
+        _gc_stats()
+    if os.environ.get("WEBIMS_BENCH_GC_DEFAULT"):  # CPython's own collector settings
         run_loop(main())
+        return
+    from webims.transport.loop import GcPolicy
+
+    # WEBIMS_BENCH_MMAP=0: leave glibc's mmap threshold alone (to measure what it saves and costs)
+    policy = GcPolicy(mmap_threshold=None) if os.environ.get("WEBIMS_BENCH_MMAP") == "0" else GcPolicy()
+    run_loop(main(), gc_policy=policy)
+
+
+def _call_tree(path: str) -> None:
+    """``WEBIMS_BENCH_CALLTREE=file``: count Python calls over the registration phase by call path
+    (three levels below each callback the loop runs), written to ``file`` at the end."""
+    from collections import Counter
+
+    counts: Counter[tuple[str, ...]] = Counter()
+    depth_stack: list[str] = []
+
+    def name(frame: Any) -> str:
+        code = frame.f_code
+        return f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_name}"
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        if event in ("call", "c_call"):
+            label = name(frame) if event == "call" else f"C:{getattr(arg, '__qualname__', arg)}"
+            depth_stack.append(label)
+            counts[tuple(depth_stack[:8])] += 1
+        elif event in ("return", "c_return", "c_exception") and depth_stack:
+            depth_stack.pop()
+
+    def start() -> None:
+        depth_stack.clear()
+        sys.setprofile(tracer)
+
+    def stop() -> None:
+        sys.setprofile(None)
+        totals: Counter[tuple[str, ...]] = Counter()
+        for key, n in counts.items():
+            for i in range(1, len(key) + 1):
+                totals[key[:i]] += n
+        children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+        for key in totals:
+            children.setdefault(key[:-1], []).append(key)
+        with open(path, "w") as out:
+
+            def walk(parent: tuple[str, ...]) -> None:
+                for key in sorted(children.get(parent, ()), key=lambda k: -totals[k]):
+                    out.write(f"{totals[key]:9d} {'  ' * (len(key) - 1)}{key[-1]}\n")
+                    walk(key)
+
+            walk(())
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGRTMIN + 2, start)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGRTMIN + 3, stop)
+
+
+def _gc_stats() -> None:
+    """``WEBIMS_BENCH_GC=1``: log the time the gateway spends in each GC generation (stderr, per second)."""
+    import threading
+
+    spent = [0.0, 0.0, 0.0]
+    count = [0, 0, 0]
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            gen = info["generation"]
+            spent[gen] += time.perf_counter() - started[0]
+            count[gen] += 1
+
+    gc.callbacks.append(callback)
+
+    def report() -> None:
+        while True:
+            time.sleep(1.0)
+            print(f"gc ms {[round(1000 * s, 1) for s in spent]} count {count}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=report, daemon=True).start()
 
 
 def _spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -443,6 +623,7 @@ class Result:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    system_seconds: float = 0.0  # of cpu_seconds, in the kernel (loopback delivery to the peers too)
     rss_before: int = 0
     rss_after: int = 0
     rss_connected: int = 0
@@ -462,6 +643,8 @@ class Result:
             "registrations_per_s": round(self.registrations / self.seconds, 1) if self.seconds else 0.0,
             "latency_ms_p50": pct(0.50), "latency_ms_p95": pct(0.95), "latency_ms_p99": pct(0.99),
             "gateway_cpu_ms_per_registration": round(1000 * self.cpu_seconds / max(1, self.registrations), 3),
+            "gateway_system_cpu_ms_per_registration": round(
+                1000 * self.system_seconds / max(1, self.registrations), 3),
             "ims_cpu_ms_per_registration": round(1000 * self.ims_cpu_seconds / max(1, self.registrations), 3),
             "clients_cpu_ms_per_registration": round(
                 1000 * self.driver_cpu_seconds / max(1, self.registrations), 3),
@@ -505,7 +688,7 @@ async def _drive(
     result.connect_failures = connected.count(False)
     await asyncio.sleep(1.0)
     result.rss_connected = rss_bytes(gw_pid)
-    if os.environ.get("WEBIMS_BENCH_TRACEMALLOC"):
+    if os.environ.get("WEBIMS_BENCH_TRACEMALLOC") or os.environ.get("WEBIMS_BENCH_OBJECTS"):
         os.kill(gw_pid, signal.SIGUSR1)
         await asyncio.sleep(2.0)
     live = [c for c, ok in zip(clients, connected, strict=True) if ok]
@@ -523,7 +706,13 @@ async def _drive(
         else:
             result.failures += 1
 
+    spy = _start_py_spy(gw_pid, mode) or _start_perf(gw_pid, mode)
+    if os.environ.get("WEBIMS_BENCH_PROFILE"):
+        os.kill(gw_pid, signal.SIGRTMIN)
+    if os.environ.get("WEBIMS_BENCH_CALLTREE"):
+        os.kill(gw_pid, signal.SIGRTMIN + 2)
     cpu0 = cpu_seconds(gw_pid)
+    sys0 = cpu_split(gw_pid)[1]
     ims0 = cpu_seconds(ims_pid)
     own0 = cpu_seconds(os.getpid())
     start = loop.time()
@@ -536,16 +725,59 @@ async def _drive(
     await asyncio.gather(*registering)
     result.seconds = loop.time() - start
     result.cpu_seconds = cpu_seconds(gw_pid) - cpu0
+    result.system_seconds = cpu_split(gw_pid)[1] - sys0
     result.ims_cpu_seconds = cpu_seconds(ims_pid) - ims0
     result.driver_cpu_seconds = cpu_seconds(os.getpid()) - own0
+    _stop_py_spy(spy)
+    if os.environ.get("WEBIMS_BENCH_PROFILE"):
+        os.kill(gw_pid, signal.SIGRTMIN + 1)
+    if os.environ.get("WEBIMS_BENCH_CALLTREE"):
+        os.kill(gw_pid, signal.SIGRTMIN + 3)
+        await asyncio.sleep(1.0)
     await asyncio.sleep(options.idle)
     result.rss_after = rss_bytes(gw_pid)
-    if os.environ.get("WEBIMS_BENCH_TRACEMALLOC"):
+    if os.environ.get("WEBIMS_BENCH_TRACEMALLOC") or os.environ.get("WEBIMS_BENCH_OBJECTS"):
         os.kill(gw_pid, signal.SIGUSR2)
         await asyncio.sleep(3.0)
     for c in clients:
         c.close()
     return result
+
+
+def _start_py_spy(pid: int, mode: str) -> subprocess.Popen[bytes] | None:
+    """``WEBIMS_BENCH_PYSPY=prefix``: sample the gateway with py-spy over the registration phase
+    only (raw folded stacks in ``prefix-<mode>.txt``; py-spy from the dev dependencies)."""
+    prefix = os.environ.get("WEBIMS_BENCH_PYSPY")
+    if not prefix:
+        return None
+    exe = Path(sys.executable).with_name("py-spy")
+    proc = subprocess.Popen(
+        [str(exe), "record", "-p", str(pid), "-r", "250", "--gil", "-f", "raw", "-o", f"{prefix}-{mode}.txt"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)  # attached before the first REGISTER
+    return proc
+
+
+def _start_perf(pid: int, mode: str) -> subprocess.Popen[bytes] | None:
+    """``WEBIMS_BENCH_PERF=prefix``: ``perf record`` (cpu-clock) of the gateway over the registration
+    phase, in ``prefix-<mode>.data``."""
+    prefix = os.environ.get("WEBIMS_BENCH_PERF")
+    if not prefix:
+        return None
+    proc = subprocess.Popen(
+        ["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-p", str(pid),
+         "-o", f"{prefix}-{mode}.data"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    return proc
+
+
+def _stop_py_spy(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
 
 
 def run(options: argparse.Namespace) -> list[dict[str, Any]]:

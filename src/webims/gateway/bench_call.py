@@ -22,8 +22,9 @@ added latency p50/p95/p99 — measured inside the gateway (message delivered to 
 B2BUA -> the message it causes handed to the transport, per kind) and from outside
 (one way, WIC -> stub for the INVITE and BYE and stub -> WIC for the 200: both ends
 in this process, one clock; this includes both transports and this process's own
-delays, so it bounds the gateway's share from above) — and the gateway's CPU
-milliseconds per call. The last line is JSON.
+delays, so it bounds the gateway's share from above) — the gateway's CPU
+milliseconds per call, and the time its cyclic garbage collector stopped the loop
+(collections, total and longest pause). The last line is JSON.
 
     webims bench call --rates 100,200,300,400 --seconds 5
 """
@@ -34,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -337,6 +339,32 @@ class Wic:
 # --------------------------------------------------------------------------- the gateway child
 
 
+class GcLog:
+    """Pauses of the cyclic garbage collector (``gc.callbacks``), per generation."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.clear()
+
+    def clear(self) -> None:
+        self.count = [0, 0, 0]
+        self.total = 0.0
+        self.longest = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self.started
+        self.count[info["generation"]] += 1
+        self.total += pause
+        self.longest = max(self.longest, pause)
+
+    def report(self) -> dict[str, Any]:
+        return {"collections": list(self.count), "total_ms": round(self.total * 1000, 3),
+                "longest_ms": round(self.longest * 1000, 3)}  # fmt: skip
+
+
 def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> None:
     from webims.transport import ConnectionLimits, ensure_self_signed, server_context
     from webims.transport.loop import GcPolicy
@@ -359,6 +387,8 @@ def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> N
                           connection_limits=ConnectionLimits(max_connections=10_000,
                                                              idle_timeout=None))  # fmt: skip
         latency = LatencyLog()
+        collector = GcLog()
+        gc.callbacks.append(collector)
         SessionManager(gateway, SessionConfig(media=media),  # type: ignore[arg-type]
                        latency=latency)  # fmt: skip
         cert, key = ensure_self_signed(workdir / "tls")
@@ -369,8 +399,9 @@ def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> N
         def report() -> None:
             out = {kind: {"n": len(v), **percentiles(v)} for kind, v in latency.samples.items()}
             out["all"] = {"n": len(latency.all()), **percentiles(latency.all())}
-            print(json.dumps(out), flush=True)
+            print(json.dumps({"latency": out, "gc": collector.report()}), flush=True)
             latency.clear()
+            collector.clear()
 
         loop.add_signal_handler(signal.SIGUSR1, report)
         async with running_gateway(
@@ -420,7 +451,8 @@ async def _step(wics: list[Wic], stats: Stats, rate: float, seconds: float, hold
     own = time.process_time() - own0
     assert gateway.stdout is not None
     gateway.send_signal(signal.SIGUSR1)
-    inside = json.loads(await loop.run_in_executor(None, gateway.stdout.readline))
+    report = json.loads(await loop.run_in_executor(None, gateway.stdout.readline))
+    inside, collector = report["latency"], report["gc"]
     ok = [c for c in calls if c.status == 200]
     setup = [c.answered - c.sent for c in ok]
     return {
@@ -438,6 +470,7 @@ async def _step(wics: list[Wic], stats: Stats, rate: float, seconds: float, hold
             "BYE": percentiles([c.ims_bye - c.bye_sent for c in ok if c.ims_bye and c.bye_sent]),
         },
         "gateway_cpu_ms_per_call": round(cpu * 1000 / max(1, len(ok)), 3),
+        "gateway_gc": {**collector, "ms_per_call": round(collector["total_ms"] / max(1, len(ok)), 3)},
         "generator_cpu_ms_per_call": round(own * 1000 / max(1, len(ok)), 3),
         "load_average_1min": round(max(load0, os.getloadavg()[0]), 2),
     }
@@ -511,6 +544,7 @@ async def _run(options: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "outside_one_way_ms_at_half_rate": half["outside_one_way_ms"] if half else None,
             "setup_ms_at_half_rate": half["setup_ms"] if half else None,
             "gateway_cpu_ms_per_call": half["gateway_cpu_ms_per_call"] if half else None,
+            "gateway_gc_at_half_rate": half["gateway_gc"] if half else None,
             "steps": steps,
         }  # fmt: skip
     finally:
@@ -533,7 +567,8 @@ def _print_step(step: dict[str, Any]) -> None:
         f"{setup['p50']}/{setup['p95']}/{setup['p99']} ms; gateway latency inside p50/p95/p99 "
         f"{inside.get('p50')}/{inside.get('p95')}/{inside.get('p99')} ms; outside one-way INVITE p99 "
         f"{out['INVITE']['p99']} ms, 200 p99 {out['200']['p99']} ms; CPU ms/call gateway "
-        f"{step['gateway_cpu_ms_per_call']}, load generator {step['generator_cpu_ms_per_call']}; "
+        f"{step['gateway_cpu_ms_per_call']} (GC {step['gateway_gc']['ms_per_call']}, longest pause "
+        f"{step['gateway_gc']['longest_ms']} ms), load generator {step['generator_cpu_ms_per_call']}; "
         f"load average {step['load_average_1min']}",
         flush=True,
     )

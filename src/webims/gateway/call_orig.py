@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from .sessions import SessionManager
     from .state import Binding
 
-__all__ = ["Originating", "originate"]
+__all__ = ["LateAnswers", "Originating", "originate"]
 
 log = logging.getLogger("webims.gateway.sessions")
 
@@ -128,6 +128,44 @@ class Fork:
         self.answer: SessionDescription | None = None  # its SDP answer (in a 18x or the 2xx)
 
 
+class LateAnswers:
+    """``on_extra_final`` of the IMS INVITE: a 2xx after the first final response (§13.2.2.4).
+
+    The SIP layer keeps this callback while the client transaction is Accepted (Timer M,
+    64*T1, RFC 6026 §8.4), long after the call may have ended; so it holds what ACK and
+    BYE need (the INVITE, the confirmed IMS dialog), not the call and its media.
+    """
+
+    def __init__(self, mgr: SessionManager) -> None:
+        self.mgr = mgr
+        self.invite: Request | None = None  # the INVITE last sent (a 422 retry replaces it)
+        self.dialog: Dialog | None = None  # the IMS leg's dialog, once a 2xx made it
+
+    def __call__(self, response: Response) -> None:
+        """Its retransmission (ACK again), or another fork's (ACK, then BYE)."""
+        if not 200 <= response.status < 300 or self.invite is None:
+            return
+        dialog = self.dialog
+        if dialog is not None and response.to.tag == dialog.id.remote_tag:
+            ack = dialog.ack_for(response)
+            if ack is not None:
+                self.mgr.send_ack_ims(ack)
+            return
+        self.mgr.spawn(self._end_fork(self.invite, response))
+
+    async def _end_fork(self, invite: Request, response: Response) -> None:
+        try:
+            dialog = Dialog.from_uac(invite, response)
+        except (DialogError, ParseError):
+            return
+        mgr = self.mgr
+        mgr.send_ack_ims(dialog.create_ack(invite))
+        bye = dialog.create_request(
+            "BYE", headers=[("Reason", reason_header(200, "Call completed elsewhere"))]
+        )
+        await mgr.send_ims(bye)
+
+
 class Originating:
     """The setup of one WIC-originated call (module docstring)."""
 
@@ -147,6 +185,7 @@ class Originating:
         self.max_forwards = max_forwards
         self.binding: Binding = call.binding
         self.invite: Request | None = None
+        self.late = LateAnswers(mgr)
         self.attempts: list[Request] = []  # the INVITEs sent (failover, 422 retry): CANCEL the last
         self.dialogs: DialogSet | None = None
         self.forks: dict[str, Fork] = {}
@@ -243,7 +282,7 @@ class Originating:
 
     async def _send_invite(self, body: bytes) -> Response:
         invite = self._build_invite(body)
-        self.invite = invite
+        self.invite = self.late.invite = invite
         self.dialogs = DialogSet(invite)
         queue: asyncio.Queue[tuple[float, Response]] = asyncio.Queue()
         mgr = self.mgr
@@ -253,7 +292,7 @@ class Originating:
 
         relay = ("INVITE", self.started) if len(self.attempts) == 0 else None
         task = asyncio.ensure_future(
-            mgr.send_ims(invite, on_provisional=deliver, on_extra_final=self._extra_final,
+            mgr.send_ims(invite, on_provisional=deliver, on_extra_final=self.late,
                          attempts=self.attempts, relay=relay)
         )  # fmt: skip
         task.add_done_callback(lambda t: deliver(t.result()) if not t.cancelled() else None)
@@ -414,7 +453,7 @@ class Originating:
             self._fail_wic(502, "Bad Gateway (bad answer from the IMS)", [])
             await call.end("", skip=call.wic)
             return
-        call.ims.dialog = dialog
+        call.ims.dialog = self.late.dialog = dialog
         mgr.register(call, call.ims, dialog)
         mgr.send_ack(call.ims, dialog.create_ack(self.invite))
         for other in self.dialogs.terminate_early():
@@ -465,32 +504,6 @@ class Originating:
         mgr.note_relay("200", t0)
         if negotiation is not None:
             call.wic.start_timer(SessionTimer.after_request_received(negotiation, loop.time()))
-
-    def _extra_final(self, response: Response) -> None:
-        """A 2xx after the first final response: its retransmission, or another fork's (§13.2.2.4)."""
-        if not 200 <= response.status < 300 or self.invite is None:
-            return
-        call = self.call
-        dialog = call.ims.dialog
-        if dialog is not None and response.to.tag == dialog.id.remote_tag:
-            ack = dialog.ack_for(response)
-            if ack is not None:
-                self.mgr.send_ack(call.ims, ack)
-            return
-        self.mgr.spawn(self._end_fork(response))
-
-    async def _end_fork(self, response: Response) -> None:
-        assert self.invite is not None
-        try:
-            dialog = Dialog.from_uac(self.invite, response)
-        except (DialogError, ParseError):
-            return
-        mgr = self.mgr
-        mgr.send_ack(self.call.ims, dialog.create_ack(self.invite))
-        bye = dialog.create_request(
-            "BYE", headers=[("Reason", reason_header(200, "Call completed elsewhere"))]
-        )
-        await mgr.send_ims(bye)
 
     def on_request(self, dialog: Dialog, incoming: IncomingRequest) -> bool:
         """An UPDATE of the IMS callee in an early dialog (preconditions, RFC 3312 §6); True when handled."""

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .sessions import SessionManager
     from .state import Binding
 
-__all__ = ["Terminating", "terminate"]
+__all__ = ["Terminating", "WicLateAnswers", "terminate"]
 
 log = logging.getLogger("webims.gateway.sessions")
 
@@ -100,6 +100,27 @@ async def terminate(mgr: SessionManager, incoming: IncomingRequest, binding: Bin
     await setup.run(offer)
 
 
+class WicLateAnswers:
+    """``on_extra_final`` of the INVITE to the WIC: a retransmitted 2xx is ACKed again (§13.2.2.4).
+
+    The SIP layer keeps this callback while the client transaction is Accepted (Timer M,
+    RFC 6026 §8.4), long after the call may have ended; so it holds the WIC's dialog and
+    binding, not the call and its media.
+    """
+
+    def __init__(self, mgr: SessionManager, binding: Binding) -> None:
+        self.mgr = mgr
+        self.binding = binding
+        self.dialog: Dialog | None = None  # the WIC leg's dialog, once a response made it
+
+    def __call__(self, response: Response) -> None:
+        dialog = self.dialog
+        if dialog is not None and 200 <= response.status < 300:
+            ack = dialog.ack_for(response)
+            if ack is not None:
+                self.mgr.send_ack_wic(self.binding, ack)
+
+
 class Terminating:
     """The setup of one call to a WIC (module docstring)."""
 
@@ -129,6 +150,7 @@ class Terminating:
         self.prack = asyncio.Event()
         self.qos_met = asyncio.Event()
         self.wic_invite: Request | None = None
+        self.late = WicLateAnswers(mgr, self.binding)
         self.ims_gone = False  # the IMS cancelled (its 487 is out) or got a final answer
         self.answer_body: bytes | None = None  # our SDP answer toward the IMS
         self.answer_sent_reliably = False
@@ -162,7 +184,7 @@ class Terminating:
             queue.put_nowait((time.perf_counter(), response))
 
         task = asyncio.ensure_future(
-            mgr.send_wic(invite, self.binding, on_provisional=deliver, on_extra_final=self._extra_final,
+            mgr.send_wic(invite, self.binding, on_provisional=deliver, on_extra_final=self.late,
                          relay=("INVITE", self.started))
         )  # fmt: skip
         task.add_done_callback(lambda t: deliver(t.result()) if not t.cancelled() else None)
@@ -228,7 +250,7 @@ class Terminating:
         assert self.wic_invite is not None
         if call.wic.dialog is None:
             try:
-                call.wic.dialog = Dialog.from_uac(self.wic_invite, response)
+                call.wic.dialog = self.late.dialog = Dialog.from_uac(self.wic_invite, response)
             except DialogError:
                 return None
             self.mgr.register(call, call.wic, call.wic.dialog)
@@ -344,13 +366,6 @@ class Terminating:
         mgr.note_relay("200", t0)
         loop = asyncio.get_running_loop()
         call.ims.start_timer(SessionTimer.after_request_received(self.negotiation, loop.time()))
-
-    def _extra_final(self, response: Response) -> None:
-        dialog = self.call.wic.dialog
-        if dialog is not None and 200 <= response.status < 300:
-            ack = dialog.ack_for(response)
-            if ack is not None:
-                self.mgr.send_ack(self.call.wic, ack)
 
     # ------------------------------------------------------------------ toward the IMS
     def _ims_response(self, status: int, reason: str, *, body: bytes = b"",

@@ -91,7 +91,7 @@ def associated_uris(response: Response) -> list[str]:
     out: list[str] = []
     for value in response.headers.get_all("P-Associated-URI"):
         try:
-            out.append(str(parse_name_addr(value).uri))
+            out.append(parse_name_addr(value).uri_text)
         except ParseError:
             continue
     return out

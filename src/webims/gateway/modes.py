@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -279,7 +280,8 @@ class Modes:
         associated = associated_uris(response)
         binding.associated = associated or [binding.aor]
         self.gw.bindings.set_impu(binding, binding.associated[0])
-        binding.service_route = [str(sr) for sr in response.service_route]
+        # the same few Service-Routes for every binding: one string object each
+        binding.service_route = [sys.intern(str(sr)) for sr in response.service_route]
         binding.confirmed = True
         binding.ims_registered_at = now
         binding.ims_expires_at = now + ims_expires
@@ -393,7 +395,7 @@ class Modes:
             return
         if binding is None:
             binding = self.registrar.new_binding(attempt, mode)
-            binding.request_uri = f"sip:{self.config.domain}"
+            binding.request_uri = sys.intern(f"sip:{self.config.domain}")  # one string for all
         else:
             self.registrar.attach(binding, attempt.flow)
         self._adopt_identity(binding, identity)
@@ -419,8 +421,9 @@ class Modes:
     @staticmethod
     def _adopt_identity(binding: Binding, identity: Identity) -> None:
         binding.sub = identity.sub
-        binding.client_id = identity.client_id
-        binding.scopes = sorted(identity.scopes)
+        client_id = identity.client_id
+        binding.client_id = sys.intern(client_id) if client_id is not None else None
+        binding.scopes = _shared_scopes(identity.scopes)
         binding.dest = identity.dest.to_claim()
 
     # ================================================================== on behalf
@@ -642,6 +645,19 @@ class Modes:
         )
 
 
+_SCOPES: dict[frozenset[str], list[str]] = {}
+
+
+def _shared_scopes(scopes: frozenset[str]) -> list[str]:
+    """``sorted(scopes)``, one list per distinct scope set (bindings only read it)."""
+    shared = _SCOPES.get(scopes)
+    if shared is None:
+        shared = sorted(sys.intern(s) for s in scopes)
+        if len(_SCOPES) < 1024:
+            _SCOPES[scopes] = shared
+    return shared
+
+
 def _first_digest_challenge(response: Response) -> Challenge | None:
     for name in ("WWW-Authenticate", "Proxy-Authenticate"):
         for value in response.headers.get_all(name):
@@ -655,9 +671,13 @@ def _first_digest_challenge(response: Response) -> Challenge | None:
 
 
 def _contact_uri(binding: Binding) -> object:
+    """The URI of the Contact registered at the IMS (its text when it is ``<uri>params``)."""
+    contact = binding.ims_contact
+    if contact.startswith("<") and ">" in contact:
+        return contact[1 : contact.index(">")]
     from webims.sip import parse_name_addr
 
-    return parse_name_addr(binding.ims_contact).uri
+    return parse_name_addr(contact).uri
 
 
 def _aors(impus: tuple[str, ...]) -> set[str]:

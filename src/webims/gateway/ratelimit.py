@@ -55,11 +55,13 @@ class Decision:
 
 
 class _ConnState:
+    """A connection's buckets, each made on its first use (a WIC that only registers has one)."""
+
     __slots__ = ("register", "requests", "violations")
 
-    def __init__(self, register: TokenBucket, requests: TokenBucket) -> None:
-        self.register = register
-        self.requests = requests
+    def __init__(self) -> None:
+        self.register: TokenBucket | None = None
+        self.requests: TokenBucket | None = None
         self.violations = 0
 
 
@@ -93,10 +95,7 @@ class RateLimiter:
     def check(self, connection_id: int, source: str, method: str, now: float) -> Decision:
         state = self._conns.get(connection_id)
         if state is None:
-            state = self._conns[connection_id] = _ConnState(
-                TokenBucket(self.register_rate, self.register_burst, now),
-                TokenBucket(self.request_rate, self.request_burst, now),
-            )
+            state = self._conns[connection_id] = _ConnState()
         if method == "REGISTER":
             source_bucket = self._sources.get(source)
             if source_bucket is None:
@@ -106,6 +105,8 @@ class RateLimiter:
                     self.source_register_rate, self.source_register_burst, now
                 )
             bucket = state.register
+            if bucket is None:
+                bucket = state.register = TokenBucket(self.register_rate, self.register_burst, now)
             ok = bucket.take(now)
             if ok and not source_bucket.take(now):
                 ok = False
@@ -113,6 +114,8 @@ class RateLimiter:
                 bucket = source_bucket
         else:
             bucket = state.requests
+            if bucket is None:
+                bucket = state.requests = TokenBucket(self.request_rate, self.request_burst, now)
             ok = bucket.take(now)
         if ok:
             state.violations = 0

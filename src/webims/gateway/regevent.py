@@ -17,6 +17,9 @@ with the last of them.
 from __future__ import annotations
 
 import asyncio
+import functools
+import heapq
+import itertools
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from webims.endpoint import IncomingRequest
-from webims.sip import ParseError, Request, new_tag, parse_name_addr
+from webims.sip import NameAddr, ParseError, Request, new_tag, parse_name_addr
 
 from .identity import charging_vector
 
@@ -103,7 +106,7 @@ class Subscription:
     cseq: int = 0
     to_tag: str | None = None
     expires_at: float = 0.0
-    timer: asyncio.TimerHandle | None = None
+    due: float | None = None  # when its refresh is due (RegEvents keeps one loop timer for all)
     ended: bool = False
 
 
@@ -116,6 +119,10 @@ class RegEvents:
         self.by_impu: dict[str, Subscription] = {}
         self.by_call_id: dict[str, Subscription] = {}
         self.notifies = 0
+        self._heap: list[tuple[float, int, Subscription]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -145,8 +152,7 @@ class RegEvents:
         if sub is None:
             return
         sub.ended = True
-        if sub.timer is not None:
-            sub.timer.cancel()
+        sub.due = None
         if sub.to_tag is not None:
             self.gw.spawn(self._subscribe(sub, 0))
         else:
@@ -154,8 +160,10 @@ class RegEvents:
 
     async def close(self) -> None:
         for sub in list(self.by_impu.values()):
-            if sub.timer is not None:
-                sub.timer.cancel()
+            sub.due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _request(self, sub: Subscription, expires: int) -> Request:
         ims = self.gw.ims
@@ -175,7 +183,10 @@ class RegEvents:
             ("P-Asserted-Identity", f"<{ims.uri()}>"),
             ("P-Charging-Vector", charging_vector(self.config.uri_host)),
         ]
-        return Request("SUBSCRIBE", sub.remote_target, headers)
+        request = Request("SUBSCRIBE", sub.remote_target, headers)
+        if sub.route:
+            request.headers.set_view("route", _parsed_route(tuple(sub.route)))  # parsed once per route set
+        return request
 
     async def _subscribe(self, sub: Subscription, expires: int) -> None:
         response = await self.gw.ims.send(self._request(sub, expires))
@@ -196,7 +207,7 @@ class RegEvents:
             try:
                 contacts = response.contact
                 if contacts:
-                    sub.remote_target = str(contacts[0].uri)
+                    sub.remote_target = contacts[0].uri_text
             except ParseError:
                 pass
         granted = response.expires if response.expires is not None else expires
@@ -206,13 +217,42 @@ class RegEvents:
         self._arm(sub, sub.expires_at - (600 if granted > 1200 else granted / 2))
 
     def _arm(self, sub: Subscription, when: float) -> None:
-        if sub.timer is not None:
-            sub.timer.cancel()
+        """Refresh ``sub`` at ``when`` (wall clock). All subscriptions share one loop timer over
+        a heap of (due, subscription); an entry whose time is no longer the subscription's
+        ``due`` is stale and skipped (no TimerHandle per subscription: 10,000 WICs)."""
+        sub.due = when
+        heapq.heappush(self._heap, (when, next(self._seq), sub))
+        if len(self._heap) > 2 * len(self.by_impu) + 1024:
+            self._heap = [e for e in self._heap if e[2].due == e[0]]
+            heapq.heapify(self._heap)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        heap = self._heap
+        while heap and heap[0][2].due != heap[0][0]:
+            heapq.heappop(heap)  # stale
+        if not heap:
+            return
+        due = heap[0][0]
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
         loop = asyncio.get_running_loop()
-        sub.timer = loop.call_at(loop.time() + max(0.0, when - time.time()), self._refresh, sub)
+        self._timer_at = due
+        self._timer = loop.call_at(loop.time() + max(0.0, due - time.time()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._timer_at = None
+        now = time.time()
+        while self._heap and self._heap[0][0] <= now + 0.001:
+            due, _, sub = heapq.heappop(self._heap)
+            if sub.due == due:
+                sub.due = None
+                self._refresh(sub)
+        self._arm_timer()
 
     def _refresh(self, sub: Subscription) -> None:
-        sub.timer = None
         if self.by_impu.get(sub.impu) is sub:
             self.gw.spawn(self._subscribe(sub, self.config.reg_event_expires))
 
@@ -242,8 +282,7 @@ class RegEvents:
             self.by_call_id.pop(sub.call_id, None)
             if self.by_impu.get(sub.impu) is sub:
                 del self.by_impu[sub.impu]
-                if sub.timer is not None:
-                    sub.timer.cancel()
+                sub.due = None
 
     def _apply(self, info: RegInfo) -> None:
         bindings = self.gw.bindings.of_impu(info.aor)
@@ -272,12 +311,23 @@ class RegEvents:
                 self.gw.registrar.schedule(binding)
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_route(route: tuple[str, ...]) -> list[NameAddr]:
+    """The Route entries of a subscription (the Service-Route: one per S-CSCF), parsed."""
+    return [parse_name_addr(r) for r in route]
+
+
 def _contact_state(info: RegInfo, ims_contact: str) -> ContactState | None:
     try:
-        ours = parse_name_addr(ims_contact).uri
+        contact = parse_name_addr(ims_contact)
     except ParseError:
         return None
-    for c in info.contacts:
+    text = contact.uri_text
+    for c in info.contacts:  # the S-CSCF echoes the URI as registered: compare the text first
+        if c.uri == text:
+            return c
+    ours = contact.uri
+    for c in info.contacts:  # else by RFC 3261 §19.1.4
         try:
             if parse_name_addr(f"<{c.uri}>").uri == ours:
                 return c

@@ -192,7 +192,7 @@ class Registrar:
     # ------------------------------------------------------------------ bindings
     def find(self, attempt: RegisterAttempt) -> Binding | None:
         assert attempt.contact is not None
-        key = binding_key(attempt.aor, str(attempt.contact.uri), attempt.instance, attempt.reg_id)
+        key = binding_key(attempt.aor, attempt.contact.uri_text, attempt.instance, attempt.reg_id)
         return self.gw.bindings.by_key.get(key)
 
     def new_binding(self, attempt: RegisterAttempt, mode: str) -> Binding:
@@ -203,13 +203,17 @@ class Registrar:
         now = time.time()
         binding = Binding(
             id=self.gw.bindings.new_id(), mode=mode, aor=attempt.aor,
-            contact=contact_without_expires(attempt.contact), contact_uri=str(attempt.contact.uri),
+            contact=contact_without_expires(attempt.contact), contact_uri=attempt.contact.uri_text,
             instance=attempt.instance, reg_id=attempt.reg_id, call_id=call_id, from_tag=from_tag,
-            request_uri=str(attempt.request.uri), origin=attempt.flow.origin, created_at=now,
+            request_uri=attempt.request.uri_text, origin=attempt.flow.origin, created_at=now,
             expires_at=now + AUTH_WAIT,
         )  # fmt: skip
         binding.connection = attempt.flow.connection
-        binding.ims_contact = self.gw.ims_contact_for(binding, attempt.contact)
+        # as the P-CSCF the IMS gets the WIC's own Contact (Gateway.ims_contact_for), made just above
+        if self.gw.ims.as_pcscf:
+            binding.ims_contact = binding.contact
+        else:
+            binding.ims_contact = self.gw.ims_contact_for(binding, attempt.contact)
         self.gw.bindings.add(binding)
         self.schedule(binding)
         return binding

@@ -37,11 +37,11 @@ P-CSCF routes terminating requests to us.
 
 from __future__ import annotations
 
-import functools
 import secrets
 
-from webims.sip import NameAddr, ParseError, Request, Response, new_tag
+from webims.sip import NameAddr, ParseError, Request, Response, new_tag, parse_uri
 from webims.sip.auth_header import Credentials, parse_challenge, parse_credentials
+from webims.sip.headers import format_params, is_list_header, iter_tokens, split_list
 
 from .identity import charging_vector
 
@@ -61,12 +61,15 @@ COPIED_RESPONSE_HEADERS = (
 )  # fmt: skip
 #: Header fields of the WIC's REGISTER that we keep in ours.
 COPIED_REQUEST_HEADERS = ("User-Agent", "Allow", "Accept", "Allow-Events")
+_COPIED_KEYS = frozenset(name.lower() for name in COPIED_REQUEST_HEADERS)
 
 
 def contact_without_expires(contact: NameAddr) -> str:
     """The Contact name-addr as registered, without ``expires`` (we set our own)."""
     params = {k: v for k, v in contact.params.items() if k.lower() != "expires"}
-    return str(NameAddr(contact.uri, contact.display, params))
+    if contact.display is not None:
+        return str(NameAddr(contact.uri, contact.display, params))
+    return f"<{contact.uri_text}>{format_params(params)}"  # what NameAddr.__str__ makes
 
 
 def strip_keys(value: str) -> str:
@@ -101,11 +104,20 @@ def integrity_value(mode: str, *, secure: bool, bound: bool) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=16_384)
 def tna_credentials(impi: str, realm: str, uri: str) -> str:
     """TS 24.229 §5.2.2.1 / TS 33.203 Annex U: the P-CSCF (here: the gateway) registers a
-    user it authenticated: empty nonce and response, ``integrity-protected="auth-done"``."""
-    return Credentials.digest(impi, realm, "", uri, "", integrity_protected="auth-done").format()
+    user it authenticated: empty nonce and response, ``integrity-protected="auth-done"``
+    (what ``Credentials.digest(impi, realm, "", uri, "", integrity_protected="auth-done")``
+    formats, without building it)."""
+    return (
+        f'Digest username="{_escape(impi)}", realm="{_escape(realm)}", nonce="", uri="{_escape(uri)}", '
+        'response="", integrity-protected="auth-done"'
+    )
+
+
+def _escape(value: str) -> str:
+    """quoted-string content (RFC 3261 §25.1 quoted-pair)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"') if "\\" in value or '"' in value else value
 
 
 class RegisterBuilder:
@@ -145,10 +157,17 @@ class RegisterBuilder:
         supported = {"path"} if self.as_pcscf else set()
         if outbound:
             supported.add("outbound")
-        if wic_request is not None:
-            supported |= wic_request.option_tags("supported") - {"sec-agree"}
+        if wic_request is not None:  # one pass over the WIC's header fields
+            copied: dict[str, list[str]] = {}
+            for h in wic_request.headers.fields:
+                if h.key == "supported":
+                    supported.update(t.lower() for t in iter_tokens(h.value))
+                elif h.key in _COPIED_KEYS:
+                    values = split_list(h.value) if is_list_header(h.key) else [h.value]  # as get_all
+                    copied.setdefault(h.key, []).extend(values)
+            supported.discard("sec-agree")
             for name in COPIED_REQUEST_HEADERS:
-                headers.extend((name, value) for value in wic_request.headers.get_all(name))
+                headers.extend((name, value) for value in copied.get(name.lower(), ()))
         if supported:
             headers.append(("Supported", ", ".join(sorted(supported))))
         if authorization is not None:
@@ -165,10 +184,17 @@ class RegisterBuilder:
 
 def granted_expires(response: Response, contact_uri: object, default: int) -> int:
     """The expiry the registrar granted our contact: its ``expires`` parameter in the 2xx
-    (RFC 3261 §10.2.4), else the Expires header, else ``default``."""
+    (RFC 3261 §10.2.4), else the Expires header, else ``default``. ``contact_uri`` is a URI,
+    or its text (compared as text first: registrars echo it; else by RFC 3261 §19.1.4)."""
     try:
         for c in response.contact:
-            if c.uri == contact_uri and c.expires is not None:
+            if c.expires is None:
+                continue
+            if isinstance(contact_uri, str):
+                if c.uri_text == contact_uri:
+                    return c.expires
+                contact_uri = parse_uri(contact_uri)
+            if c.uri == contact_uri:
                 return c.expires
         if response.expires is not None:
             return response.expires

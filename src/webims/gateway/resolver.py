@@ -107,6 +107,11 @@ class Resolver:
         self._cache: dict[str, tuple[float, list[Target]]] = {}
         self.queries = 0
 
+    def cached(self, uri: SipURI) -> list[Target] | None:
+        """The targets for ``uri`` when still cached (no coroutine: the common case)."""
+        hit = self._cache.get(str(uri))
+        return hit[1] if hit is not None and hit[0] > self._clock() else None
+
     async def resolve(self, uri: SipURI) -> list[Target]:
         """Targets for ``uri`` in the order to try them; raises :class:`ResolveError`."""
         text = str(uri)

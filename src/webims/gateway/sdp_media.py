@@ -24,13 +24,12 @@ changes) and what was last sent and received, so that a session refresh
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import secrets
 from collections.abc import Awaitable
 from typing import Protocol
 
 from webims.media.api import MediaError, MediaSession
-from webims.sdp import SdpError, SessionDescription, parse, profile_family
+from webims.sdp import Origin, SdpError, SessionDescription, parse, profile_family
 
 __all__ = [
     "SDP",
@@ -84,14 +83,16 @@ class LegSdp:
     def stamp(self, sdp: SessionDescription) -> bytes:
         """Our ``o=`` on ``sdp`` (version + 1 when the content differs from the last one sent)."""
         out = sdp.copy()
-        out.origin = dataclasses.replace(out.origin, username="-", sess_id=self.session_id, sess_version=0)
+        o = out.origin
+        out.origin = Origin("-", self.session_id, 0, o.nettype, o.addrtype, o.unicast_address)
         text = out.to_text()  # serialized once: the o= line is patched in the text
         head, sep, rest = text.partition(f"o=- {self.session_id} 0 ")
         content = head + rest  # the description without its version
         if self._sent_text is None or content != self._sent_text:
             self.version += 1
         self._sent_text = content
-        out.origin = dataclasses.replace(out.origin, sess_version=self.version)
+        o = out.origin
+        out.origin = Origin(o.username, o.sess_id, self.version, o.nettype, o.addrtype, o.unicast_address)
         self.last_sent = out
         if not sep:  # (an origin written some other way: serialize again)
             return out.to_bytes()

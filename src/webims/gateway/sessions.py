@@ -432,13 +432,22 @@ class SessionManager:
 
     def send_ack(self, leg: Leg, ack: Request) -> None:
         """The ACK for a 2xx (RFC 3261 §13.2.2.4): outside any transaction, on the leg's path."""
+        if leg.side is Side.IMS:
+            self.send_ack_ims(ack)
+        else:
+            self.send_ack_wic(leg.call.binding, ack)
+
+    def send_ack_wic(self, binding: Binding, ack: Request) -> None:
+        """The ACK for a 2xx toward a WIC, over the binding's current flow (as :meth:`send_ack`)."""
         ack.headers.remove("Via")
-        if leg.side is Side.WIC:
-            conn = leg.call.binding.connection
-            if conn is not None and not conn.closed:
-                SipEndpoint.add_via(ack, conn)
-                self.gw.wic.endpoint.send_stateless(ack, conn)
-            return
+        conn = binding.connection
+        if conn is not None and not conn.closed:
+            SipEndpoint.add_via(ack, conn)
+            self.gw.wic.endpoint.send_stateless(ack, conn)
+
+    def send_ack_ims(self, ack: Request) -> None:
+        """The ACK for a 2xx toward the IMS (as :meth:`send_ack` on the IMS leg)."""
+        ack.headers.remove("Via")
         self.spawn(self._ack_ims(ack))
 
     async def _ack_ims(self, ack: Request) -> None:

@@ -30,7 +30,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from webims.store import Store
 from webims.transport import Connection
@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("webims.gateway.state")
+
+_K = TypeVar("_K", int, str)
 
 _PERSISTED = (
     "id", "mode", "aor", "contact", "contact_uri", "instance", "reg_id", "impi", "impu", "associated",
@@ -159,8 +161,9 @@ class BindingTable:
     def __init__(self) -> None:
         self.by_id: dict[str, Binding] = {}
         self.by_key: dict[tuple[str, ...], Binding] = {}
-        self._by_conn: dict[int, set[str]] = {}
-        self._by_impu: dict[str, set[str]] = {}
+        # one binding id (the usual case: one contact per WIC, one WIC per IMPU) or a set
+        self._by_conn: dict[int, str | set[str]] = {}
+        self._by_impu: dict[str, str | set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -178,9 +181,9 @@ class BindingTable:
         self.by_id[binding.id] = binding
         self.by_key[binding.key] = binding
         if binding.connection is not None:
-            self._by_conn.setdefault(binding.connection.id, set()).add(binding.id)
+            _link(self._by_conn, binding.connection.id, binding.id)
         if binding.impu:
-            self._by_impu.setdefault(impu_key(binding.impu), set()).add(binding.id)
+            _link(self._by_impu, impu_key(binding.impu), binding.id)
 
     def remove(self, binding: Binding) -> None:
         if self.by_id.pop(binding.id, None) is None:
@@ -195,38 +198,62 @@ class BindingTable:
         self._unlink_conn(binding)
         binding.connection = connection
         if connection is not None and binding.id in self.by_id:
-            self._by_conn.setdefault(connection.id, set()).add(binding.id)
+            _link(self._by_conn, connection.id, binding.id)
 
     def set_impu(self, binding: Binding, impu: str) -> None:
         self._unlink_impu(binding)
         binding.impu = impu
         if impu and binding.id in self.by_id:
-            self._by_impu.setdefault(impu_key(impu), set()).add(binding.id)
+            _link(self._by_impu, impu_key(impu), binding.id)
 
     def on_connection(self, connection_id: int) -> list[Binding]:
-        return [self.by_id[i] for i in self._by_conn.get(connection_id, ()) if i in self.by_id]
+        return self._bindings(self._by_conn.get(connection_id))
 
     def of_impu(self, impu: str) -> list[Binding]:
         """The bindings whose default public identity is ``impu`` (any URI spelling)."""
-        return [self.by_id[i] for i in self._by_impu.get(impu_key(impu), ()) if i in self.by_id]
+        return self._bindings(self._by_impu.get(impu_key(impu)))
+
+    def _bindings(self, ids: str | set[str] | None) -> list[Binding]:
+        if ids is None:
+            return []
+        if isinstance(ids, str):
+            binding = self.by_id.get(ids)
+            return [binding] if binding is not None else []
+        return [self.by_id[i] for i in ids if i in self.by_id]
 
     def _unlink_conn(self, binding: Binding) -> None:
         conn = binding.connection
         if conn is not None:
-            ids = self._by_conn.get(conn.id)
-            if ids is not None:
-                ids.discard(binding.id)
-                if not ids:
-                    del self._by_conn[conn.id]
+            _unlink(self._by_conn, conn.id, binding.id)
 
     def _unlink_impu(self, binding: Binding) -> None:
         if binding.impu:
-            key = impu_key(binding.impu)
-            ids = self._by_impu.get(key)
-            if ids is not None:
-                ids.discard(binding.id)
-                if not ids:
-                    del self._by_impu[key]
+            _unlink(self._by_impu, impu_key(binding.impu), binding.id)
+
+
+def _link(index: dict[_K, str | set[str]], key: _K, ident: str) -> None:
+    ids = index.get(key)
+    if ids is None or ids == ident:
+        index[key] = ident
+    elif isinstance(ids, str):
+        index[key] = {ids, ident}
+    else:
+        ids.add(ident)
+
+
+def _unlink(index: dict[_K, str | set[str]], key: _K, ident: str) -> None:
+    ids = index.get(key)
+    if ids is None:
+        return
+    if isinstance(ids, str):
+        if ids == ident:
+            del index[key]
+        return
+    ids.discard(ident)
+    if len(ids) == 1:
+        index[key] = next(iter(ids))
+    elif not ids:
+        del index[key]
 
 
 # --------------------------------------------------------------------------- persistence

@@ -23,7 +23,6 @@ state store).
 from __future__ import annotations
 
 import base64
-import contextvars
 import hashlib
 import hmac
 import logging
@@ -43,17 +42,6 @@ __all__ = ["Flow", "FlowTokens", "WicSide"]
 log = logging.getLogger("webims.gateway.wic")
 
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-@dataclass(frozen=True, slots=True)
-class _Upgrade:
-    cookie: str | None
-    origin: str | None
-
-
-_UPGRADE: contextvars.ContextVar[_Upgrade | None] = contextvars.ContextVar(
-    "webims_gateway_upgrade", default=None
-)
 
 
 @dataclass(slots=True)
@@ -85,7 +73,7 @@ class FlowTokens:
         self._key = key
 
     def _mac(self, body: str) -> str:
-        digest = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:9]
+        digest = hmac.digest(self._key, body.encode(), "sha256")[:9]  # one-shot, in C
         return base64.urlsafe_b64encode(digest).decode()
 
     def make(self, kind: str, ident: str) -> str:
@@ -116,11 +104,9 @@ class _WicEndpoint(SipEndpoint):
         self.side = side
 
     def connection_made(self, conn: Connection) -> None:
-        upgrade = _UPGRADE.get()
-        flow = Flow(
-            conn, upgrade.cookie if upgrade else None, upgrade.origin if upgrade else conn.source.origin
-        )
-        self.side.flows[conn.id] = flow
+        flow = self.side.flows.get(conn.id)  # made by WicSide._on_upgrade for WebSockets
+        if flow is None:
+            flow = self.side.flows[conn.id] = Flow(conn, None, conn.source.origin)
         if self.side.on_flow_open is not None:
             self.side.on_flow_open(flow)
 
@@ -161,20 +147,17 @@ class WicSide:
         policy = OriginPolicy(
             origins, allow_same_origin=allow_same_origin, allow_missing_origin=allow_missing_origin
         )
-        self.ws = WebSocketEndpoint(self.endpoint.transport, path=path, policy=policy, heartbeat=heartbeat)
-        ws = self.ws
+        self.ws = WebSocketEndpoint(
+            self.endpoint.transport, path=path, policy=policy, heartbeat=heartbeat,
+            on_upgrade=self._on_upgrade,
+        )  # fmt: skip
+        app.router.add_get(path, self.ws.handle)
+        app.on_shutdown.append(self.ws.on_shutdown)
+        return self.ws
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            cookie = cookie_value(request.headers.get("Cookie"))
-            token = _UPGRADE.set(_Upgrade(cookie, request.headers.get("Origin")))
-            try:
-                return await ws.handle(request)
-            finally:
-                _UPGRADE.reset(token)
-
-        app.router.add_get(path, handle)
-        app.on_shutdown.append(ws.on_shutdown)
-        return ws
+    def _on_upgrade(self, request: web.BaseRequest, conn: WebSocketConnection) -> None:
+        """What the upgrade request tells about the WIC: its web-session cookie and Origin."""
+        self.flows[conn.id] = Flow(conn, cookie_value(request.headers.get("Cookie")), conn.source.origin)
 
     def flow(self, connection_id: int) -> Flow | None:
         return self.flows.get(connection_id)

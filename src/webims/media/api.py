@@ -1,4 +1,4 @@
-"""The media interworking function's API (seed 004 §6.X.2.3.1–4, §6.1.3).
+"""The media interworking function's API (seed 004 §6.X.2.3.1-4, §6.1.3).
 
 One :class:`MediaSession` per call, with two legs: the WebRTC leg toward the WIC
 (ICE, DTLS-SRTP, rtcp-mux, Opus...) and the IMS leg (RTP/AVP, G.711, AMR-WB...).

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterator
+from itertools import chain
 
 from .api import MediaError
 
@@ -54,13 +56,20 @@ class PortAllocator:
     def capacity(self) -> int:
         return self.high - self.low + 1
 
-    def _candidates(self, step: int) -> list[int]:
-        """Free ports from the round-robin position on; even ones (with room for +1) for pairs."""
+    def _candidates(self, step: int) -> Iterator[int]:
+        """Free ports from the round-robin position on; even ones (with room for +1) for pairs.
+
+        Lazy: a port is looked at only when the caller asks for the next one, so an
+        allocation costs the ports it skips (usually none), not the size of the range.
+        """
         first = self.low if step == 1 else self.low + self.low % 2
         start = self._next if step == 1 else self._next + self._next % 2
         start = max(first, start) if start <= self.high else first
-        ports = [*range(start, self.high + 1, step), *range(first, start, step)]
-        return [p for p in ports if p not in self._used and (step == 1 or p + 1 <= self.high)]
+        last = self.high if step == 1 else self.high - 1  # a pair needs port + 1 <= high
+        used = self._used
+        for port in chain(range(start, last + 1, step), range(first, start, step)):
+            if port not in used:
+                yield port
 
     def bind_one(self, addresses: list[str]) -> tuple[int, list[socket.socket]]:
         """One port bound on every address in ``addresses`` (same number on each)."""

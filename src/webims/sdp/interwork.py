@@ -136,7 +136,7 @@ def _choose_codecs(
                 out.append(te or Codec(101, "telephone-event", clock, None, "0-15"))
                 have.add(clock)
         out = assign_payload_types(out)
-    return out if feedback else [replace(c, rtcp_fb=()) for c in out]
+    return out if feedback else [replace(c, rtcp_fb=()) if c.rtcp_fb else c for c in out]
 
 
 def _check_answer_shape(answer: SessionDescription, offer: SessionDescription | None) -> None:

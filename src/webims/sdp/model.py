@@ -5,12 +5,24 @@ Typed properties parse the lines they need when read; setters and the
 attribute methods replace only the lines they change, and put a new line
 where RFC 8866 §5 orders it.  An unmodified description therefore
 serializes to the bytes it was parsed from (with CRLF line ends, §5).
+
+What the properties parse (the attributes, the ``m=`` line, codecs,
+candidates, ...) is remembered together with the lines it was parsed from;
+when ``lines`` no longer holds those same lines (a setter, an attribute
+method, or any change to the list itself) it is parsed again on the next
+read.  Values are immutable (frozen dataclasses, tuples); lists and dicts are
+handed out as fresh copies.  The remembered values live in a bounded cache
+(the last ``MEMO_LIMIT`` sections read), not in the sections: a description
+kept for a whole call (and freed with the call's other objects by the cyclic
+garbage collector) does not keep a second, parsed copy of itself alive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar, Literal
+from contextlib import suppress
+from itertools import count
+from typing import ClassVar, Literal, TypeVar, cast
 
 from .errors import SdpError
 from .ice import Candidate, IceCredentials, parse_ice_options
@@ -26,6 +38,14 @@ DIRECTIONS: tuple[Direction, ...] = ("sendrecv", "sendonly", "recvonly", "inacti
 
 _SESSION_RANK = {t: i for i, t in enumerate("vosiuepcbt")} | {"r": 9, "z": 10, "k": 11, "a": 12}
 _MEDIA_RANK = {"m": 0, "i": 1, "c": 2, "b": 3, "k": 4, "a": 5}
+_T = TypeVar("_T")
+_NO_ATTRIBUTES: tuple[Attribute, ...] = ()
+
+#: How many sections' parsed values are kept (module docstring); the oldest go first.
+MEMO_LIMIT = 256
+#: The parsed values, by a section's ``_memo_key``; ``"#"`` holds the lines they came from.
+_MEMOS: dict[int, dict[str, object]] = {}
+_memo_keys = count(1)
 
 
 class Section:
@@ -35,11 +55,87 @@ class Section:
 
     def __init__(self, lines: Iterable[Line] = ()) -> None:
         self.lines: list[Line] = list(lines)
+        self._memo_key = 0  # of this section's parsed values in ``_MEMOS`` (0: none yet)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Section) and type(other) is type(self) and self.lines == other.lines
 
     __hash__ = None  # type: ignore[assignment]
+
+    # -- parsed values, kept while the lines stay the same (module docstring) ------------
+
+    def _current_memo(self) -> dict[str, object]:
+        """The remembered values of the current lines (a new, empty memo if they changed).
+
+        Comparing with the lines kept in the memo costs one identity check per line
+        (lines are frozen; an equal line that is a new object parses to the same value).
+        """
+        memo = _MEMOS.get(self._memo_key)
+        if memo is None or memo["#"] != self.lines:
+            memo = self._new_memo({})
+        return memo
+
+    def _new_memo(self, memo: dict[str, object]) -> dict[str, object]:
+        memo["#"] = list(self.lines)
+        key = self._memo_key = next(_memo_keys)
+        _MEMOS[key] = memo
+        if len(_MEMOS) > MEMO_LIMIT:
+            with suppress(RuntimeError, KeyError):  # another thread changed the cache meanwhile
+                del _MEMOS[next(iter(_MEMOS))]
+        return memo
+
+    def _remember(self, key: str, parse: Callable[[], _T]) -> _T:
+        """``parse()``, computed once for the current lines (an :class:`SdpError` is not remembered)."""
+        memo = self._current_memo()
+        try:
+            return cast(_T, memo[key])
+        except KeyError:
+            value = memo[key] = parse()
+            return value
+
+    def _seed(self, memo: dict[str, object]) -> None:
+        """Values a parser has already parsed from the current lines (:mod:`.parser`).
+
+        Keys as the properties use them: ``"a"`` every attribute, ``"v:<name>"`` the
+        typed values of the attributes called ``name``, ``"m"``, ``"o"``, ``"c"``
+        (the first ``c=``), ``"b"``, ``"t"`` the fixed-format lines.
+        """
+        self._new_memo(memo)
+
+    def _share_memo(self, other: Section) -> None:
+        """Let ``other`` (a copy with the same lines) use what this section has parsed.
+
+        Safe to share: a memo is only used while the lines it holds are the section's,
+        and a section whose lines changed starts a new one.
+        """
+        memo = _MEMOS.get(self._memo_key)
+        if memo is not None and memo["#"] == self.lines == other.lines:
+            other._memo_key = self._memo_key
+
+    def _parsed_attributes(self) -> tuple[Attribute, ...]:
+        return self._remember(
+            "a", lambda: tuple(Attribute.parse(line.value) for line in self.lines if line.type == "a")
+        )
+
+    def _attribute_index(self) -> dict[str, tuple[Attribute, ...]]:
+        """The attributes by name, in order."""
+
+        def build() -> dict[str, tuple[Attribute, ...]]:
+            index: dict[str, list[Attribute]] = {}
+            for attr in self._parsed_attributes():
+                index.setdefault(attr.name, []).append(attr)
+            return {name: tuple(attrs) for name, attrs in index.items()}
+
+        return self._remember("n", build)
+
+    def _named(self, name: str) -> tuple[Attribute, ...]:
+        return self._attribute_index().get(name, _NO_ATTRIBUTES)
+
+    def _parsed_values(self, name: str, parse: Callable[[str], _T]) -> tuple[_T, ...]:
+        """``parse`` of the value of each attribute called ``name`` (valueless ones left out)."""
+        return self._remember(
+            "v:" + name, lambda: tuple(parse(a.value) for a in self._named(name) if a.value is not None)
+        )
 
     # -- generic line access -------------------------------------------------------------
 
@@ -90,26 +186,27 @@ class Section:
     @property
     def attributes(self) -> list[Attribute]:
         """Every ``a=`` line of this section, in order."""
-        return [Attribute.parse(line.value) for line in self.lines if line.type == "a"]
+        return list(self._parsed_attributes())
 
     def get_attributes(self, name: str) -> list[Attribute]:
         """The attributes called ``name`` (names are case-sensitive)."""
-        return [a for a in self.attributes if a.name == name]
+        return list(self._named(name))
 
     def attribute(self, name: str) -> Attribute | None:
         """The first attribute called ``name``."""
-        return next((a for a in self.attributes if a.name == name), None)
+        attrs = self._named(name)
+        return attrs[0] if attrs else None
 
     def attribute_value(self, name: str) -> str | None:
         """The value of the first attribute called ``name`` (None if absent or valueless)."""
-        attr = self.attribute(name)
-        return None if attr is None else attr.value
+        attrs = self._named(name)
+        return attrs[0].value if attrs else None
 
     def attribute_values(self, name: str) -> list[str]:
-        return [a.value for a in self.attributes if a.name == name and a.value is not None]
+        return [a.value for a in self._named(name) if a.value is not None]
 
     def has_attribute(self, name: str) -> bool:
-        return self.attribute(name) is not None
+        return bool(self._named(name))
 
     def add_attribute(self, attr: Attribute) -> None:
         """Append an attribute after the last line of the section."""
@@ -149,8 +246,12 @@ class Section:
     @property
     def connection(self) -> Connection | None:
         """The first ``c=`` line of this section."""
-        values = self._values("c")
-        return Connection.parse(values[0]) if values else None
+
+        def parse() -> Connection | None:
+            values = self._values("c")
+            return Connection.parse(values[0]) if values else None
+
+        return self._remember("c", parse)
 
     @connection.setter
     def connection(self, value: Connection | None) -> None:
@@ -158,7 +259,7 @@ class Section:
 
     @property
     def bandwidths(self) -> list[Bandwidth]:
-        return [Bandwidth.parse(v) for v in self._values("b")]
+        return list(self._remember("b", lambda: tuple(Bandwidth.parse(v) for v in self._values("b"))))
 
     def bandwidth(self, bwtype: str) -> int | None:
         """The ``b=<bwtype>`` value (types compared case-insensitively)."""
@@ -184,10 +285,14 @@ class Section:
     @property
     def direction(self) -> Direction | None:
         """The direction attribute written in this section (RFC 8866 §6.7), if any."""
-        for attr in self.attributes:
-            if attr.name in DIRECTIONS:
-                return attr.name
-        return None
+
+        def find() -> Direction | None:
+            for attr in self._parsed_attributes():
+                if attr.name in DIRECTIONS:
+                    return attr.name
+            return None
+
+        return self._remember("d", find)
 
     @direction.setter
     def direction(self, value: Direction | None) -> None:
@@ -212,12 +317,12 @@ class Section:
     @property
     def ice_options(self) -> tuple[str, ...]:
         value = self.attribute_value("ice-options")
-        return parse_ice_options(value) if value else ()
+        return self._remember("ice-options", lambda: parse_ice_options(value)) if value else ()
 
     @property
     def fingerprints(self) -> list[Fingerprint]:
         """``a=fingerprint`` lines of this section (RFC 8122 §5)."""
-        return [Fingerprint.parse(v) for v in self.attribute_values("fingerprint")]
+        return list(self._parsed_values("fingerprint", Fingerprint.parse))
 
     @property
     def setup(self) -> Setup | None:
@@ -247,7 +352,7 @@ class MediaDescription(Section):
 
     @property
     def mline(self) -> MediaLine:
-        return MediaLine.parse(self.lines[0].value)
+        return self._remember("m", lambda: MediaLine.parse(self.lines[0].value))
 
     @mline.setter
     def mline(self, value: MediaLine) -> None:
@@ -300,7 +405,7 @@ class MediaDescription(Section):
     def mid(self) -> str | None:
         """``a=mid`` (RFC 5888 §4)."""
         value = self.attribute_value("mid")
-        return None if value is None else parse_mid(value)
+        return None if value is None else self._remember("mid", lambda: parse_mid(value))
 
     @mid.setter
     def mid(self, value: str | None) -> None:
@@ -309,7 +414,7 @@ class MediaDescription(Section):
     @property
     def candidates(self) -> list[Candidate]:
         """``a=candidate`` lines (RFC 8839 §5.1)."""
-        return [Candidate.parse(v) for v in self.attribute_values("candidate")]
+        return list(self._parsed_values("candidate", Candidate.parse))
 
     @property
     def end_of_candidates(self) -> bool:
@@ -340,35 +445,42 @@ class MediaDescription(Section):
     def rtcp(self) -> Rtcp | None:
         """``a=rtcp`` (RFC 3605 §2.1)."""
         value = self.attribute_value("rtcp")
-        return None if value is None else Rtcp.parse(value)
+        return None if value is None else self._remember("rtcp", lambda: Rtcp.parse(value))
 
     @property
     def extmaps(self) -> list[Extmap]:
-        return [Extmap.parse(v) for v in self.attribute_values("extmap")]
+        return list(self._parsed_values("extmap", Extmap.parse))
 
     @property
     def ssrcs(self) -> list[Ssrc]:
-        return [Ssrc.parse(v) for v in self.attribute_values("ssrc")]
+        return list(self._parsed_values("ssrc", Ssrc.parse))
 
     @property
     def ssrc_groups(self) -> list[SsrcGroup]:
-        return [SsrcGroup.parse(v) for v in self.attribute_values("ssrc-group")]
+        return list(self._parsed_values("ssrc-group", SsrcGroup.parse))
 
     @property
     def msids(self) -> list[Msid]:
-        return [Msid.parse(v) for v in self.attribute_values("msid")]
+        return list(self._parsed_values("msid", Msid.parse))
 
     @property
     def crypto(self) -> list[Crypto]:
         """``a=crypto`` lines (RFC 4568 §9.1)."""
-        return [Crypto.parse(v) for v in self.attribute_values("crypto")]
+        return list(self._parsed_values("crypto", Crypto.parse))
 
     @property
     def preconditions(self) -> list[Precondition]:
         """``a=curr`` / ``a=des`` / ``a=conf`` lines, in order (RFC 3312 §5)."""
-        return [
-            Precondition.parse(a.name, a.value or "") for a in self.attributes if a.name in Precondition.names
-        ]
+        return list(
+            self._remember(
+                "preconditions",
+                lambda: tuple(
+                    Precondition.parse(a.name, a.value or "")
+                    for a in self._parsed_attributes()
+                    if a.name in Precondition.names
+                ),
+            )
+        )
 
     def set_preconditions(self, preconditions: Iterable[Precondition]) -> None:
         """Replace every curr/des/conf line (new ones go where the first old one was)."""
@@ -380,7 +492,7 @@ class MediaDescription(Section):
     def ptime(self) -> float | None:
         """``a=ptime`` in ms (RFC 8866 §6.4)."""
         value = self.attribute_value("ptime")
-        return None if value is None else parse_ptime(value)
+        return None if value is None else self._remember("ptime", lambda: parse_ptime(value))
 
     @ptime.setter
     def ptime(self, value: float | None) -> None:
@@ -390,11 +502,16 @@ class MediaDescription(Section):
     def maxptime(self) -> float | None:
         """``a=maxptime`` in ms (RFC 8866 §6.5)."""
         value = self.attribute_value("maxptime")
-        return None if value is None else parse_ptime(value)
+        return None if value is None else self._remember("maxptime", lambda: parse_ptime(value))
 
     @property
     def rtpmaps(self) -> dict[int, Rtpmap]:
-        return {r.payload_type: r for r in (Rtpmap.parse(v) for v in self.attribute_values("rtpmap"))}
+        return dict(self._rtpmaps())
+
+    def _rtpmaps(self) -> dict[int, Rtpmap]:
+        return self._remember(
+            "rtpmaps", lambda: {r.payload_type: r for r in self._parsed_values("rtpmap", Rtpmap.parse)}
+        )
 
     @property
     def codecs(self) -> list[Codec]:
@@ -403,12 +520,15 @@ class MediaDescription(Section):
         A static type without ``a=rtpmap`` takes its RFC 3551 encoding; a
         dynamic one without ``a=rtpmap`` is left out (RFC 8866 §6.6).
         """
+        return list(self._remember("codecs", self._parse_codecs))
+
+    def _parse_codecs(self) -> tuple[Codec, ...]:
         if not self.is_rtp:
-            return []
-        rtpmaps = self.rtpmaps
+            return ()
+        rtpmaps = self._rtpmaps()
         fmtps: dict[str, str] = {}
         feedback: dict[str, list[str]] = {}
-        for attr in self.attributes:
+        for attr in self._parsed_attributes():
             if attr.name == "fmtp" and attr.value is not None:
                 fmtp = Fmtp.parse(attr.value)
                 fmtps.setdefault(fmtp.format, fmtp.parameters)
@@ -436,10 +556,12 @@ class MediaDescription(Section):
                     tuple(feedback.get(fmt, ())),
                 )
             )
-        return out
+        return tuple(out)
 
     def codec(self, payload_type: int) -> Codec | None:
-        return next((c for c in self.codecs if c.payload_type == payload_type), None)
+        return next(
+            (c for c in self._remember("codecs", self._parse_codecs) if c.payload_type == payload_type), None
+        )
 
     def set_codecs(self, codecs: Sequence[Codec]) -> None:
         """Make ``codecs`` the formats of this description.
@@ -484,8 +606,12 @@ class SessionDescription(Section):
         return f"SessionDescription({len(self.lines)} session lines, {len(self.media)} media)"
 
     def copy(self) -> SessionDescription:
-        """An independent copy (lines are immutable, so this is cheap)."""
-        return SessionDescription(self.lines, [MediaDescription(m.lines) for m in self.media])
+        """An independent copy (lines are immutable, so this is cheap; so is what was parsed)."""
+        out = SessionDescription(self.lines, [MediaDescription(m.lines) for m in self.media])
+        self._share_memo(out)
+        for mine, theirs in zip(self.media, out.media, strict=True):
+            mine._share_memo(theirs)
+        return out
 
     # -- serialization (RFC 8866 §5: CRLF after every line) -----------------------------
 
@@ -510,7 +636,7 @@ class SessionDescription(Section):
     @property
     def origin(self) -> Origin:
         """``o=`` (RFC 8866 §5.2)."""
-        return Origin.parse(self._values("o")[0])
+        return self._remember("o", lambda: Origin.parse(self._values("o")[0]))
 
     @origin.setter
     def origin(self, value: Origin) -> None:
@@ -528,12 +654,12 @@ class SessionDescription(Section):
     @property
     def timings(self) -> list[Timing]:
         """``t=`` lines (RFC 8866 §5.9)."""
-        return [Timing.parse(v) for v in self._values("t")]
+        return list(self._remember("t", lambda: tuple(Timing.parse(v) for v in self._values("t"))))
 
     @property
     def groups(self) -> list[Group]:
         """``a=group`` lines (RFC 5888 §5)."""
-        return [Group.parse(v) for v in self.attribute_values("group")]
+        return list(self._parsed_values("group", Group.parse))
 
     @property
     def bundle_groups(self) -> list[Group]:

@@ -7,6 +7,9 @@ and the limits given in :class:`SdpLimits`.  It raises
 input, 488 for input it will not take (unknown line type, RFC 8866 §5;
 ``v=`` other than 0; a limit exceeded).  Unknown attributes are kept as they
 are (RFC 8866 §5.13).  Lines end in CRLF; a bare LF is accepted too.
+
+What the checks parse (attributes, fixed-format lines, typed attribute values)
+is handed to the model, which would otherwise parse it again on first read.
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ _VALUED: dict[str, Callable[[str], object]] = {
     "des": _precondition("des"),
     "conf": _precondition("conf"),
 }
+#: Value attributes whose model property parses with the same function as ``_VALUED``: their
+#: parsed values are handed to the model (``Section._seed``, key ``"v:<name>"``).
+_SEEDED = frozenset(
+    ("candidate", "fingerprint", "group", "extmap", "ssrc", "ssrc-group", "msid", "rtpmap", "crypto")
+)
 #: At most one of each per section.
 _UNIQUE = frozenset(("mid", "setup", "ice-ufrag", "ice-pwd", "ptime", "maxptime", "rtcp", "tls-id"))
 #: Media-level only (RFC 8839 §5.1, RFC 5888 §4, RFC 8866 §6.6/§6.15, RFC 5576 §4, RFC 8830 §2,
@@ -160,23 +168,26 @@ def _check_typed_time(value: str, what: str, even: bool = False) -> None:
         raise SdpError(f"bad {what}")
 
 
-def _check_attribute(attr: Attribute, in_media: bool) -> None:
+def _check_attribute(attr: Attribute, in_media: bool) -> object:
+    """Check one attribute; the typed value of a value attribute webims interprets, else None."""
     name = attr.name
+    typed: object = None
     if name in _FLAGS:
         if attr.value is not None:
             raise SdpError(f"a={name} takes no value")
     elif name in _VALUED:
         if attr.value is None:
             raise SdpError(f"a={name} needs a value")
-        _VALUED[name](attr.value)
+        typed = _VALUED[name](attr.value)
     if in_media and name in _SESSION_ONLY:
         raise SdpError(f"a={name} is a session-level attribute")
     if not in_media and name in _MEDIA_ONLY:
         raise SdpError(f"a={name} is a media-level attribute")
+    return typed
 
 
 class _SectionChecker:
-    """Per-section uniqueness of lines and attributes."""
+    """Per-section uniqueness of lines and attributes; collects what was parsed for the model."""
 
     def __init__(self, once: str) -> None:
         self.once = once
@@ -184,14 +195,38 @@ class _SectionChecker:
         self.seen_attrs: set[str] = set()
         self.rtpmap_pts: set[int] = set()
         self.direction: str | None = None
+        self.attributes: list[Attribute] = []
+        self.values: dict[str, list[object]] = {}
+        self.fixed: dict[str, list[object]] = {}
+
+    def parsed(self, line_type: str, value: object) -> None:
+        self.fixed.setdefault(line_type, []).append(value)
+
+    def memo(self) -> dict[str, object]:
+        """What the model remembers for this section's lines (the keys of ``Section._seed``)."""
+        memo: dict[str, object] = {"a": tuple(self.attributes)}
+        for name, values in self.values.items():
+            memo["v:" + name] = tuple(values)
+        fixed = self.fixed
+        if "m" in fixed:
+            memo["m"] = fixed["m"][0]
+        if "o" in fixed:
+            memo["o"] = fixed["o"][0]
+        memo["c"] = fixed["c"][0] if "c" in fixed else None
+        memo["b"] = tuple(fixed.get("b", ()))
+        memo["t"] = tuple(fixed.get("t", ()))
+        return memo
 
     def line(self, line_type: str) -> None:
         if line_type in self.once and line_type in self.seen_types:
             raise SdpError(f"more than one {line_type}= line")
         self.seen_types.add(line_type)
 
-    def attribute(self, attr: Attribute) -> None:
+    def attribute(self, attr: Attribute, typed: object) -> None:
         name = attr.name
+        self.attributes.append(attr)
+        if name in _SEEDED:
+            self.values.setdefault(name, []).append(typed)
         if name in _UNIQUE:
             if name in self.seen_attrs:
                 raise SdpError(f"more than one a={name}")
@@ -200,24 +235,24 @@ class _SectionChecker:
             if self.direction is not None:
                 raise SdpError("more than one direction attribute")
             self.direction = name
-        elif name == "rtpmap" and attr.value is not None:
-            pt = Rtpmap.parse(attr.value).payload_type
+        elif name == "rtpmap" and isinstance(typed, Rtpmap):
+            pt = typed.payload_type
             if pt in self.rtpmap_pts:
                 raise SdpError("payload type mapped twice")
             self.rtpmap_pts.add(pt)
 
 
-def _check_line(line: Line) -> None:
+def _check_line(line: Line, checker: _SectionChecker) -> None:
     """Validate the value of one fixed-format line (RFC 8866 §5)."""
     t, value = line.type, line.value
     if t == "o":
-        Origin.parse(value)
+        checker.parsed(t, Origin.parse(value))
     elif t == "c":
-        Connection.parse(value)
+        checker.parsed(t, Connection.parse(value))
     elif t == "b":
-        Bandwidth.parse(value)
+        checker.parsed(t, Bandwidth.parse(value))
     elif t == "t":
-        Timing.parse(value)
+        checker.parsed(t, Timing.parse(value))
     elif t == "r":
         if len(value.split(" ")) < 3:
             raise SdpError("bad repeat times")
@@ -238,6 +273,7 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
     media: list[list[Line]] = []
     current: list[Line] = session_lines
     checker = _SectionChecker(_ONCE_IN_SESSION)
+    checkers = [checker]
     in_media = False
     previous = ""
     for index, text in enumerate(texts):
@@ -258,8 +294,11 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
                 current = [line]
                 media.append(current)
                 checker = _SectionChecker(_ONCE_IN_MEDIA)
-                if not MediaLine.parse(line.value).fmts:
+                checkers.append(checker)
+                mline = MediaLine.parse(line.value)
+                if not mline.fmts:
                     raise SdpError("media line without formats")
+                checker.parsed(t, mline)
             elif in_media and t not in MEDIA_TYPES:
                 raise SdpError(f"{t}= line not allowed in a media description")
             else:
@@ -268,10 +307,9 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
                 checker.line(t)
                 if t == "a":
                     attr = Attribute.parse(line.value)
-                    _check_attribute(attr, in_media)
-                    checker.attribute(attr)
+                    checker.attribute(attr, _check_attribute(attr, in_media))
                 else:
-                    _check_line(line)
+                    _check_line(line, checker)
                 current.append(line)
             previous = t
         except SdpError as exc:
@@ -281,6 +319,8 @@ def parse(data: bytes | str, limits: SdpLimits = DEFAULT_LIMITS) -> SessionDescr
     if not any(x.type == "t" for x in session_lines):
         raise SdpError("missing t= line")
     sdp = SessionDescription(session_lines, [MediaDescription(lines) for lines in media])
+    for section, done in zip((sdp, *sdp.media), checkers, strict=True):
+        section._seed(done.memo())
     _check_session(sdp)
     return sdp
 

@@ -211,7 +211,7 @@ class Codec:
         return entry is not None and self.encoding == (entry[0].lower(), entry[1], entry[2] or 1)
 
     def with_payload_type(self, payload_type: int) -> Codec:
-        return replace(self, payload_type=payload_type)
+        return self if payload_type == self.payload_type else replace(self, payload_type=payload_type)
 
     def rtpmap(self) -> Rtpmap:
         return Rtpmap(self.payload_type, self.name, self.clock_rate, self.channels)

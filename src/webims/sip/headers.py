@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ParseError
 from .uri import HOSTNAME, IPV4, URI, check_host, is_ip_address, parse_uri
@@ -83,10 +83,18 @@ def is_digits(text: str) -> bool:
     return text.isdigit() and text.isascii()
 
 
+_CANONICAL: dict[str, str] = {}
+
+
 def canonical_name(name: str) -> str:
-    """Lower-case long form of a header name, for lookups."""
-    lower = name.lower()
-    return _COMPACT_LOWER.get(lower, lower)
+    """Lower-case long form of a header name, for lookups (remembered: few names recur)."""
+    key = _CANONICAL.get(name)
+    if key is None:
+        lower = name.lower()
+        key = _COMPACT_LOWER.get(lower, lower)
+        if len(_CANONICAL) < 4096:
+            _CANONICAL[name] = key
+    return key
 
 
 def is_list_header(key: str) -> bool:
@@ -193,17 +201,55 @@ def parse_params(text: str, raw: str) -> dict[str, str | None]:
 
 
 def format_params(params: Mapping[str, str | None]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
 
 
-@dataclass(slots=True)
 class NameAddr:
-    """name-addr / addr-spec with header parameters: From, To, Contact, Route... (§20)."""
+    """name-addr / addr-spec with header parameters: From, To, Contact, Route... (§20).
 
-    uri: URI
-    display: str | None = None
-    params: Mapping[str, str | None] = field(default_factory=dict)
-    raw: str | None = field(default=None, repr=False, compare=False)
+    A parsed one whose URI has the common shape (:data:`FAST_SIP_URI_RE`: valid for the
+    full parser too) keeps the URI as text and builds the :data:`URI` object on first
+    use of :attr:`uri`: most readers only want a tag or a parameter, or the text
+    (:attr:`uri_text`). Values, compared like a dataclass (``raw`` aside); read-only.
+    """
+
+    __slots__ = ("_uri", "_uri_text", "display", "params", "raw")
+    __match_args__ = ("uri", "display", "params")
+
+    def __init__(self, uri: URI | None = None, display: str | None = None,
+                 params: Mapping[str, str | None] | None = None, raw: str | None = None, *,
+                 uri_text: str | None = None) -> None:  # fmt: skip
+        if uri is None and uri_text is None:
+            raise TypeError("NameAddr needs a uri")
+        self._uri = uri
+        self._uri_text = uri_text
+        self.display = display
+        self.params: Mapping[str, str | None] = params if params is not None else {}
+        self.raw = raw
+
+    @property
+    def uri(self) -> URI:
+        uri = self._uri
+        if uri is None:
+            assert self._uri_text is not None
+            uri = self._uri = parse_uri(self._uri_text)  # validated when parsed: cannot fail
+        return uri
+
+    @property
+    def uri_text(self) -> str:
+        """``str(self.uri)`` without building the URI object."""
+        return self._uri_text if self._uri is None and self._uri_text is not None else str(self.uri)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, NameAddr)
+        return (self.uri, self.display, self.params) == (other.uri, other.display, other.params)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking value, as the dataclass was
+
+    def __repr__(self) -> str:
+        return f"NameAddr(uri={self.uri!r}, display={self.display!r}, params={self.params!r})"
 
     @property
     def tag(self) -> str | None:
@@ -292,9 +338,10 @@ def parse_name_addr(value: str) -> NameAddr:
                 raise ParseError("Bad display name", line=value)
         if uri_text != uri_text.strip(" \t\r\n"):
             raise ParseError("Whitespace inside <URI>", line=value)
+        if FAST_SIP_URI_RE.fullmatch(uri_text) is not None:  # valid: the URI object on first use
+            return NameAddr(None, display, parse_params(rest, value) if rest else {}, text, uri_text=uri_text)
         uri = parse_uri(uri_text)
-        params = parse_params(rest, value) if rest else {}
-        return NameAddr(uri, display, params, text)
+        return NameAddr(uri, display, parse_params(rest, value) if rest else {}, text)
     if not text:
         raise ParseError("Empty address", line=value)
     if text[0] == '"':
@@ -401,7 +448,8 @@ class Via:
     def __str__(self) -> str:
         if self.raw is not None:
             return self.raw
-        return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
+        sent_by = self.host if self.port is None else f"{self.host}:{self.port}"
+        return f"{self.protocol}/{self.transport} {sent_by}{format_params(self.params)}"
 
 
 _VIA_RE = re.compile(
@@ -460,12 +508,27 @@ _VIA_PARAM_CHECKS: dict[str, Callable[[str | None], bool]] = {
 }
 
 
-def parse_vias(value: str) -> list[Via]:
+def parse_vias(value: str, *, validated: bool = False) -> list[Via]:
+    """The via-parms of one Via header value. ``validated``: the parser already checked
+    every item (:func:`check_via`), so only the fields are taken apart."""
+    if validated:
+        return [_split_via(part) for part in split_list(value)]
     return [parse_via(part) for part in split_list(value)]
 
 
-@dataclass(frozen=True)
-class CSeq:
+def _split_via(text: str) -> Via:
+    m = _VIA_RE.match(text)
+    if m is None:  # pragma: no cover - validated by the parser
+        return parse_via(text)
+    name, version, transport, host, port_s = m.groups()
+    rest = text[m.end() :]
+    # validated: the parameters are exactly what _PARAM_RE finds (a value is never empty)
+    params = {k.lower(): v or None for k, v in _PARAM_RE.findall(rest)} if rest else {}
+    return Via(transport.upper(), host, int(port_s) if port_s is not None else None,
+               params, f"{name}/{version}", text)  # fmt: skip
+
+
+class CSeq(NamedTuple):
     """CSeq header (RFC 3261 §20.16, §8.1.1.5)."""
 
     seq: int

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from .errors import ParseError
 from .headers import (
+    _CANONICAL,
+    FAST_SIP_URI_RE,
     CSeq,
     NameAddr,
     Via,
@@ -37,6 +39,8 @@ __all__ = [
 _T = TypeVar("_T")
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_RESPONSE_COPIED = frozenset(("via", "from", "call-id", "cseq"))  # and To (RFC 3261 §8.2.6.2)
+_IDENTIFYING = frozenset(("via", "from", "to", "call-id", "cseq"))  # §17.1.3, §17.2.3
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,16 @@ class Headers:
     __slots__ = ("_cache", "_list", "dirty")
 
     def __init__(self, items: Iterable[Header | tuple[str, str]] = ()) -> None:
-        self._list: list[Header] = [
-            i if isinstance(i, Header) else Header(i[0], _checked_value(i[1])) for i in items
-        ]
+        fields: list[Header] = []
+        for item in items:
+            if isinstance(item, Header):
+                fields.append(item)
+                continue
+            name, value = item
+            if "\r" in value or "\n" in value:
+                _checked_value(value)  # raises
+            fields.append(Header(name, value, None, _CANONICAL.get(name) or canonical_name(name)))
+        self._list = fields
         self._cache: dict[str, Any] = {}
         self.dirty = False
 
@@ -218,7 +229,19 @@ class Headers:
         return None
 
     def copy(self) -> Headers:
-        return Headers(Header(h.name, h.value, h.raw, h.key) for h in self._list)
+        """An independent copy. Header lines are never changed in place and parsed views are
+        read-only values, so both are shared."""
+        copy = Headers._parsed(self._list.copy())
+        copy._cache = self._cache.copy()
+        return copy
+
+    def view(self, key: str) -> Any:
+        """The cached parsed view of header ``key``, or None."""
+        return self._cache.get(key)
+
+    def set_view(self, key: str, value: Any) -> None:
+        """Record the parsed view of header ``key`` (after an edit that produced it)."""
+        self._cache[key] = value
 
 
 class Message:
@@ -248,9 +271,35 @@ class Message:
     # -- typed views of the headers every layer needs (§8.1.1) --------------
     @property
     def via(self) -> list[Via]:
-        return self.headers.cached(  # type: ignore[no-any-return]
-            "via", lambda: [v for s in self.headers.get_all("via") for v in parse_vias(s)]
-        )
+        return self.headers.cached("via", self._parse_vias)  # type: ignore[no-any-return]
+
+    def _parse_vias(self) -> list[Via]:
+        # lines from the parser (``raw`` set) were validated there (parser._validate)
+        return [
+            v for h in self.headers.fields if h.key == "via"
+            for v in parse_vias(h.value, validated=h.raw is not None)
+        ]  # fmt: skip
+
+    def push_via(self, via: Via) -> None:
+        """Add ``via`` as the new top Via (§8.1.1.7, §16.6 step 8, §18.1.1), keeping the parsed view."""
+        below = self.headers.view("via")
+        if below is None:
+            for h in self.headers.fields:
+                if h.key == "via":
+                    break
+            else:
+                below = []  # no Via yet: the view is this one
+        self.headers.add("Via", str(via), first=True)
+        if below is not None:
+            self.headers.set_view("via", [via, *below])
+
+    def replace_top_via(self, via: Via) -> None:
+        """Put ``via`` in place of the top Via value (§18.2.1 ``received``/``rport``), keeping
+        the parsed view."""
+        below = self.via[1:]
+        self.headers.pop_first("via")
+        self.headers.add("Via", str(via), first=True)
+        self.headers.set_view("via", [via, *below])
 
     @property
     def top_via(self) -> Via:
@@ -369,14 +418,16 @@ class Message:
         if not self.modified and self._raw is not None:
             return self._raw
         body = self._body
-        out = [self.start_line(), "\r\n"]
         declared = self.headers.get("content-length")
         length = str(len(body))
-        if declared is None or declared.strip() != length:
+        if declared is None:
+            self.headers.add("Content-Length", length)
+        elif declared.strip() != length:
             self.headers.set("Content-Length", length)
-        out.extend(h.serialize() for h in self.headers.fields)
-        out.append("\r\n")
-        return "".join(out).encode() + body
+        lines = [self.start_line()]
+        lines += [h.raw if h.raw is not None else f"{h.name}: {h.value}" for h in self.headers.fields]
+        lines += ("", "")  # the empty line ending the header section
+        return "\r\n".join(lines).encode() + body
 
     def __bytes__(self) -> bytes:
         return self.serialize()
@@ -402,7 +453,13 @@ class Request(Message):
         super().__init__(headers, body, version)
         self.method = method
         self._uri_text: str | None = None
-        self._uri: URI | None = parse_uri(uri) if isinstance(uri, str) else uri
+        self._uri: URI | None
+        if not isinstance(uri, str):
+            self._uri = uri
+        elif FAST_SIP_URI_RE.fullmatch(uri) is not None:  # valid: the object on first use
+            self._uri, self._uri_text = None, uri
+        else:
+            self._uri = parse_uri(uri)
 
     @property
     def uri(self) -> URI:
@@ -415,6 +472,31 @@ class Request(Message):
     def uri(self, value: URI | str) -> None:
         self._uri = parse_uri(value) if isinstance(value, str) else value
         self._uri_text = None
+
+    @property
+    def uri_text(self) -> str:
+        """``str(self.uri)`` without building the URI object."""
+        return self._uri_text if self._uri_text is not None and self._uri is None else str(self.uri)
+
+    def skeleton(self) -> Request:
+        """This request with only the header fields that identify it (Via, From, To, Call-ID,
+        CSeq; shared) and no body: what a finished transaction still needs of it."""
+        copy = Request.__new__(Request)
+        fields = [h for h in self.headers.fields if h.key in _IDENTIFYING]
+        Message.__init__(copy, Headers._parsed(fields), b"", self.version)
+        copy.method = self.method
+        copy._uri = self._uri
+        copy._uri_text = self._uri_text if self._uri is None else None
+        return copy
+
+    def copy(self) -> Request:
+        """A new request with the same start line, header fields (copied) and body."""
+        copy = Request.__new__(Request)
+        Message.__init__(copy, self.headers.copy(), self._body, self.version)
+        copy.method = self.method
+        copy._uri = self._uri
+        copy._uri_text = self._uri_text if self._uri is None else None
+        return copy
 
     def start_line(self) -> str:
         uri = self._uri_text if self._uri_text is not None else str(self._uri)
@@ -429,21 +511,23 @@ class Request(Message):
         CSeq copied; ``to_tag`` added to To when it has none; Record-Route copied on
         101-299 responses (§12.1.1)."""
         copied: list[Header] = []
-        for h in self.headers.fields:
-            if h.key in ("via", "from", "call-id", "cseq"):
-                copied.append(Header(h.name, h.value, key=h.key))
-            elif h.key == "to":
-                value = h.value
+        for h in self.headers.fields:  # Header lines are immutable: shared, not copied
+            key = h.key
+            if key in _RESPONSE_COPIED:
+                copied.append(h)
+            elif key == "to":
                 if to_tag is not None and self.to.tag is None:
-                    value = f"{value};tag={to_tag}"
-                copied.append(Header(h.name, value, key="to"))
-            elif h.key == "record-route" and 100 < status < 300:
-                copied.append(Header(h.name, h.value, key=h.key))
-            elif h.key == "timestamp" and status == 100:
-                copied.append(Header(h.name, h.value, key=h.key))  # §8.2.6.1
-        out = Headers(copied)
-        for name, value in headers:
-            out.add(name, value)
+                    h = Header(h.name, f"{h.value};tag={to_tag}", key="to")
+                copied.append(h)
+            elif key == "record-route" and 100 < status < 300:
+                copied.append(h)
+            elif key == "timestamp" and status == 100:
+                copied.append(h)  # §8.2.6.1
+        extra = [Header(name, _checked_value(value)) for name, value in headers]
+        out = Headers._parsed(copied + extra if extra else copied)
+        via = self.headers.view("via")
+        if via is not None and not any(h.key == "via" for h in extra):
+            out.set_view("via", via)  # the same Via values: the same parsed view
         return Response(status, reason if reason is not None else REASON_PHRASES.get(status, ""), out, body)
 
     def __repr__(self) -> str:

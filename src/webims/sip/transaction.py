@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .message import Request, Response
 
@@ -76,16 +76,16 @@ DEFAULT_TIMERS = TimerSettings()
 # --------------------------------------------------------------------------- keys
 
 
-@dataclass(frozen=True, slots=True)
-class ClientKey:
-    """Client transaction id (§17.1.3): top Via branch and CSeq method."""
+class ClientKey(NamedTuple):
+    """Client transaction id (§17.1.3): top Via branch and CSeq method.
+
+    (Named tuples: keys of several tables, hashed and compared in C.)"""
 
     branch: str
     method: str
 
 
-@dataclass(frozen=True, slots=True)
-class ServerKey:
+class ServerKey(NamedTuple):
     """Server transaction id (§17.2.3): branch, sent-by and method (ACK counts as
     INVITE).  Requests from RFC 2543 elements (no magic cookie) get a synthetic
     branch and are matched field by field instead."""
@@ -219,6 +219,8 @@ Event = (
 
 
 class Kind(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (hot table lookups)
+
     INVITE_CLIENT = "INVITE client"  # §17.1.1
     NON_INVITE_CLIENT = "non-INVITE client"  # §17.1.2
     INVITE_SERVER = "INVITE server"  # §17.2.1
@@ -226,6 +228,8 @@ class Kind(enum.Enum):
 
 
 class State(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (hot table lookups)
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -236,6 +240,8 @@ class State(enum.Enum):
 
 
 class Timer(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (hot table lookups)
+
     A = "A"
     B = "B"
     D = "D"
@@ -254,6 +260,8 @@ class Timer(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (hot table lookups)
+
     START = "start"  # client: request from the TU; server: request from the network
     R1XX = "1xx received"
     R2XX = "2xx received"
@@ -268,6 +276,8 @@ class Input(enum.Enum):
 
 
 class Do(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (hot table lookups)
+
     SEND = "send the request (client) or the TU's response (server)"
     RETRANSMIT = "re-send the request (client) or the last response (server)"
     SEND_TRYING = "send 100 Trying unless the TU answers within 200 ms (§17.2.1)"
@@ -610,6 +620,10 @@ class ClientTransaction(Transaction):
         step = IN.R1XX if status < 200 else IN.R2XX if status < 300 else IN.R3XX_6XX
         out: list[Event] = []
         self._step(step, now, response, out)
+        if self.state is S.COMPLETED and self.kind is Kind.NON_INVITE_CLIENT:
+            # Timer K only absorbs retransmitted responses (§17.1.2.2): nothing will be sent
+            # again, so keep the request's identity, not its content, for those seconds
+            self.request = self.request.skeleton()
         return out
 
     def cancel_sent(self, now: float) -> list[Event]:

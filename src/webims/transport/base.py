@@ -131,12 +131,32 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_HOST_KEYS: dict[str, str] = {}
+_HOST_KEYS_MAX = 16_384
+
+
 def host_key(host: str) -> str:
     """A host in canonical form for comparisons and table keys: no IPv6 brackets,
-    lower case, IP addresses in their compressed form."""
+    lower case, IP addresses in their compressed form.
+
+    Every message passes here several times (Via, source address, flows): results are
+    remembered (a bounded table, emptied when full, so hostile names cannot grow it).
+    """
+    key = _HOST_KEYS.get(host)
+    if key is None:
+        key = _canonical_host(host)
+        if len(_HOST_KEYS) >= _HOST_KEYS_MAX:
+            _HOST_KEYS.clear()
+        _HOST_KEYS[host] = key
+    return key
+
+
+def _canonical_host(host: str) -> str:
     host = host.strip().lower()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return host.rstrip(".")  # a name (IPv4 has digits and dots only, IPv6 colons)
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -147,6 +167,8 @@ class Connection(abc.ABC):
     """One flow to a peer: a TCP/TLS connection, a WebSocket, or for UDP the pair
     (local socket, remote address).  ``send`` never blocks: it queues bytes in
     order, and raises :class:`TransportClosed` once the connection is closed."""
+
+    __slots__ = ()
 
     source: Source
     outgoing: bool

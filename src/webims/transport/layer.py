@@ -74,7 +74,7 @@ class TransportLayer:
         self._ids = itertools.count(1)
         self._by_id: dict[int, Connection] = {}
         self._by_key: dict[Key, Connection] = {}
-        self._keys_of: dict[int, set[Key]] = {}
+        self._keys_of: dict[int, Key | set[Key]] = {}  # one key (the usual case) or several
         self._incoming = 0
         self._per_source: dict[str, int] = {}
         self._connecting: dict[Key, asyncio.Future[Connection]] = {}
@@ -240,7 +240,8 @@ class TransportLayer:
     def unregister(self, conn: Connection, exc: BaseException | None) -> None:
         if self._by_id.pop(conn.id, None) is None:
             return
-        for key in self._keys_of.pop(conn.id, ()):
+        keys = self._keys_of.pop(conn.id, None)
+        for key in () if keys is None else (keys,) if isinstance(keys, tuple) else keys:
             if self._by_key.get(key) is conn:
                 del self._by_key[key]
         log.debug("connection closed: %s (%s)", conn.source, exc or "normal")
@@ -251,7 +252,13 @@ class TransportLayer:
 
     def _add_key(self, key: Key, conn: Connection) -> None:
         self._by_key[key] = conn
-        self._keys_of.setdefault(conn.id, set()).add(key)
+        known = self._keys_of.get(conn.id)
+        if known is None or known == key:
+            self._keys_of[conn.id] = key
+        elif isinstance(known, tuple):
+            self._keys_of[conn.id] = {known, key}
+        else:
+            known.add(key)
 
     def deliver(self, message: Message, conn: Connection) -> None:
         """Hand one parsed message to the handler (after §18.2.1 Via processing)."""

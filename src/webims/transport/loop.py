@@ -53,10 +53,20 @@ class GcPolicy:
       after a full collection of everything (``gc.unfreeze``, ``gc.collect``), so that
       cyclic garbage among them (closed connections) is still reclaimed, once per interval
       instead of at every quarter of growth. ``None``: freeze only at start.
+
+    And one allocator setting, for the same servers: ``mmap_threshold`` fixes glibc's
+    threshold above which ``malloc`` maps fresh pages (glibc otherwise raises it after the
+    first large block is freed). uvloop keeps a 256 KiB TLS read buffer per connection and
+    touches only its first page or two: mapped on its own that costs those pages; placed in
+    the heap over freed, dirty memory it costs up to 20 KiB more per idle WSS connection
+    (measured: 50 -> 30 KiB per connection). The price: large transient blocks (a 256 KiB
+    TLS read buffer per read) are mapped and unmapped each time, a few microseconds.
+    ``None`` leaves the allocator alone (and on a C library other than glibc nothing is done).
     """
 
     threshold: int = 50_000
     full_interval: float | None = 120.0
+    mmap_threshold: int | None = 128 * 1024
 
     def apply(self) -> None:
         """At start: thresholds, then freeze what exists."""
@@ -64,6 +74,8 @@ class GcPolicy:
         gc.set_threshold(self.threshold, second, third)
         gc.collect()
         gc.freeze()
+        if self.mmap_threshold is not None:
+            _set_mmap_threshold(self.mmap_threshold)
 
     async def keep(self) -> None:
         """Run with the loop: the periodic collect-and-freeze (cancelled at exit)."""
@@ -74,6 +86,19 @@ class GcPolicy:
             gc.unfreeze()
             gc.collect()
             gc.freeze()
+
+
+def _set_mmap_threshold(size: int) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD, size)``; False where that is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, size))
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, gc_policy: GcPolicy | None = None) -> _T:

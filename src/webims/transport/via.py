@@ -32,18 +32,27 @@ __all__ = [
 WEBSOCKET_TRANSPORTS = frozenset({"WS", "WSS"})
 
 
+_IS_IP: dict[str, bool] = {}
+
+
 def is_ip_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host_key(host))
-    except ValueError:
-        return False
-    return True
+    """Whether ``host`` is an IPv4 or IPv6 address (brackets allowed); remembered, as host_key."""
+    known = _IS_IP.get(host)
+    if known is None:
+        try:
+            ipaddress.ip_address(host_key(host))
+            known = True
+        except ValueError:
+            known = False
+        if len(_IS_IP) >= 16_384:
+            _IS_IP.clear()
+        _IS_IP[host] = known
+    return known
 
 
 def replace_top_via(request: Request, via: Via) -> None:
     """Put ``via`` in place of the top Via value of ``request`` (one comma item)."""
-    request.headers.pop_first("via")
-    request.headers.add("Via", str(via), first=True)
+    request.replace_top_via(via)
 
 
 def fill_received(request: Request, source: Source) -> Via:
@@ -56,15 +65,20 @@ def fill_received(request: Request, source: Source) -> Via:
     Via; the message is only modified when something changed.
     """
     via = request.top_via
-    changed = via
-    if host_key(via.host) != host_key(source.remote_host):
-        changed = changed.with_param("received", host_key(source.remote_host))
-    if "rport" in via.params and not via.params["rport"]:
-        changed = changed.with_param("rport", str(source.remote_port))
-        if changed.received is None:
-            changed = changed.with_param("received", host_key(source.remote_host))
-    if changed is not via:
-        replace_top_via(request, changed)
+    params = via.params
+    remote = host_key(source.remote_host)
+    received = host_key(via.host) != remote
+    rport = "rport" in params and not params["rport"]
+    if not received and not rport:
+        return via
+    new = dict(params)
+    if rport:
+        new["rport"] = str(source.remote_port)
+        received = received or via.received is None
+    if received:
+        new["received"] = remote
+    changed = via.replace(params=new)
+    request.replace_top_via(changed)
     return changed
 
 
