@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import ORIGIN, PASSWORDS, WEB_PASSWORD, Lab, LabFactory, token_for
+from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, WEB_PASSWORD, Lab, LabFactory, token_for
 from ims_phone import ImsPhone, rtp_sdp
 from session_lab import eventually, session_lab, wics
 from session_wic import SessionWic, chrome_offer, closing, direction_of
@@ -374,7 +374,6 @@ async def test_a_call_whose_wic_is_gone_for_good_is_ended(make_lab: LabFactory) 
 
 
 async def test_pool_wic_calls_and_is_called_as_its_allocated_impu(make_lab: LabFactory) -> None:
-    from conftest import POOL_PASSWORD
 
     gateway = {"pools": ("web",), "pool_passwords": (f"web={POOL_PASSWORD}",)}
     async with session_lab(make_lab, gateway=gateway) as (lab, _mgr):
