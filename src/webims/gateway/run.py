@@ -27,6 +27,7 @@ from webims.config import Config, StateConfig, TransportConfig
 from webims.sip import DEFAULT_LIMITS
 from webims.store import Store
 from webims.transport import ConnectionLimits, ensure_self_signed, server_context
+from webims.transport.loop import GcPolicy
 from webims.transport.loop import run as run_loop
 
 from .core import Gateway
@@ -181,5 +182,5 @@ def serve(config: Config) -> int:
                 loop.add_signal_handler(sig, stop.set)
         await _main(config, stop)
 
-    run_loop(main())
+    run_loop(main(), gc_policy=GcPolicy())  # 10,000 WICs: collector and allocator settings
     return 0

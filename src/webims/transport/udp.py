@@ -142,8 +142,21 @@ class UdpListener(asyncio.DatagramProtocol):
         await asyncio.shield(self._closed)
 
 
+#: Receive buffer asked for each UDP socket (the kernel caps it at net.core.rmem_max). While the
+#: loop is busy, answers to our requests wait there; once it overflows they are dropped and come
+#: back only with the retransmissions (Timer E: 0.5 s, 1 s, 2 s...), so a burst the process could
+#: have worked through turns into seconds of latency. Large buffers are what SIP servers use.
+UDP_RECEIVE_BUFFER = 4 << 20
+
+
 async def serve_udp(layer: TransportLayer, host: str, port: int) -> UdpListener:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
+    transport, protocol = await loop.create_datagram_endpoint(
         lambda: UdpListener(layer), local_addr=(host, port))
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        except OSError as exc:  # not fatal: the default buffer
+            log.debug("SO_RCVBUF on UDP %s:%d: %s", host, port, exc)
     return protocol
