@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from .config import Config, StateConfig, TransportConfig, load_config
 from .transport import ensure_self_signed, server_context
+from .transport.loop import GcPolicy, stop_on_signals
 from .transport.loop import run as run_loop
-from .transport.loop import stop_on_signals
 
 __all__ = ["DEMO_DEFAULTS", "DEMO_USERS", "Demo", "demo_config", "run", "running_demo"]
 
@@ -187,5 +187,5 @@ async def serve(config: Config) -> None:
 def run(config: Config) -> int:
     """Entry point of ``webims demo``."""
     with contextlib.suppress(KeyboardInterrupt):
-        run_loop(serve(config))
+        run_loop(serve(config), gc_policy=GcPolicy())
     return 0
