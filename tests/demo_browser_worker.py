@@ -35,7 +35,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "web")]
 
-from wictest import PageWatch, chromium, csp_violations, wait_state  # type: ignore[import-not-found]  # noqa: E402
+from wictest import (  # type: ignore[import-not-found]  # noqa: E402
+    PageWatch,
+    chromium,
+    csp_violations,
+    print_pages,
+    text,
+    wait_state,
+    wic_audio,
+)
+
+from webims.testing.browser import Screenshots  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts" / "demo"
 READY = "Press Ctrl-C to stop"
@@ -147,34 +157,7 @@ def printed(output: str) -> tuple[str, dict[str, str]]:
     return url.group(1), users
 
 
-async def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-async def text(page: Any, selector: str) -> str:
-    return str(await page.text_content(selector) or "")
-
-
-async def stat(page: Any, element: str) -> float:
-    value = await page.get_attribute(element, "data-value")
-    return float(value) if value else 0.0
-
-
-async def audio(page: Any, out: dict[str, Any], name: str) -> None:
-    """At least 100 packets each way at this browser, then its counters and audio energy."""
-    try:
-        await page.wait_for_function(
-            "() => Number(document.getElementById('q-received').dataset.value || 0) >= 100 && "
-            "Number(document.getElementById('q-sent').dataset.value || 0) >= 100",
-            timeout=30_000,
-        )
-    except Exception:
-        raise AssertionError(f"fewer than 100 packets at {name}: {await text(page, '#quality')}") from None
-    out[f"{name}_received"] = await stat(page, "#q-received")
-    out[f"{name}_sent"] = await stat(page, "#q-sent")
-    out[f"{name}_energy"] = float(await page.get_attribute("#q-level", "data-energy") or 0)
-    out[f"{name}_codec"] = await text(page, "#q-codec")
+screenshot = Screenshots(ARTIFACTS)
 
 
 async def call(url: str, users: dict[str, str], profiles: Path) -> dict[str, Any]:
@@ -217,8 +200,8 @@ async def call(url: str, users: dict[str, str], profiles: Path) -> dict[str, Any
             await b.click("#answer")
             await wait_state(b, "in-call")
             await wait_state(a, "in-call")
-            await audio(a, out, "a")
-            await audio(b, out, "b")
+            await wic_audio(a, out, "a")
+            await wic_audio(b, out, "b")
             await screenshot(a, "06-a-in-call")
             await screenshot(b, "07-b-in-call")
             await a.click("#hangup")
@@ -230,13 +213,7 @@ async def call(url: str, users: dict[str, str], profiles: Path) -> dict[str, Any
             out["page_errors"] = [e for w in watches for e in w.errors]
             return out
         except Exception:
-            for page in (a, b):
-                shown = await page.evaluate(
-                    "() => [document.body.dataset.state, document.getElementById('status').textContent, "
-                    "document.getElementById('error').textContent]"
-                )
-                print(f"page state: {shown}", file=sys.stderr)
-            print(f"console: {[w.console[-30:] for w in watches]}", file=sys.stderr)
+            await print_pages((a, b), watches)
             raise
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, TypedDict
 
 import pytest
 from diameter_fixtures import KAMAILIO_MAR
@@ -99,47 +102,313 @@ def assert_answer_to(a: Message, r: Message) -> None:
     assert a.session_id == r.session_id
 
 
-def test_uar_uaa() -> None:
-    uar = wire(
-        build_uar(
-            session_id="icscf.ims.test;1;1",
-            destination_realm="ims.test",
-            user_name="alice@ims.test",
-            public_identity="sip:alice@ims.test",
-            visited_network_identifier="ims.test",
-            user_authorization_type=UserAuthorizationType.REGISTRATION_AND_CAPABILITIES,
-            uar_flags=1,
-            supported_features=[SupportedFeatures(1, 0b101)],
-            **ICSCF,
-        )
+RAND_AUTN = bytes(range(32))
+CAPS = ServerCapabilities(mandatory=(1, 2), optional=(3,), server_names=("sip:scscf.ims.test:6060",))
+CHARGING = ChargingInformation(
+    primary_event_charging_function_name="aaa://ecf.ims.test",
+    primary_charging_collection_function_name="aaa://ccf.ims.test",
+)
+VECTORS = [
+    SipAuthDataItem(
+        authentication_scheme=AUTH_SCHEME_AKAV1_MD5,
+        item_number=i,
+        authenticate=RAND_AUTN,
+        authorization=bytes([i]) * 8,
+        confidentiality_key=bytes([0xC0 + i]) * 16,
+        integrity_key=bytes([0x10 + i]) * 16,
     )
-    assert_cx_header(uar, CommandCode.USER_AUTHORIZATION, True)
-    r = UserAuthorizationRequest.from_message(uar)
-    assert r.routing.session_id == "icscf.ims.test;1;1"
-    assert (r.routing.origin_host, r.routing.origin_realm) == ("icscf.ims.test", "ims.test")
-    assert (r.routing.destination_realm, r.routing.destination_host) == ("ims.test", None)
-    assert r.routing.supported_features == (SupportedFeatures(1, 0b101, VENDOR_3GPP),)
-    assert (r.user_name, r.public_identity, r.visited_network_identifier) == (
-        "alice@ims.test",
-        "sip:alice@ims.test",
-        b"ims.test",
-    )
-    assert (r.user_authorization_type, r.uar_flags) == (2, 1)
+    for i in (1, 2)
+]
 
-    caps = ServerCapabilities(mandatory=(1, 2), optional=(3,), server_names=("sip:scscf.ims.test:6060",))
-    uaa = wire(
-        build_uaa(
-            uar, result=ExperimentalResultCode.DIAMETER_FIRST_REGISTRATION, server_capabilities=caps, **HSS
-        )
-    )
-    assert_cx_header(uaa, CommandCode.USER_AUTHORIZATION, False)
-    assert_answer_to(uaa, uar)
-    a = UserAuthorizationAnswer.from_message(uaa)
-    assert a.result.result_code is None
-    assert (a.result.experimental_vendor_id, a.result.experimental_result_code) == (VENDOR_3GPP, 2001)
-    assert a.result.is_success and a.result.code == 2001
-    assert (a.server_name, a.server_capabilities) == (None, caps)
-    assert a.origin_host == "hss.ims.test"
+
+@dataclass(frozen=True)
+class Exchange:
+    """One Cx request and its answer: the builders' arguments, and the fields parsed back
+    (dotted names into the parsed :mod:`webims.diameter.cx_parse` structure)."""
+
+    code: CommandCode
+    build_request: Callable[..., Message]
+    request_args: dict[str, Any]
+    request_class: Any
+    request_fields: dict[str, Any]
+    build_answer: Callable[..., Message]
+    answer_args: dict[str, Any]
+    answer_class: Any
+    answer_fields: dict[str, Any]
+
+
+EXCHANGES = [
+    pytest.param(
+        Exchange(
+            CommandCode.USER_AUTHORIZATION,
+            build_uar,
+            dict(
+                session_id="icscf.ims.test;1;1",
+                destination_realm="ims.test",
+                user_name="alice@ims.test",
+                public_identity="sip:alice@ims.test",
+                visited_network_identifier="ims.test",
+                user_authorization_type=UserAuthorizationType.REGISTRATION_AND_CAPABILITIES,
+                uar_flags=1,
+                supported_features=[SupportedFeatures(1, 0b101)],
+                **ICSCF,
+            ),
+            UserAuthorizationRequest,
+            {
+                "routing.session_id": "icscf.ims.test;1;1",
+                "routing.origin_host": "icscf.ims.test",
+                "routing.origin_realm": "ims.test",
+                "routing.destination_realm": "ims.test",
+                "routing.destination_host": None,
+                "routing.supported_features": (SupportedFeatures(1, 0b101, VENDOR_3GPP),),
+                "user_name": "alice@ims.test",
+                "public_identity": "sip:alice@ims.test",
+                "visited_network_identifier": b"ims.test",
+                "user_authorization_type": 2,
+                "uar_flags": 1,
+            },
+            build_uaa,
+            dict(result=ExperimentalResultCode.DIAMETER_FIRST_REGISTRATION, server_capabilities=CAPS, **HSS),
+            UserAuthorizationAnswer,
+            {
+                "result.result_code": None,
+                "result.experimental_vendor_id": VENDOR_3GPP,
+                "result.experimental_result_code": 2001,
+                "result.is_success": True,
+                "result.code": 2001,
+                "server_name": None,
+                "server_capabilities": CAPS,
+                "origin_host": "hss.ims.test",
+            },
+        ),
+        id="UAR-UAA",
+    ),
+    pytest.param(
+        Exchange(
+            CommandCode.SERVER_ASSIGNMENT,
+            build_sar,
+            dict(
+                session_id="scscf.ims.test;1;2",
+                destination_realm="ims.test",
+                destination_host="hss.ims.test",
+                user_name="alice@ims.test",
+                public_identities=["sip:alice@ims.test", "tel:+15550100"],
+                server_name="sip:scscf.ims.test:6060",
+                server_assignment_type=ServerAssignmentType.REGISTRATION,
+                user_data_already_available=UserDataAlreadyAvailable.USER_DATA_NOT_AVAILABLE,
+                multiple_registration_indication=1,
+                session_priority=2,
+                sar_flags=1,
+                **SCSCF,
+            ),
+            ServerAssignmentRequest,
+            {
+                "routing.destination_host": "hss.ims.test",
+                "user_name": "alice@ims.test",
+                "public_identities": ("sip:alice@ims.test", "tel:+15550100"),
+                "server_name": "sip:scscf.ims.test:6060",
+                "server_assignment_type": 1,
+                "user_data_already_available": 0,
+                "multiple_registration_indication": 1,
+                "session_priority": 2,
+                "sar_flags": 1,
+                "wildcarded_public_identity": None,
+            },
+            build_saa,
+            dict(
+                result=ResultCode.DIAMETER_SUCCESS,
+                user_name="alice@ims.test",
+                user_data=USER_DATA,
+                charging_information=CHARGING,
+                associated_identities=["alice@ims.test", "alice2@ims.test"],
+                loose_route_indication=1,
+                associated_registered_identities=["alice@ims.test"],
+                server_name="sip:scscf.ims.test:6060",
+                wildcarded_public_identity="sip:!.*!@ims.test",
+                priviledged_sender_indication=0,
+                **HSS,
+            ),
+            ServerAssignmentAnswer,
+            {
+                "result.result_code": 2001,
+                "result.experimental_result_code": None,
+                "user_name": "alice@ims.test",
+                "user_data": USER_DATA,
+                "charging_information": CHARGING,
+                "associated_identities": ("alice@ims.test", "alice2@ims.test"),
+                "associated_registered_identities": ("alice@ims.test",),
+                "loose_route_indication": 1,
+                "priviledged_sender_indication": 0,
+                "server_name": "sip:scscf.ims.test:6060",
+                "wildcarded_public_identity": "sip:!.*!@ims.test",
+            },
+        ),
+        id="SAR-SAA",
+    ),
+    pytest.param(
+        Exchange(
+            CommandCode.LOCATION_INFO,
+            build_lir,
+            dict(
+                session_id="icscf.ims.test;1;3",
+                destination_realm="ims.test",
+                public_identity="sip:bob@ims.test",
+                originating_request=True,
+                user_authorization_type=2,
+                session_priority=0,
+                **ICSCF,
+            ),
+            LocationInfoRequest,
+            {
+                "public_identity": "sip:bob@ims.test",
+                "originating_request": True,
+                "user_authorization_type": 2,
+                "session_priority": 0,
+            },
+            build_lia,
+            dict(
+                result=ResultCode.DIAMETER_SUCCESS,
+                server_name="sip:scscf.ims.test:6060",
+                wildcarded_public_identity="sip:!.*!@ims.test",
+                lia_flags=1,
+                **HSS,
+            ),
+            LocationInfoAnswer,
+            {
+                "server_name": "sip:scscf.ims.test:6060",
+                "server_capabilities": None,
+                "wildcarded_public_identity": "sip:!.*!@ims.test",
+                "lia_flags": 1,
+            },
+        ),
+        id="LIR-LIA",
+    ),
+    pytest.param(
+        Exchange(
+            CommandCode.MULTIMEDIA_AUTH,
+            build_mar,
+            dict(
+                session_id="scscf.ims.test;1;4",
+                destination_realm="ims.test",
+                user_name="alice@ims.test",
+                public_identity="sip:alice@ims.test",
+                server_name="sip:scscf.ims.test:6060",
+                sip_auth_data_item=SipAuthDataItem(
+                    authentication_scheme=AUTH_SCHEME_AKAV1_MD5, authorization=RAND_AUTN[:16] + bytes(14)
+                ),
+                sip_number_auth_items=2,
+                **SCSCF,
+            ),
+            MultimediaAuthRequest,
+            {
+                "user_name": "alice@ims.test",
+                "public_identity": "sip:alice@ims.test",
+                "server_name": "sip:scscf.ims.test:6060",
+                "sip_number_auth_items": 2,
+                "sip_auth_data_item.authentication_scheme": AUTH_SCHEME_AKAV1_MD5,
+                "sip_auth_data_item.authorization": RAND_AUTN[:16] + bytes(14),  # RAND || AUTS (resync)
+            },
+            build_maa,
+            dict(
+                result=ResultCode.DIAMETER_SUCCESS,
+                user_name="alice@ims.test",
+                public_identity="sip:alice@ims.test",
+                sip_auth_data_items=VECTORS,
+                **HSS,
+            ),
+            MultimediaAuthAnswer,
+            {
+                "user_name": "alice@ims.test",
+                "public_identity": "sip:alice@ims.test",
+                "sip_number_auth_items": 2,
+                "sip_auth_data_items": tuple(VECTORS),
+            },
+        ),
+        id="MAR-MAA-AKA",
+    ),
+    pytest.param(
+        Exchange(
+            CommandCode.REGISTRATION_TERMINATION,
+            build_rtr,
+            dict(
+                session_id="hss.ims.test;1;5",
+                destination_host="scscf.ims.test",
+                destination_realm="ims.test",
+                user_name="alice@ims.test",
+                public_identities=["sip:alice@ims.test"],
+                associated_identities=["alice2@ims.test"],
+                deregistration_reason=DeregistrationReason(
+                    ReasonCode.PERMANENT_TERMINATION, "subscription removed"
+                ),
+                rtr_flags=0,
+                **HSS,
+            ),
+            RegistrationTerminationRequest,
+            {
+                "routing.destination_host": "scscf.ims.test",
+                "user_name": "alice@ims.test",
+                "public_identities": ("sip:alice@ims.test",),
+                "associated_identities": ("alice2@ims.test",),
+                "rtr_flags": 0,
+                "deregistration_reason": DeregistrationReason(0, "subscription removed"),
+            },
+            build_rta,
+            dict(result=ResultCode.DIAMETER_SUCCESS, associated_identities=["alice2@ims.test"], **SCSCF),
+            RegistrationTerminationAnswer,
+            {"result.code": 2001, "associated_identities": ("alice2@ims.test",)},
+        ),
+        id="RTR-RTA",
+    ),
+    pytest.param(
+        Exchange(
+            CommandCode.PUSH_PROFILE,
+            build_ppr,
+            dict(
+                session_id="hss.ims.test;1;6",
+                destination_host="scscf.ims.test",
+                destination_realm="ims.test",
+                user_name="alice@ims.test",
+                user_data=USER_DATA,
+                charging_information=ChargingInformation(
+                    primary_charging_collection_function_name="aaa://ccf.ims.test"
+                ),
+                **HSS,
+            ),
+            PushProfileRequest,
+            {
+                "user_name": "alice@ims.test",
+                "user_data": USER_DATA,
+                "sip_auth_data_item": None,
+                "charging_information": ChargingInformation(
+                    primary_charging_collection_function_name="aaa://ccf.ims.test"
+                ),
+            },
+            build_ppa,
+            dict(result=ExperimentalResultCode.DIAMETER_ERROR_NOT_SUPPORTED_USER_DATA, **SCSCF),
+            PushProfileAnswer,
+            {"result.code": 5009},
+        ),
+        id="PPR-PPA",
+    ),
+]
+
+
+def assert_fields(parsed_class: Any, message: Message, expected: dict[str, Any]) -> None:
+    """The (dotted) fields named in ``expected`` have its values in the parsed ``message``."""
+    parsed = parsed_class.from_message(message)
+    assert {name: attrgetter(name)(parsed) for name in expected} == expected
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_request_and_answer_fields(exchange: Exchange) -> None:
+    """Build, put on the wire, parse back: every field the builder was given comes back."""
+    request = wire(exchange.build_request(**exchange.request_args))
+    assert_cx_header(request, exchange.code, True)
+    assert_fields(exchange.request_class, request, exchange.request_fields)
+    answer = wire(exchange.build_answer(request, **exchange.answer_args))
+    assert_cx_header(answer, exchange.code, False)
+    assert_answer_to(answer, request)
+    assert_fields(exchange.answer_class, answer, exchange.answer_fields)
 
 
 def test_uar_defaults_to_registration() -> None:
@@ -163,109 +432,9 @@ def test_empty_server_capabilities_cannot_be_built() -> None:
         ServerCapabilities()
 
 
-def test_sar_saa() -> None:
-    sar = wire(
-        build_sar(
-            session_id="scscf.ims.test;1;2",
-            destination_realm="ims.test",
-            destination_host="hss.ims.test",
-            user_name="alice@ims.test",
-            public_identities=["sip:alice@ims.test", "tel:+15550100"],
-            server_name="sip:scscf.ims.test:6060",
-            server_assignment_type=ServerAssignmentType.REGISTRATION,
-            user_data_already_available=UserDataAlreadyAvailable.USER_DATA_NOT_AVAILABLE,
-            multiple_registration_indication=1,
-            session_priority=2,
-            sar_flags=1,
-            **SCSCF,
-        )
-    )
-    assert_cx_header(sar, CommandCode.SERVER_ASSIGNMENT, True)
-    r = ServerAssignmentRequest.from_message(sar)
-    assert r.routing.destination_host == "hss.ims.test"
-    assert r.user_name == "alice@ims.test"
-    assert r.public_identities == ("sip:alice@ims.test", "tel:+15550100")
-    assert (r.server_name, r.server_assignment_type, r.user_data_already_available) == (
-        "sip:scscf.ims.test:6060",
-        1,
-        0,
-    )
-    assert (r.multiple_registration_indication, r.session_priority, r.sar_flags) == (1, 2, 1)
-    assert r.wildcarded_public_identity is None
-
-    charging = ChargingInformation(
-        primary_event_charging_function_name="aaa://ecf.ims.test",
-        primary_charging_collection_function_name="aaa://ccf.ims.test",
-    )
-    saa = wire(
-        build_saa(
-            sar,
-            result=ResultCode.DIAMETER_SUCCESS,
-            user_name="alice@ims.test",
-            user_data=USER_DATA,
-            charging_information=charging,
-            associated_identities=["alice@ims.test", "alice2@ims.test"],
-            loose_route_indication=1,
-            associated_registered_identities=["alice@ims.test"],
-            server_name="sip:scscf.ims.test:6060",
-            wildcarded_public_identity="sip:!.*!@ims.test",
-            priviledged_sender_indication=0,
-            **HSS,
-        )
-    )
-    assert_answer_to(saa, sar)
-    a = ServerAssignmentAnswer.from_message(saa)
-    assert (a.result.result_code, a.result.experimental_result_code) == (2001, None)
-    assert a.user_name == "alice@ims.test" and a.user_data == USER_DATA
-    assert a.charging_information == charging
-    assert a.associated_identities == ("alice@ims.test", "alice2@ims.test")
-    assert a.associated_registered_identities == ("alice@ims.test",)
-    assert (a.loose_route_indication, a.priviledged_sender_indication) == (1, 0)
-    assert (a.server_name, a.wildcarded_public_identity) == ("sip:scscf.ims.test:6060", "sip:!.*!@ims.test")
-
-
-def test_lir_lia() -> None:
-    lir = wire(
-        build_lir(
-            session_id="icscf.ims.test;1;3",
-            destination_realm="ims.test",
-            public_identity="sip:bob@ims.test",
-            originating_request=True,
-            user_authorization_type=2,
-            session_priority=0,
-            **ICSCF,
-        )
-    )
-    assert_cx_header(lir, CommandCode.LOCATION_INFO, True)
-    r = LocationInfoRequest.from_message(lir)
-    assert (r.public_identity, r.originating_request, r.user_authorization_type, r.session_priority) == (
-        "sip:bob@ims.test",
-        True,
-        2,
-        0,
-    )
-    assert not LocationInfoRequest.from_message(
-        wire(build_lir(session_id="s", destination_realm="r", public_identity="sip:b@r", **ICSCF))
-    ).originating_request
-
-    lia = wire(
-        build_lia(
-            lir,
-            result=ResultCode.DIAMETER_SUCCESS,
-            server_name="sip:scscf.ims.test:6060",
-            wildcarded_public_identity="sip:!.*!@ims.test",
-            lia_flags=1,
-            **HSS,
-        )
-    )
-    assert_answer_to(lia, lir)
-    a = LocationInfoAnswer.from_message(lia)
-    assert (a.server_name, a.server_capabilities, a.wildcarded_public_identity, a.lia_flags) == (
-        "sip:scscf.ims.test:6060",
-        None,
-        "sip:!.*!@ims.test",
-        1,
-    )
+def test_lir_is_terminating_by_default_and_lia_may_carry_capabilities() -> None:
+    lir = wire(build_lir(session_id="s", destination_realm="r", public_identity="sip:b@r", **ICSCF))
+    assert not LocationInfoRequest.from_message(lir).originating_request
     unregistered = wire(
         build_lia(
             lir,
@@ -276,64 +445,6 @@ def test_lir_lia() -> None:
     )
     b = LocationInfoAnswer.from_message(unregistered)
     assert b.result.code == 2003 and b.server_capabilities == ServerCapabilities(mandatory=(0,))
-
-
-def test_mar_maa_aka() -> None:
-    rand_autn = bytes(range(32))
-    mar = wire(
-        build_mar(
-            session_id="scscf.ims.test;1;4",
-            destination_realm="ims.test",
-            user_name="alice@ims.test",
-            public_identity="sip:alice@ims.test",
-            server_name="sip:scscf.ims.test:6060",
-            sip_auth_data_item=SipAuthDataItem(
-                authentication_scheme=AUTH_SCHEME_AKAV1_MD5, authorization=rand_autn[:16] + bytes(14)
-            ),
-            sip_number_auth_items=2,
-            **SCSCF,
-        )
-    )
-    assert_cx_header(mar, CommandCode.MULTIMEDIA_AUTH, True)
-    r = MultimediaAuthRequest.from_message(mar)
-    assert (r.user_name, r.public_identity, r.server_name, r.sip_number_auth_items) == (
-        "alice@ims.test",
-        "sip:alice@ims.test",
-        "sip:scscf.ims.test:6060",
-        2,
-    )
-    assert r.sip_auth_data_item.authentication_scheme == AUTH_SCHEME_AKAV1_MD5
-    assert r.sip_auth_data_item.authorization == rand_autn[:16] + bytes(14)  # RAND || AUTS (resync)
-
-    vectors = [
-        SipAuthDataItem(
-            authentication_scheme=AUTH_SCHEME_AKAV1_MD5,
-            item_number=i,
-            authenticate=rand_autn,
-            authorization=bytes([i]) * 8,
-            confidentiality_key=bytes([0xC0 + i]) * 16,
-            integrity_key=bytes([0x10 + i]) * 16,
-        )
-        for i in (1, 2)
-    ]
-    maa = wire(
-        build_maa(
-            mar,
-            result=ResultCode.DIAMETER_SUCCESS,
-            user_name="alice@ims.test",
-            public_identity="sip:alice@ims.test",
-            sip_auth_data_items=vectors,
-            **HSS,
-        )
-    )
-    assert_answer_to(maa, mar)
-    a = MultimediaAuthAnswer.from_message(maa)
-    assert (a.user_name, a.public_identity, a.sip_number_auth_items) == (
-        "alice@ims.test",
-        "sip:alice@ims.test",
-        2,
-    )
-    assert a.sip_auth_data_items == tuple(vectors)
 
 
 def test_maa_sip_digest() -> None:
@@ -371,67 +482,6 @@ def test_maa_with_experimental_error_has_no_items() -> None:
     assert a.result.result_code is None and maa.result_code is None
     assert maa.experimental_result == (VENDOR_3GPP, 5006)
     assert (a.sip_number_auth_items, a.sip_auth_data_items) == (None, ())
-
-
-def test_rtr_rta() -> None:
-    rtr = wire(
-        build_rtr(
-            session_id="hss.ims.test;1;5",
-            destination_host="scscf.ims.test",
-            destination_realm="ims.test",
-            user_name="alice@ims.test",
-            public_identities=["sip:alice@ims.test"],
-            associated_identities=["alice2@ims.test"],
-            deregistration_reason=DeregistrationReason(
-                ReasonCode.PERMANENT_TERMINATION, "subscription removed"
-            ),
-            rtr_flags=0,
-            **HSS,
-        )
-    )
-    assert_cx_header(rtr, CommandCode.REGISTRATION_TERMINATION, True)
-    r = RegistrationTerminationRequest.from_message(rtr)
-    assert r.routing.destination_host == "scscf.ims.test"
-    assert (r.user_name, r.public_identities, r.associated_identities, r.rtr_flags) == (
-        "alice@ims.test",
-        ("sip:alice@ims.test",),
-        ("alice2@ims.test",),
-        0,
-    )
-    assert r.deregistration_reason == DeregistrationReason(0, "subscription removed")
-
-    rta = wire(
-        build_rta(rtr, result=ResultCode.DIAMETER_SUCCESS, associated_identities=["alice2@ims.test"], **SCSCF)
-    )
-    assert_answer_to(rta, rtr)
-    a = RegistrationTerminationAnswer.from_message(rta)
-    assert a.result.code == 2001 and a.associated_identities == ("alice2@ims.test",)
-
-
-def test_ppr_ppa() -> None:
-    ppr = wire(
-        build_ppr(
-            session_id="hss.ims.test;1;6",
-            destination_host="scscf.ims.test",
-            destination_realm="ims.test",
-            user_name="alice@ims.test",
-            user_data=USER_DATA,
-            charging_information=ChargingInformation(
-                primary_charging_collection_function_name="aaa://ccf.ims.test"
-            ),
-            **HSS,
-        )
-    )
-    assert_cx_header(ppr, CommandCode.PUSH_PROFILE, True)
-    r = PushProfileRequest.from_message(ppr)
-    assert (r.user_name, r.user_data, r.sip_auth_data_item) == ("alice@ims.test", USER_DATA, None)
-    assert r.charging_information == ChargingInformation(
-        primary_charging_collection_function_name="aaa://ccf.ims.test"
-    )
-
-    ppa = wire(build_ppa(ppr, result=ExperimentalResultCode.DIAMETER_ERROR_NOT_SUPPORTED_USER_DATA, **SCSCF))
-    assert_answer_to(ppa, ppr)
-    assert PushProfileAnswer.from_message(ppa).result.code == 5009
 
 
 def test_answer_copies_proxy_info_in_order() -> None:

@@ -32,37 +32,28 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "web")]
 
 from ims_phone import ImsPhone  # noqa: E402
-from wictest import PageWatch, chromium, csp_violations, wait_state  # type: ignore[import-not-found]  # noqa: E402
+from wictest import (  # type: ignore[import-not-found]  # noqa: E402
+    PageWatch,
+    chromium,
+    csp_violations,
+    print_pages,
+    stat,
+    text,
+    wait_state,
+    wic_audio,
+)
 
 from webims.config import load_config  # noqa: E402
 from webims.demo import running_demo  # noqa: E402
 from webims.media.ports import PortAllocator  # noqa: E402
 from webims.sdp import PCMU, TELEPHONE_EVENT_8000, parse  # noqa: E402
+from webims.testing.browser import Screenshots  # noqa: E402
 from webims.testing.media_peers import RtpPeer  # noqa: E402
 
 ARTIFACTS = HERE.parents[1] / "test-artifacts" / "gateway"
 
 
-async def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-async def text(page: Any, selector: str) -> str:
-    return str(await page.text_content(selector) or "")
-
-
-async def stat(page: Any, element: str) -> float:
-    value = await page.get_attribute(element, "data-value")
-    return float(value) if value else 0.0
-
-
-async def wait_packets(page: Any, minimum: int) -> None:
-    for _ in range(150):
-        if await stat(page, "#q-received") >= minimum and await stat(page, "#q-sent") >= minimum:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"fewer than {minimum} packets: {await page.text_content('#quality')}")
+screenshot = Screenshots(ARTIFACTS)
 
 
 async def until(check: Any, what: str, seconds: float = 15.0) -> None:
@@ -71,14 +62,6 @@ async def until(check: Any, what: str, seconds: float = 15.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"not reached: {what}")
-
-
-async def audio(page: Any, out: dict[str, Any], name: str) -> None:
-    await wait_packets(page, 100)
-    out[f"{name}_received"] = await stat(page, "#q-received")
-    out[f"{name}_sent"] = await stat(page, "#q-sent")
-    out[f"{name}_energy"] = float(await page.get_attribute("#q-level", "data-energy") or 0)
-    out[f"{name}_codec"] = await text(page, "#q-codec")
 
 
 async def dial(page: Any, target: str) -> None:
@@ -164,8 +147,8 @@ async def scenario(url: str, icscf: str, profile: Path) -> dict[str, Any]:
             await b.click("#answer")
             await wait_state(b, "in-call")
             await wait_state(a, "in-call")
-            await audio(a, out, "a")
-            await audio(b, out, "b")
+            await wic_audio(a, out, "a")
+            await wic_audio(b, out, "b")
             await screenshot(a, "08-in-call-a")
             await screenshot(b, "09-in-call-b")
             await a.select_option("#dtmf-method", "info")
@@ -202,7 +185,7 @@ async def scenario(url: str, icscf: str, profile: Path) -> dict[str, Any]:
             phone.respond(got, 200, to_tag="ph", body=answer.to_bytes())
             await wait_state(a, "in-call")
             tone = asyncio.ensure_future(rtp.send_tone(6.0))
-            await audio(a, out, "a_phone")
+            await wic_audio(a, out, "a_phone")
             out["phone_received"] = rtp.recorder.count
             await screenshot(a, "12-in-call-with-phone")
             await a.click("#hangup")
@@ -225,7 +208,7 @@ async def scenario(url: str, icscf: str, profile: Path) -> dict[str, Any]:
             rtp2.take(parse(response.body))
             dialog = await phone.ack_and_dialog(request, response)
             tone2 = asyncio.ensure_future(rtp2.send_tone(6.0))
-            await audio(a, out, "a_from_phone")
+            await wic_audio(a, out, "a_from_phone")
             out["phone2_received"] = rtp2.recorder.count
             out["phone_bye"] = (await phone.send_in(dialog, "BYE")).status
             await wait_state(a, "registered")
@@ -236,13 +219,7 @@ async def scenario(url: str, icscf: str, profile: Path) -> dict[str, Any]:
             out["page_errors"] = [e for w in watches for e in w.errors]
             return out
         except Exception:
-            for page in (a, b):
-                shown = await page.evaluate(
-                    "() => [document.body.dataset.state, document.getElementById('status').textContent, "
-                    "document.getElementById('error').textContent]"
-                )
-                print(f"page state: {shown}", file=sys.stderr)
-            print(f"console: {[w.console[-30:] for w in watches]}", file=sys.stderr)
+            await print_pages((a, b), watches)
             raise
         finally:
             rtp.close()

@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -38,94 +37,46 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "web")]
 
-from wictest import PageWatch, chromium, csp_violations, wait_state  # type: ignore[import-not-found]  # noqa: E402
+from wictest import (  # type: ignore[import-not-found]  # noqa: E402
+    PageWatch,
+    chromium,
+    csp_violations,
+    shown,
+    text,
+    wait_state,
+    wic_audio,
+)
 
 from webims.config import load_config  # noqa: E402
 from webims.demo import running_demo  # noqa: E402
+from webims.testing.browser import Screenshots  # noqa: E402
 from webims.testing.ports import free_port, free_port_block  # noqa: E402
+from webims.testing.sipp import Sipp  # noqa: E402
 
 SCENARIOS = HERE / "sipp"
 ARTIFACTS = HERE.parents[1] / "test-artifacts" / "gateway"
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
-SIPP_SECONDS = 60  # each SIPp run's own bound (-timeout); the worker waits 15 s more
+SIPP_SECONDS = 60  # each SIPp run's own bound (-timeout); the worker waits 10 s more
 
 
-class SippRun:
-    """One bounded SIPp run (``-m 1``, ``-timeout``) of a scenario of tests/gateway/sipp/."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        scenario: str,
-        *,
-        port: int,
-        remote: tuple[str, int],
-        media_port: int,
-        keys: dict[str, str] | None = None,
-        extra: tuple[str, ...] = (),
-    ) -> None:
-        sipp = shutil.which("sipp")
-        if sipp is None:
-            raise RuntimeError("sipp is not installed: apt-get install sip-tester (scripts/packages.txt)")
-        self.workdir = workdir
-        self.name = Path(scenario).stem
-        self.command = [
-            sipp, f"{remote[0]}:{remote[1]}", "-sf", str(SCENARIOS / scenario), "-s", "phone",
-            "-i", "127.0.0.1", "-p", str(port), "-mp", str(media_port), "-t", "u1",
-            "-m", "1", "-l", "1", "-nostdin", "-trace_msg", "-trace_err",
-            "-message_file", str(workdir / f"{self.name}_messages.log"),
-            "-error_file", str(workdir / f"{self.name}_errors.log"),
-            "-timeout", f"{SIPP_SECONDS}s", "-timeout_error", "-max_recv_loops", "100", *extra,
-        ]  # fmt: skip
-        for key, value in (keys or {}).items():
-            self.command += ["-key", key, value]
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> SippRun:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command, cwd=self.workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        await asyncio.sleep(0.3)  # SIPp binds its ports
-        return self
-
-    def log(self, kind: str) -> str:
-        path = self.workdir / f"{self.name}_{kind}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    async def finish(self) -> str:
-        """SIPp's messages log; raises with its output unless it passed (exit status 0)."""
-        assert self.proc is not None
-        try:
-            out, _ = await asyncio.wait_for(self.proc.communicate(), SIPP_SECONDS + 15)
-        except TimeoutError:
-            self.proc.kill()
-            out, _ = await self.proc.communicate()
-        if self.proc.returncode != 0:
-            output = out.decode(errors="replace")[-3000:]
-            raise AssertionError(
-                f"SIPp {self.name} failed (exit {self.proc.returncode}):\n{output}\n"
-                f"--- errors ---\n{self.log('errors')[-3000:]}\n"
-                f"--- messages ---\n{self.log('messages')[-6000:]}"
-            )
-        return self.log("messages")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+def sipp_run(work: Path, scenario: str, *, port: int, media_port: int, **options: Any) -> Sipp:
+    """One bounded SIPp run (``-m 1``, ``-timeout``) of a scenario of tests/gateway/sipp/, as the phone."""
+    extra = ("-t", "u1", *options.pop("extra", ()))
+    return Sipp(
+        work, Path(scenario).stem, SCENARIOS / scenario, service="phone", local_port=port,
+        media_port=media_port, extra=extra, timeout=SIPP_SECONDS, wait_bound=True, **options,
+    )  # fmt: skip
 
 
-async def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"sipp-{name}.png"), full_page=True)
+async def passed(run: Sipp) -> str:
+    """SIPp's messages log; raises with its report unless it passed (exit status 0)."""
+    result = await run.finish_async()
+    if not result.ok:
+        raise AssertionError(f"{run.name} failed:\n{result.report()}")
+    return result.messages
 
 
-async def text(page: Any, selector: str) -> str:
-    return str(await page.text_content(selector) or "")
-
-
-async def stat(page: Any, element: str) -> float:
-    value = await page.get_attribute(element, "data-value")
-    return float(value) if value else 0.0
+screenshot = Screenshots(ARTIFACTS, prefix="sipp-")
 
 
 async def until(page: Any, check: str, what: str, seconds: float = 20.0) -> None:
@@ -134,28 +85,6 @@ async def until(page: Any, check: str, what: str, seconds: float = 20.0) -> None
         await page.wait_for_function(check, timeout=seconds * 1000)
     except Exception:
         raise AssertionError(f"not reached: {what}; page shows {await shown(page)}") from None
-
-
-async def shown(page: Any) -> list[str]:
-    return list(await page.evaluate(
-        "() => [document.body.dataset.state, document.getElementById('status').textContent, "
-        "document.getElementById('error').textContent, "
-        "Array.from(document.querySelectorAll('#log li')).map(li => li.textContent).join(' | ')]"
-    ))  # fmt: skip
-
-
-async def audio(page: Any, out: dict[str, Any], name: str) -> None:
-    """At least 100 packets each way at the browser, then its counters and audio energy."""
-    await until(
-        page,
-        "() => Number(document.getElementById('q-received').dataset.value || 0) >= 100 && "
-        "Number(document.getElementById('q-sent').dataset.value || 0) >= 100",
-        f"100 packets each way ({name})", 30,
-    )  # fmt: skip
-    out[f"{name}_received"] = await stat(page, "#q-received")
-    out[f"{name}_sent"] = await stat(page, "#q-sent")
-    out[f"{name}_energy"] = float(await page.get_attribute("#q-level", "data-energy") or 0)
-    out[f"{name}_codec"] = await text(page, "#q-codec")
 
 
 def sip_hostport(uri: str) -> tuple[str, int]:
@@ -170,21 +99,22 @@ async def scenario(url: str, icscf: str, work: Path) -> dict[str, Any]:
     port = free_port()  # the phone's SIP port: its registered contact, for every SIPp run
     media_first, _ = free_port_block(10, udp=True)
     icscf_at = sip_hostport(icscf)
-    runs: list[SippRun] = []
+    runs: list[Sipp] = []
 
-    def sipp(scenario: str, **kwargs: Any) -> SippRun:
-        run = SippRun(work, scenario, port=port, **kwargs)
+    def sipp(scenario: str, **kwargs: Any) -> Sipp:
+        run = sipp_run(work, scenario, port=port, **kwargs)
         runs.append(run)
+        run.start()
         return run
 
     # --- SIPp registers as sip:phone@ims.test (MD5 digest) through the I-CSCF
-    register = await sipp(
+    register = sipp(
         "phone_register.xml",
         remote=icscf_at,
         media_port=media_first,
         extra=("-au", "phone@ims.test", "-ap", "phone-secret"),
-    ).start()
-    messages = await register.finish()
+    )
+    messages = await passed(register)
     routes = re.findall(r"^Service-Route:\s*(\S.*?)\s*$", messages, re.MULTILINE)
     assert routes, f"no Service-Route in the 200 to REGISTER:\n{messages[-3000:]}"
     out["service_route"] = routes[-1]
@@ -208,7 +138,7 @@ async def scenario(url: str, icscf: str, work: Path) -> dict[str, Any]:
             await screenshot(page, "02-registered")
 
             # --- (a) the phone is busy: 486 Busy Here, the page says so
-            busy = await sipp("phone_busy_uas.xml", remote=icscf_at, media_port=media_first).start()
+            busy = sipp("phone_busy_uas.xml", remote=icscf_at, media_port=media_first)
             await page.fill("#target", "phone")
             await page.click("#call")
             await until(
@@ -221,41 +151,41 @@ async def scenario(url: str, icscf: str, work: Path) -> dict[str, Any]:
             out["busy_error_visible"] = await page.is_visible("#error")
             await screenshot(page, "03-busy")
             await wait_state(page, "registered")
-            await busy.finish()
+            await passed(busy)
 
             # --- (b) the phone answers and echoes: the browser hears its own tone back
-            echo = await sipp(
+            echo = sipp(
                 "phone_echo_uas.xml", remote=icscf_at, media_port=media_first + 2, extra=("-rtp_echo",)
-            ).start()
+            )
             await page.fill("#target", "phone")
             await page.click("#call")
             await wait_state(page, "in-call", timeout=30_000)
-            await audio(page, out, "echo")
+            await wic_audio(page, out, "echo")
             await screenshot(page, "04-in-call-echo")
             await page.click("#hangup")
             await wait_state(page, "registered")
             out["echo_hangup_status"] = await text(page, "#status")
-            await echo.finish()
+            await passed(echo)
 
             # --- (c) the phone calls alice back with PCMA and a recording; it hangs up
             route_at = sip_hostport(out["service_route"])
-            callback = await sipp(
+            callback = sipp(
                 "phone_calls_alice_uac.xml", remote=route_at, media_port=media_first + 6,
                 keys={"route": out["service_route"], "callee": "alice@ims.test"},
-            ).start()  # fmt: skip
+            )  # fmt: skip
             await wait_state(page, "incoming", timeout=30_000)
             out["incoming_from"] = await text(page, "#incoming-from")
             await screenshot(page, "05-incoming-from-phone")
             await page.click("#answer")
             await wait_state(page, "in-call", timeout=30_000)
-            await audio(page, out, "callback")
+            await wic_audio(page, out, "callback")
             await screenshot(page, "06-in-call-from-phone")
             await page.select_option("#dtmf-method", "info")
             await page.click('#dialpad button[data-key="#"]')  # "heard it": SIPp hangs up
             await wait_state(page, "registered", timeout=30_000)
             out["callback_end_status"] = await text(page, "#status")
             await screenshot(page, "07-phone-hung-up")
-            callback_log = await callback.finish()
+            callback_log = await passed(callback)
             out["callback_sipp_sent_bye"] = bool(re.search(r"^BYE sip:", callback_log, re.MULTILINE))
             out["csp"] = await csp_violations(page)
             out["page_errors"] = watch.errors
@@ -264,11 +194,11 @@ async def scenario(url: str, icscf: str, work: Path) -> dict[str, Any]:
             print(f"page shows: {await shown(page)}", file=sys.stderr)
             print(f"console: {watch.console[-40:]}", file=sys.stderr)
             for run in runs:
-                print(f"--- SIPp {run.name} messages:\n{run.log('messages')[-4000:]}", file=sys.stderr)
+                print(f"--- {run.name} messages:\n{run.messages_log()[-4000:]}", file=sys.stderr)
             raise
         finally:
             for run in runs:
-                run.kill()
+                run.stop()
 
 
 async def main() -> dict[str, Any]:

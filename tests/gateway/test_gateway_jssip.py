@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from conftest import PASSWORDS, gateway_config, token_for
 from test_gateway_modes import eventually
 from wicclient import Wic, bearer
@@ -31,13 +30,12 @@ from webims.transport import server_context
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "transport"))
-from jsbundle import bundle  # type: ignore[import-not-found]  # noqa: E402
 from test_jssip_browser import (  # type: ignore[import-not-found]  # noqa: E402
-    CHROMIUM,
     CHROMIUM_ARGS,
-    NODE_MODULES,
-    _require_browser,
+    jssip_app,
 )
+
+from webims.testing.browser import chromium, first_page  # noqa: E402
 
 PAGE = Path(__file__).with_name("web") / "jssip_gateway.html"
 
@@ -45,31 +43,13 @@ PAGE = Path(__file__).with_name("web") / "jssip_gateway.html"
 async def with_browser(
     gateway: Gateway, certs: tuple[Path, Path], profile: Path, steps: Callable[[Any, str], Awaitable[None]]
 ) -> None:
-    async_playwright = _require_browser()
-    script = bundle(NODE_MODULES, "jssip", "JsSIP")
-    page_html = PAGE.read_text()
-
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=page_html, content_type="text/html")
-
-    async def jssip(request: web.Request) -> web.Response:
-        return web.Response(text=script, content_type="application/javascript")
-
-    app = web.Application()
-    app.router.add_get("/", index)
-    app.router.add_get("/jssip.js", jssip)
+    app = jssip_app(PAGE)
     async with running_gateway(gateway, ssl_context=server_context(*certs), app=app) as server:
         origin = server.url.rsplit("/sip", 1)[0].replace("wss://", "https://")
-        async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                ignore_https_errors=True)  # fmt: skip
-            try:
-                page = context.pages[0] if context.pages else await context.new_page()
-                await page.goto(f"{origin}/")
-                await steps(page, server.url)
-            finally:
-                await context.close()
+        async with chromium(profile, args=CHROMIUM_ARGS, ignore_https_errors=True) as context:
+            page = await first_page(context)
+            await page.goto(f"{origin}/")
+            await steps(page, server.url)
 
 
 async def call(page: Any, expression: str, arg: object) -> Any:

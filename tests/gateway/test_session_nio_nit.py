@@ -10,18 +10,20 @@ Python REGISTER (digest) to the lab core, then runs the scenario of tests/gatewa
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from conftest import PASSWORDS, LabFactory
 from ims_phone import ImsPhone
 from session_lab import eventually, session_lab, wics
-from sipp_runner import Sipp, free_udp_port, require_sipp
 
 from webims.media.embedded import EmbeddedConfig, EmbeddedMediaIWF
 from webims.media.ports import PortAllocator
 from webims.sdp import OPUS, PCMU, TELEPHONE_EVENT_8000, TELEPHONE_EVENT_48000, parse
 from webims.testing.media_peers import WebRtcPeer
+from webims.testing.ports import free_port
+from webims.testing.sipp import Sipp, require_sipp
+
+SCENARIOS = Path(__file__).with_name("sipp")
 
 CODECS = [OPUS, PCMU, TELEPHONE_EVENT_48000, TELEPHONE_EVENT_8000]
 
@@ -36,7 +38,7 @@ async def test_ni_o_wic_calls_a_peer_requiring_100rel_and_preconditions(
     make_lab: LabFactory, tmp_path: Path
 ) -> None:
     require_sipp()
-    port = free_udp_port()
+    port = free_port()
     iwf = EmbeddedMediaIWF(EmbeddedConfig(port_min=46000, port_max=46099))
     await iwf.start()
     try:
@@ -44,8 +46,11 @@ async def test_ni_o_wic_calls_a_peer_requiring_100rel_and_preconditions(
             registrar = ImsPhone(lab.core, "bob", PASSWORDS["bob"], contact_port=port)
             await registrar.start()
             assert (await registrar.register()).status == 200
-            sipp = await Sipp(tmp_path, "ni_o_uas.xml", port=port, service="bob").start()
-            await asyncio.sleep(0.3)  # SIPp binds its port
+            sipp = Sipp(
+                tmp_path, "ni_o_uas", SCENARIOS / "ni_o_uas.xml", service="bob", local_port=port, timeout=30,
+                wait_bound=True,
+            )  # fmt: skip
+            sipp.start()
             (alice,) = await wics(lab, "alice")
             web = WebRtcPeer(PortAllocator(46200, 46249))
             try:
@@ -64,12 +69,12 @@ async def test_ni_o_wic_calls_a_peer_requiring_100rel_and_preconditions(
                 await alice.ack(dialog)
                 bye = await alice.in_dialog(dialog, "BYE")
                 assert (await alice.final(bye)).status == 200
-                result = await sipp.finish()
+                result = await sipp.finish_async()
                 assert result.ok, result.report()
                 assert not [r for r in alice.seen if r.method in ("PRACK", "UPDATE")]
                 await eventually(lambda: not mgr.calls and not iwf.sessions())
             finally:
-                sipp.kill()
+                sipp.stop()
                 await web.close()
                 await alice.close()
                 await registrar.close()
@@ -81,7 +86,7 @@ async def test_ni_t_peer_requiring_100rel_and_preconditions_calls_a_wic(
     make_lab: LabFactory, tmp_path: Path
 ) -> None:
     require_sipp()
-    port = free_udp_port()
+    port = free_port()
     iwf = EmbeddedMediaIWF(EmbeddedConfig(port_min=46100, port_max=46199))
     await iwf.start()
     try:
@@ -92,10 +97,11 @@ async def test_ni_t_peer_requiring_100rel_and_preconditions_calls_a_wic(
             (alice,) = await wics(lab, "alice")
             route = registrar.service_route[0]
             host, scscf_port = lab.core.scscf_address
-            sipp = await Sipp(
-                tmp_path, "ni_t_uac.xml", port=port, service="bob", remote=(host, scscf_port),
-                keys={"route": route, "callee": "alice@ims.test"},
-            ).start()  # fmt: skip
+            sipp = Sipp(
+                tmp_path, "ni_t_uac", SCENARIOS / "ni_t_uac.xml", (host, scscf_port), service="bob",
+                keys={"route": route, "callee": "alice@ims.test"}, local_port=port, timeout=30,
+            )  # fmt: skip
+            sipp.start()
             web = WebRtcPeer(PortAllocator(46250, 46299))
             try:
                 invite = await alice.next_request("INVITE", timeout=20)
@@ -110,13 +116,13 @@ async def test_ni_t_peer_requiring_100rel_and_preconditions_calls_a_wic(
                 assert await web.connected()
                 bye = await alice.next_request("BYE", timeout=20)
                 assert bye.call_id == invite.call_id
-                result = await sipp.finish()
+                result = await sipp.finish_async()
                 assert result.ok, result.report()
                 assert not [r for r in alice.seen if r.method in ("PRACK", "UPDATE")]
                 assert any(r.method == "ACK" for r in alice.seen)
                 await eventually(lambda: not mgr.calls and not iwf.sessions())
             finally:
-                sipp.kill()
+                sipp.stop()
                 await web.close()
                 await alice.close()
                 await registrar.close()

@@ -14,18 +14,6 @@ from typing import Any
 import pytest
 from kamailio_env import AKA_AMF, AKA_K, AKA_OP, PASSWORDS, REALM, TRUSTED, UNTRUSTED
 from kamailio_hss_standin import StandinHss, ThreadedHss
-from kamailio_sipp import (
-    SippResult,
-    call_uac_scenario,
-    call_uas_scenario,
-    finish_sipp,
-    message_uac_scenario,
-    message_uas_scenario,
-    register_scenario,
-    run_sipp,
-    start_sipp,
-    subscribe_reg_scenario,
-)
 
 from webims.diameter import (
     CommandCode,
@@ -38,6 +26,16 @@ from webims.diameter import (
 )
 from webims.testing.kamailio import KamailioIms, KamailioNotInstalled, sip_options_ping, trusted_regex
 from webims.testing.ports import free_port
+from webims.testing.sipp import (
+    Sipp,
+    SippResult,
+    call_uac_scenario,
+    call_uas_scenario,
+    message_uac_scenario,
+    message_uas_scenario,
+    register_uac,
+    subscribe_reg_scenario,
+)
 
 KEYS = {"realm": REALM}
 
@@ -57,28 +55,11 @@ def cx_for(hss: StandinHss, user: str, code: int) -> list[Message]:
 
 
 def register(
-    ims: KamailioIms,
-    workdir: Path,
-    user: str,
-    *,
-    password: str | None = None,
-    local_ip: str = "127.0.0.1",
-    local_port: int | None = None,
-    **scenario: Any,
+    ims: KamailioIms, workdir: Path, user: str, *, password: str | None = None, **options: Any
 ) -> SippResult:
-    """REGISTER ``user`` through the I-CSCF with SIPp; ``scenario``: :func:`register_scenario` options."""
+    """REGISTER ``user`` through the I-CSCF with SIPp; ``options``: :func:`register_uac`'s."""
     secret = PASSWORDS.get(user, "") if password is None else password
-    return run_sipp(
-        register_scenario(**scenario),
-        ims.icscf_address,
-        workdir,
-        name=f"register-{user}",
-        service=user,
-        keys={**KEYS, "impi": f"{user}@{REALM}"},
-        local_ip=local_ip,
-        local_port=local_port,
-        extra=["-au", f"{user}@{REALM}", "-ap", secret],
-    )
+    return register_uac(workdir, ims.icscf_address, user, secret, realm=REALM, **options).run()
 
 
 # --- the harness on its own ------------------------------------------------------------------------
@@ -167,7 +148,7 @@ def test_wrong_password_is_refused_with_403(ims: KamailioIms, sipp_dir: Path) ->
 
 
 def test_unknown_user_is_refused_with_403(ims: KamailioIms, sipp_dir: Path) -> None:
-    check(register(ims, sipp_dir, "nobody", password="x", final_status=403, challenged=False))
+    check(register(ims, sipp_dir, "nobody", password="x", first_status=403))
 
 
 def test_trusted_node_authentication_from_the_trusted_address(
@@ -193,50 +174,46 @@ def test_trusted_node_authentication_from_another_address_is_challenged(
 # --- routing between registered users ---------------------------------------------------------------
 
 
-def _registered_uas(
-    ims: KamailioIms, workdir: Path, user: str, scenario: str, name: str
-) -> subprocess.Popen[bytes]:
+def originate(
+    ims: KamailioIms, workdir: Path, name: str, scenario: str, callee: str, user: str = "gina"
+) -> SippResult:
+    """Run the UAC ``scenario`` as ``user`` toward ``callee`` on the S-CSCF's Service-Route."""
+    keys = {**KEYS, "callee": callee, "route": ims.service_route}
+    return Sipp(workdir, name, scenario, ims.scscf_address, service=user, keys=keys).run()
+
+
+def _registered_uas(ims: KamailioIms, workdir: Path, user: str, scenario: str, name: str) -> Sipp:
     """Register ``user`` from a port, then listen there with a SIPp UAS running ``scenario``."""
     port = free_port()
     check(register(ims, workdir, user, local_port=port, deregister=False))
-    return start_sipp(
-        scenario, ims.scscf_address, workdir, name=name, service=user, keys=KEYS,
-        local_ip="127.0.0.1", local_port=port,
-    )  # fmt: skip
+    uas = Sipp(
+        workdir, name, scenario, ims.scscf_address, service=user, keys=KEYS, local_port=port, wait_bound=True
+    )
+    uas.start()
+    return uas
 
 
 def test_message_between_registered_users(ims: KamailioIms, hss: StandinHss, sipp_dir: Path) -> None:
     uas = _registered_uas(
         ims, sipp_dir, "frank", message_uas_scenario(expect_text="hello from webims"), "uas"
     )
-    sent = run_sipp(
-        message_uac_scenario(text="hello from webims"), ims.scscf_address, sipp_dir, name="uac",
-        service="gina", keys={**KEYS, "callee": "frank", "route": ims.service_route},
-    )  # fmt: skip
-    received = finish_sipp(uas, sipp_dir, "uas")
+    sent = originate(ims, sipp_dir, "uac", message_uac_scenario(text="hello from webims"), "frank")
+    received = uas.finish()
     check(sent)
     check(received)
     assert cx_for(hss, "frank", CommandCode.LOCATION_INFO)  # the I-CSCF asked where frank is
 
 
 def test_call_between_registered_users(ims: KamailioIms, sipp_dir: Path) -> None:
-    uas = _registered_uas(ims, sipp_dir, "hank", call_uas_scenario(), "callee")
-    caller = run_sipp(
-        call_uac_scenario(), ims.scscf_address, sipp_dir, name="caller", service="gina",
-        keys={**KEYS, "callee": "hank", "route": ims.service_route},
-    )  # fmt: skip
-    callee = finish_sipp(uas, sipp_dir, "callee")
+    uas = _registered_uas(ims, sipp_dir, "hank", call_uas_scenario(check_called_party=False), "callee")
+    caller = originate(ims, sipp_dir, "caller", call_uac_scenario(), "hank")
+    callee = uas.finish()
     check(caller)
     check(callee)
 
 
 def test_request_to_an_unregistered_user_gets_480(ims: KamailioIms, hss: StandinHss, sipp_dir: Path) -> None:
-    check(
-        run_sipp(
-            message_uac_scenario(final_status=480), ims.scscf_address, sipp_dir, name="unreg",
-            service="gina", keys={**KEYS, "callee": "bob", "route": ims.service_route},
-        )
-    )  # fmt: skip
+    check(originate(ims, sipp_dir, "unreg", message_uac_scenario(final_status=480), "bob"))
     types = [
         m.require_int("Server-Assignment-Type") for m in cx_for(hss, "bob", CommandCode.SERVER_ASSIGNMENT)
     ]
@@ -244,22 +221,12 @@ def test_request_to_an_unregistered_user_gets_480(ims: KamailioIms, hss: Standin
 
 
 def test_request_to_an_unknown_user_gets_404(ims: KamailioIms, sipp_dir: Path) -> None:
-    check(
-        run_sipp(
-            message_uac_scenario(final_status=404), ims.scscf_address, sipp_dir, name="unknown",
-            service="gina", keys={**KEYS, "callee": "nobody", "route": ims.service_route},
-        )
-    )  # fmt: skip
+    check(originate(ims, sipp_dir, "unknown", message_uac_scenario(final_status=404), "nobody"))
 
 
 def test_reg_event_subscription_gets_a_reginfo_notify(ims: KamailioIms, sipp_dir: Path) -> None:
     check(register(ims, sipp_dir, "alice", deregister=False))
-    check(
-        run_sipp(
-            subscribe_reg_scenario(), ims.scscf_address, sipp_dir, name="subscribe", service="alice",
-            keys={**KEYS, "callee": "alice", "route": ims.service_route},
-        )
-    )  # fmt: skip
+    check(originate(ims, sipp_dir, "subscribe", subscribe_reg_scenario(), "alice", user="alice"))
     assert "sip:alice@ims.test" in ims.registered_contacts("sip:alice@ims.test")
 
 

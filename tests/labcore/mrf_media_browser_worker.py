@@ -6,7 +6,7 @@ Chromium can use no other interface.  Starts the lab core with
 (alice: WebSocket contact with ``+sip.ice`` behind a gateway Path) and a plain
 phone (bob, RTP/AVP PCMU, a :class:`~webims.testing.media_peers.RtpPeer`)
 through the I-CSCF with SIP Digest, and serves the media page of
-tests/media/browser_worker.py: Chromium's offer (Opus only, fake microphone)
+webims.testing.browser (OFFER_PAGE): Chromium's offer (Opus only, fake microphone)
 goes out as alice's INVITE through the S-CSCF, bob answers PCMU, and the
 S-CSCF's rewritten answer goes back to the page.  Seed 004 §6.X.2.3.1.
 
@@ -22,24 +22,22 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "media"))
 
 from aiohttp import web
-from browser_worker import CHROMIUM_ARGS, PAGE, stats_dict  # type: ignore[import-not-found]
+from browser_worker import stats_dict  # type: ignore[import-not-found]
 from labcore_harness import REALM, Ue
 from mrf_media_helpers import lab_core_with_iwf, register_plain, register_wic
-from playwright.async_api import async_playwright
 
 from webims.media.negotiate import audio_stream
 from webims.media.ports import PortAllocator
 from webims.media.transcode import AudioDecoder
 from webims.sdp import PCMU, TELEPHONE_EVENT_8000, parse
 from webims.sip import Dialog, Response, new_tag
+from webims.testing.browser import chromium, first_page, offer_page_server, wait_for_audio
 from webims.testing.media_peers import RtpPeer, rms
 
 SDP = "application/sdp"
@@ -63,10 +61,10 @@ async def main(seconds: float) -> dict[str, Any]:
         tone: asyncio.Task[int] | None = None
         dialog: Dialog | None = None
 
-        async def offer(request: web.Request) -> web.Response:
+        async def offer(sdp: bytes) -> str:
             """The page's offer -> alice's INVITE via the S-CSCF; bob answers; the answer -> the page."""
             nonlocal tone, dialog
-            invite = alice.request("INVITE", f"sip:bob@{REALM}", body=await request.read(), content_type=SDP)
+            invite = alice.request("INVITE", f"sip:bob@{REALM}", body=sdp, content_type=SDP)
             sending = asyncio.create_task(alice.send(invite))
             incoming = await asyncio.wait_for(bob.incoming.get(), 15)
             sessions = iwf.sessions()
@@ -85,7 +83,7 @@ async def main(seconds: float) -> dict[str, Any]:
             final: Response = await asyncio.wait_for(sending, 15)
             result["invite_status"] = final.status
             if final.status != 200:
-                return web.Response(status=500, text=f"INVITE: {final.status} {final.reason}")
+                raise web.HTTPInternalServerError(text=f"INVITE: {final.status} {final.reason}")
             dialog = Dialog.from_uac(invite, final)
             await alice.send_in_dialog(dialog.create_ack(invite))
             mine = audio_stream(parse(final.body))
@@ -96,48 +94,18 @@ async def main(seconds: float) -> dict[str, Any]:
                 and {c.port for c in mine.candidates} == {session.webrtc.ice.port}
             )
             tone = asyncio.create_task(phone.send_tone(seconds + 6, freq=440.0))
-            return web.Response(text=final.body.decode())
+            return final.body.decode()
 
-        async def page(request: web.Request) -> web.Response:
-            return web.Response(text=PAGE, content_type="text/html")
-
-        app = web.Application()
-        app.router.add_get("/", page)
-        app.router.add_post("/offer", offer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
-            with tempfile.TemporaryDirectory(prefix="webims-chromium-") as profile:
-                async with async_playwright() as pw:
-                    context = await pw.chromium.launch_persistent_context(
-                        profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-                    )
-                    try:
-                        tab = await context.new_page()
-                        await tab.goto(f"http://127.0.0.1:{port}/?codec=opus")
-                        deadline = time.monotonic() + seconds + 30
-                        browser: dict[str, Any] = {}
-                        while time.monotonic() < deadline:
-                            await asyncio.sleep(0.5)
-                            browser = await tab.evaluate("window.collect()")
-                            state = await tab.evaluate("window.result")
-                            if state.get("state") == "error":
-                                result["page_error"] = state.get("error")
-                                break
-                            if (browser.get("packetsReceived") or 0) >= 100 + int(seconds * 25) and (
-                                browser.get("totalAudioEnergy") or 0
-                            ) > 0.01:
-                                break
-                        result["browser"] = browser
-                        sessions = iwf.sessions()
-                        session = iwf.session(sessions[0]) if sessions else None
-                        result["plan"] = session.plan.description if session and session.plan else ""
-                        result["iwf"] = [stats_dict(s) for s in session.stats()] if session else []
-                    finally:
-                        await context.close()
+            async with offer_page_server(offer) as url, chromium() as context:
+                tab = await first_page(context)
+                await tab.goto(f"{url}?codec=opus")
+                audio = await wait_for_audio(tab, packets=100 + int(seconds * 25), timeout=seconds + 30)
+                result.update(audio.report())
+                sessions = iwf.sessions()
+                session = iwf.session(sessions[0]) if sessions else None
+                result["plan"] = session.plan.description if session and session.plan else ""
+                result["iwf"] = [stats_dict(s) for s in session.stats()] if session else []
             decoder = AudioDecoder(phone.codec, 8000)
             pcm = b"".join(decoder.decode(p[12:]) for p in phone.received[-100:])
             result["rtp_peer"] = {
@@ -159,7 +127,6 @@ async def main(seconds: float) -> dict[str, Any]:
             if tone is not None:
                 tone.cancel()
             phone.close()
-            await runner.cleanup()
     return result
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from labcore_harness import REALM, eventually
-from labcore_sipp import free_port
 
 from webims.diameter import (
     Capabilities,
@@ -25,6 +24,7 @@ from webims.labcore.cx_client import CxTimeout, CxUnavailable, DiameterClient
 from webims.labcore.hss import HssConfig, HssServer, SubscriberSpec, SubscriberStore
 from webims.labcore.hss.connection import DiameterConnection
 from webims.store import Store
+from webims.testing.ports import free_port
 
 
 def uar(client: DiameterClient, impu: str) -> Message:

@@ -34,8 +34,6 @@ loopback-only network namespace (mrf_media_browser_worker.py).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +61,9 @@ from webims.media.negotiate import AudioStream, audio_stream
 from webims.media.ports import PortAllocator
 from webims.sdp import OPUS, PCMU, TELEPHONE_EVENT_8000, TELEPHONE_EVENT_48000, Codec, parse
 from webims.sip import Dialog, Request, Response, new_tag
+from webims.testing.browser import assert_browser_audio, netns_browser_unavailable
 from webims.testing.media_peers import RtpPeer, WebRtcPeer
-from webims.testing.netns import netns_unavailable, run_python_in_netns
+from webims.testing.netns import run_python_in_netns
 
 SDP = "application/sdp"
 #: The browser's codecs: PCMU (the IWF relays) or Opus only (the IWF transcodes to PCMU).
@@ -77,7 +76,6 @@ SECONDS = 3.0
 SENT = int(SECONDS / 0.02)  # packets each side sends
 MIN_RECEIVED = 140  # of SENT = 150 (>= 100 asked; a few may be lost on a busy machine)
 WORKER = Path(__file__).with_name("mrf_media_browser_worker.py")
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass
@@ -321,13 +319,9 @@ async def test_plain_rtp_caller_to_webrtc_callee(lab: Lab, codec: str) -> None:
 
 
 def _require_browser() -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (scripts/setup.sh)", pytrace=False)
-    if shutil.which("unshare") is None:
-        pytest.fail("unshare missing (util-linux)", pytrace=False)
-    reason = netns_unavailable()
+    reason = netns_browser_unavailable()
     if reason is not None:
-        pytest.fail(f"browser media tests need a network namespace: {reason}", pytrace=False)
+        pytest.fail(reason, pytrace=False)
 
 
 @pytest.mark.browser
@@ -340,11 +334,7 @@ def test_chromium_caller_to_plain_rtp_callee_through_the_scscf() -> None:
     assert result["invite_status"] == 200, result
     assert result["callee_offer_proto"] == "RTP/AVP" and result["callee_offer_at_iwf"], result
     assert result["answer_from_iwf"], result
-    browser = result["browser"]
-    assert browser.get("connection") == "connected", browser
-    assert browser["packetsReceived"] >= 100, browser
-    assert browser["totalAudioEnergy"] > 0.01, browser
-    assert any("opus" in c.lower() for c in browser.get("codecs", [])), browser
+    assert_browser_audio(result, "opus")  # >= 100 packets with energy at the browser
     phone = result["rtp_peer"]
     assert phone["packets_received"] >= 100, phone
     assert phone["payload_types"] == [0], phone  # PCMU toward the IMS side

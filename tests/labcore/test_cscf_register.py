@@ -293,7 +293,7 @@ async def test_auth_done_directly_from_a_trusted_address(core: LabCore) -> None:
 
 
 async def test_hss_unreachable_gives_480(tmp_path: Path) -> None:
-    from labcore_sipp import free_port
+    from webims.testing.ports import free_port
 
     config = core_config(tmp_path, hss="remote", hss_port=free_port(), cx_timeout=0.3)
     store = Store(tmp_path / "unused.sqlite3")

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 from labcore_harness import REALM
-from labcore_sipp import Sipp, free_port, register_scenario, require_sipp
 
 from webims.labcore.hss import SubscriberSpec, SubscriberStore
 from webims.store import Store
+from webims.testing.ports import free_port
+from webims.testing.sipp import register_uac, require_sipp
 
 
 async def test_serve_labcore_runs_until_sigterm(tmp_path: Path) -> None:
@@ -39,16 +40,7 @@ async def test_serve_labcore_runs_until_sigterm(tmp_path: Path) -> None:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         assert f"I-CSCF sip:127.0.0.1:{icscf}" in line and f"S-CSCF sip:127.0.0.1:{scscf}" in line, line
-        sipp = Sipp(
-            tmp_path,
-            "register-zoe",
-            register_scenario(),
-            ("127.0.0.1", icscf),
-            service="zoe",
-            keys={"realm": REALM, "impi": f"zoe@{REALM}"},
-            extra=["-au", f"zoe@{REALM}", "-ap", "zoe-pw"],
-        )
-        result = await sipp.run()
+        result = await register_uac(tmp_path, ("127.0.0.1", icscf), "zoe", "zoe-pw", realm=REALM).run_async()
         assert result.ok, result.report()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -8,24 +8,24 @@ and RFC 3261 calls. Each SIPp run is one call, bounded by ``-timeout``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from labcore_harness import AKA_AMF, AKA_K, AKA_OP, PASSWORDS, REALM, TRUSTED, UNTRUSTED, running_core
-from labcore_sipp import (
+
+from webims.labcore import LabCore
+from webims.labcore.hss import RegState
+from webims.testing.ports import free_port
+from webims.testing.sipp import (
     Sipp,
     SippResult,
     call_uac_scenario,
     call_uas_scenario,
-    free_port,
-    register_scenario,
+    register_uac,
     require_sipp,
 )
-
-from webims.labcore import LabCore
-from webims.labcore.hss import RegState
 
 
 @pytest.fixture
@@ -52,22 +52,13 @@ async def register(
     *,
     password: str | None = None,
     local_ip: str = "127.0.0.1",
-    local_port: int | None = None,
-    **scenario: object,
+    **options: Any,
 ) -> SippResult:
     secret = PASSWORDS.get(user, "") if password is None else password
-    sipp = Sipp(
-        workdir,
-        f"register-{user}-{local_ip}",
-        register_scenario(**scenario),  # type: ignore[arg-type]
-        core.icscf_address,
-        service=user,
-        keys={"realm": REALM, "impi": f"{user}@{REALM}"},
-        local_ip=local_ip,
-        local_port=local_port,
-        extra=["-au", f"{user}@{REALM}", "-ap", secret],
-    )
-    return await sipp.run()
+    name = f"register-{user}-{local_ip}"
+    return await register_uac(
+        workdir, core.icscf_address, user, secret, realm=REALM, name=name, local_ip=local_ip, **options
+    ).run_async()
 
 
 async def test_md5_digest_registration_and_deregistration(core: LabCore, tmp_path: Path) -> None:
@@ -141,53 +132,38 @@ async def _uas(core: LabCore, workdir: Path, user: str) -> Sipp:
         service=user,
         keys={"realm": REALM},
         local_port=port,
+        wait_bound=True,
     )
-    await uas.start()
-    await asyncio.sleep(0.3)  # let SIPp bind its port (not a timed assertion)
+    uas.start()
     return uas
+
+
+def caller(core: LabCore, workdir: Path, user: str, callee: str, final_status: int = 200) -> Sipp:
+    """A SIPp UAC calling ``callee`` as ``user`` on the S-CSCF's Service-Route."""
+    route = f"<{core.scscf.service_route}>"
+    return Sipp(
+        workdir, f"uac-{user}", call_uac_scenario(final_status=final_status), core.scscf_address,
+        service=user, keys={"realm": REALM, "callee": callee, "route": route},
+    )  # fmt: skip
 
 
 async def test_call_a_to_b_with_180_200_ack_bye(core: LabCore, tmp_path: Path) -> None:
     uas = await _uas(core, tmp_path, "gina")
     try:
         check(await register(core, tmp_path, "hank", deregister=False))
-        uac = Sipp(
-            tmp_path,
-            "uac-hank",
-            call_uac_scenario(),
-            core.scscf_address,
-            service="hank",
-            keys={"realm": REALM, "callee": "gina", "route": f"<{core.scscf.service_route}>"},
-        )
-        check(await uac.run())
-        check(await uas.finish())
+        check(await caller(core, tmp_path, "hank", "gina").run_async())
+        check(await uas.finish_async())
     finally:
-        uas.kill()
+        uas.stop()
 
 
 async def test_call_to_a_known_but_unregistered_user_gets_480(core: LabCore, tmp_path: Path) -> None:
     check(await register(core, tmp_path, "ivan", deregister=False))
-    uac = Sipp(
-        tmp_path,
-        "uac-ivan",
-        call_uac_scenario(final_status=480),
-        core.scscf_address,
-        service="ivan",
-        keys={"realm": REALM, "callee": "olga", "route": f"<{core.scscf.service_route}>"},
-    )
-    check(await uac.run())
+    check(await caller(core, tmp_path, "ivan", "olga", 480).run_async())
     # the I-CSCF's LIR found olga not registered (DIAMETER_ERROR_IDENTITY_NOT_REGISTERED)
     assert reg_state(core, "sip:olga@ims.test") is RegState.NOT_REGISTERED
 
 
 async def test_call_to_an_unknown_user_gets_404(core: LabCore, tmp_path: Path) -> None:
     check(await register(core, tmp_path, "judy", deregister=False))
-    uac = Sipp(
-        tmp_path,
-        "uac-judy",
-        call_uac_scenario(final_status=404),
-        core.scscf_address,
-        service="judy",
-        keys={"realm": REALM, "callee": "nobody", "route": f"<{core.scscf.service_route}>"},
-    )
-    check(await uac.run())
+    check(await caller(core, tmp_path, "judy", "nobody", 404).run_async())

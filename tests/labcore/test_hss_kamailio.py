@@ -3,19 +3,16 @@
 Kamailio and SIPp come from Debian (``kamailio``, ``kamailio-ims-modules``,
 ``kamailio-presence-modules``, ``kamailio-sqlite-modules``, ``sip-tester``); the
 harness is :class:`webims.testing.kamailio.KamailioIms` and the SIPp scenarios are
-those of tests/kamailio/kamailio_sipp.py. A missing tool fails the test (no skip).
+those of :mod:`webims.testing.sipp`. A missing tool fails the test (no skip).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
-import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -24,26 +21,21 @@ from hss_harness import config
 from webims.diameter import ReasonCode
 from webims.labcore.hss import HssServer, RegState, SubscriberSpec, SubscriberStore
 from webims.store import Store
-from webims.testing.kamailio import KamailioIms, free_port
+from webims.testing.kamailio import KamailioIms
+from webims.testing.ports import free_port
+from webims.testing.sipp import (
+    Sipp,
+    SippResult,
+    message_uac_scenario,
+    message_uas_scenario,
+    register_uac,
+)
 
 T = TypeVar("T")
 REALM = "ims.test"
 PASSWORDS = {name: f"{name}-secret" for name in ("alice", "bob", "dave", "erin", "frank", "gina")}
 #: SIPp 3.6 takes aka_K / aka_OP / aka_AMF as raw text (16 / 16 / 2 characters).
 AKA_K, AKA_OP, AKA_AMF = "webims-test-k001", "webims-operator!", "00"
-
-
-def _sipp_helpers() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "kamailio" / "kamailio_sipp.py"
-    spec = importlib.util.spec_from_file_location("_hss_kamailio_sipp", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-SIPP = _sipp_helpers()
 
 
 class HssThread:
@@ -103,25 +95,10 @@ def ims(hss: HssThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ka
 
 
 def register(
-    ims: KamailioIms,
-    workdir: Path,
-    user: str,
-    *,
-    password: str | None = None,
-    local_port: int | None = None,
-    **scenario: Any,
-) -> Any:
+    ims: KamailioIms, workdir: Path, user: str, *, password: str | None = None, **options: Any
+) -> SippResult:
     secret = PASSWORDS.get(user, "") if password is None else password
-    return SIPP.run_sipp(
-        SIPP.register_scenario(**scenario),
-        ims.icscf_address,
-        workdir,
-        name=f"register-{user}",
-        service=user,
-        keys={"realm": REALM, "impi": f"{user}@{REALM}"},
-        local_port=local_port,
-        extra=["-au", f"{user}@{REALM}", "-ap", secret],
-    )
+    return register_uac(workdir, ims.icscf_address, user, secret, realm=REALM, **options).run()
 
 
 def state(hss: HssThread, impu: str) -> tuple[RegState, str | None]:
@@ -158,7 +135,7 @@ def test_wrong_password_and_unknown_user_get_403(ims: KamailioIms, hss: HssThrea
     result = register(ims, tmp_path, "bob", password="not-the-password", final_status=403)
     assert result.ok, result.report()
     assert state(hss, f"sip:bob@{REALM}")[0] is RegState.NOT_REGISTERED
-    result = register(ims, tmp_path, "nobody", password="x", final_status=403, challenged=False)
+    result = register(ims, tmp_path, "nobody", password="x", first_status=403)
     assert result.ok, result.report()
 
 
@@ -175,21 +152,22 @@ def test_terminating_requests_use_lir(ims: KamailioIms, hss: HssThread, tmp_path
     port = free_port("127.0.0.1")
     result = register(ims, tmp_path, "frank", deregister=False, local_port=port)
     assert result.ok, result.report()
-    uas = SIPP.start_sipp(
-        SIPP.message_uas_scenario(expect_text="hello from webims"), ims.scscf_address, tmp_path,
-        name="uas", service="frank", keys={"realm": REALM}, local_ip="127.0.0.1", local_port=port,
+    uas = Sipp(
+        tmp_path, "uas", message_uas_scenario(expect_text="hello from webims"), ims.scscf_address,
+        service="frank", keys={"realm": REALM}, local_port=port, wait_bound=True,
     )  # fmt: skip
+    uas.start()
     keys = {"realm": REALM, "route": ims.service_route}
-    sent = SIPP.run_sipp(
-        SIPP.message_uac_scenario(text="hello from webims"), ims.scscf_address, tmp_path, name="uac",
+    sent = Sipp(
+        tmp_path, "uac", message_uac_scenario(text="hello from webims"), ims.scscf_address,
         service="gina", keys={**keys, "callee": "frank"},
-    )  # fmt: skip
-    received = SIPP.finish_sipp(uas, tmp_path, "uas")
+    ).run()  # fmt: skip
+    received = uas.finish()
     assert sent.ok, sent.report()
     assert received.ok, received.report()
     for callee, status in (("erin", 480), ("nobody", 404)):
-        result = SIPP.run_sipp(
-            SIPP.message_uac_scenario(final_status=status), ims.scscf_address, tmp_path, name=f"to-{callee}",
+        result = Sipp(
+            tmp_path, f"to-{callee}", message_uac_scenario(final_status=status), ims.scscf_address,
             service="gina", keys={**keys, "callee": callee},
-        )  # fmt: skip
+        ).run()  # fmt: skip
         assert result.ok, result.report()

@@ -3,7 +3,7 @@
 Run by tests/media/test_rtpengine_browser.py inside a loopback-only network
 namespace (webims.testing.netns): starts rtpengine in userspace, the rtpengine
 backend, an RTP peer (the IMS side) that sends a 440 Hz PCMU tone and records
-what it gets, an aiohttp page (the page script of browser_worker.py: an
+what it gets, an aiohttp page (webims.testing.browser.OFFER_PAGE: an
 RTCPeerConnection with Chromium's fake microphone that posts its offer to
 ``/offer``) and headless Chromium.  Prints one JSON object: the browser's
 getStats, what the RTP peer received, the IWF's leg statistics, leftovers.
@@ -13,22 +13,17 @@ getStats, what the RTP peer received, the IWF's leg statistics, leftovers.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from browser_worker import CHROMIUM_ARGS, PAGE  # the page script shared with the embedded test
-from playwright.async_api import async_playwright
+from browser_worker import run_worker  # the command line shared with the embedded test
 
 from webims.media.rtpengine import RtpengineIWF
 from webims.sdp import PCMU, parse
+from webims.testing.browser import chromium, first_page, offer_page_server, wait_for_audio
 from webims.testing.rtpengine import Rtpengine, RtpPacket, RtpPeer, rtp_target
 
 
@@ -66,53 +61,19 @@ async def main(codec: str, seconds: float) -> dict[str, Any]:
         session = await iwf.create_session("browser-1", lambda e: events.append(f"{e.kind.value}:{e.detail}"))
         tasks: list[asyncio.Task[None]] = []
 
-        async def offer(request: web.Request) -> web.Response:
-            ims_offer = await session.offer_from_webrtc(parse(await request.read()))
+        async def offer(sdp: bytes) -> str:
+            ims_offer = await session.offer_from_webrtc(parse(sdp))
             result["ims_offer"] = ims_offer.to_text()
             answer = await session.answer_from_ims(peer.describe([PCMU]))
             await session.confirm()
             tasks.append(asyncio.create_task(send_tone(peer, rtp_target(ims_offer), seconds + 6)))
-            return web.Response(text=answer.to_text())
+            return answer.to_text()
 
-        async def page(request: web.Request) -> web.Response:
-            return web.Response(text=PAGE, content_type="text/html")
-
-        app = web.Application()
-        app.router.add_get("/", page)
-        app.router.add_post("/offer", offer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-        with tempfile.TemporaryDirectory(prefix="webims-chromium-") as profile:
-            async with async_playwright() as pw:
-                context = await pw.chromium.launch_persistent_context(
-                    profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-                )
-                try:
-                    page_ = await context.new_page()
-                    await page_.goto(f"http://127.0.0.1:{port}/?codec={codec}")
-                    deadline = time.monotonic() + seconds + 20
-                    browser: dict[str, Any] = {}
-                    while time.monotonic() < deadline:
-                        await asyncio.sleep(0.5)
-                        browser = await page_.evaluate("window.collect()")
-                        state = await page_.evaluate("window.result")
-                        if state.get("state") == "error":
-                            result["page_error"] = state.get("error")
-                            break
-                        if (browser.get("packetsReceived") or 0) >= 100 + int(seconds * 50) // 2 and (
-                            browser.get("totalAudioEnergy") or 0
-                        ) > 0.01:
-                            break
-                    result["browser"] = browser
-                    state = await page_.evaluate("window.result")
-                    result["offer"] = state.get("offer", "")
-                    result["answer"] = state.get("answer", "")
-                finally:
-                    await context.close()
+        async with offer_page_server(offer) as url, chromium() as context:
+            page = await first_page(context)
+            await page.goto(f"{url}?codec={codec}")
+            audio = await wait_for_audio(page, packets=100 + int(seconds * 50) // 2, timeout=seconds + 20)
+        result.update(audio.report())
 
         pcm = [ulaw_decode(b) for p in peer.received[-100:] if p.payload_type == 0 for b in p.payload]
         result["rtp_peer"] = {
@@ -133,14 +94,8 @@ async def main(codec: str, seconds: float) -> dict[str, Any]:
         result["calls_left"] = rtpe.calls()
         peer.close()
         await iwf.close()
-        await runner.cleanup()
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--codec", choices=("pcmu", "opus"), required=True)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    ns = parser.parse_args()
-    out = asyncio.run(main(ns.codec, ns.seconds))
-    sys.stdout.write(json.dumps(out) + "\n")
+    run_worker(main)

@@ -10,39 +10,28 @@ energy; no call left on rtpengine afterwards.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from webims.testing.netns import netns_unavailable, run_python_in_netns
+from webims.testing.browser import assert_browser_audio, netns_browser_unavailable
+from webims.testing.netns import run_python_in_netns
 
 WORKER = Path(__file__).with_name("rtpengine_browser_worker.py")
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = pytest.mark.browser
 
 
 def _run(codec: str) -> dict[str, Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (scripts/setup.sh)", pytrace=False)
-    if shutil.which("unshare") is None:
-        pytest.fail("unshare missing (util-linux)", pytrace=False)
-    reason = netns_unavailable()
+    reason = netns_browser_unavailable()
     if reason is not None:
-        pytest.fail(f"browser media tests need a network namespace: {reason}", pytrace=False)
+        pytest.fail(reason, pytrace=False)
     return run_python_in_netns(WORKER, ["--codec", codec, "--seconds", "4"], timeout=150)
 
 
 def _check(result: dict[str, Any], webrtc_codec: str) -> None:
-    assert "page_error" not in result, result["page_error"]
-    browser = result["browser"]
-    assert browser.get("connection") == "connected", browser
-    assert browser["packetsReceived"] >= 100, browser
-    assert browser["totalAudioEnergy"] > 0.01, browser
-    assert any(webrtc_codec in c.lower() for c in browser.get("codecs", [])), browser
+    assert_browser_audio(result, webrtc_codec)  # >= 100 packets with energy, codec negotiated
     peer = result["rtp_peer"]
     assert peer["packets_received"] >= 100, peer
     assert peer["payload_types"] == [0], peer  # PCMU toward the IMS side

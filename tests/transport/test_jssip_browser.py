@@ -18,31 +18,41 @@ from aiohttp import web
 from jsbundle import bundle
 from sipwire import Responder
 
+from webims.testing.browser import chromium, first_page, missing_chromium
 from webims.transport import Source, TransportLayer, is_invalid_host, mount_websocket, server_context
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "node_modules"
 PAGE = Path(__file__).with_name("web") / "jssip_page.html"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--ignore-certificate-errors",
-]
+#: The test servers use a self-signed certificate (WSS included).
+CHROMIUM_ARGS = ("--ignore-certificate-errors",)
 
 
-def _require_browser() -> Any:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does; "
-                    "or `apt-get install -y chromium`)", pytrace=False)
+def _require_browser() -> None:
+    why = missing_chromium()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
     if not (NODE_MODULES / "jssip" / "package.json").exists():
         pytest.fail(f"JsSIP is missing in {NODE_MODULES}: run `npm install` in {ROOT} "
                     "(scripts/setup.sh does)", pytrace=False)
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("python playwright is missing: pip install -e '.[dev]'", pytrace=False)
-    return async_playwright
+
+
+def jssip_app(page: Path) -> web.Application:
+    """An app serving ``page`` at / and the JsSIP bundle at /jssip.js (fails when a tool is missing)."""
+    _require_browser()
+    script = bundle(NODE_MODULES, "jssip", "JsSIP")
+    page_html = page.read_text()
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=page_html, content_type="text/html")
+
+    async def jssip(request: web.Request) -> web.Response:
+        return web.Response(text=script, content_type="application/javascript")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/jssip.js", jssip)
+    return app
 
 
 class BrowserSetup:
@@ -59,35 +69,17 @@ class BrowserSetup:
         self.origin = f"https://127.0.0.1:{self.port}"
 
     async def run(self, allowed_origins: list[str], steps: Any) -> None:
-        async_playwright = _require_browser()
-        script = bundle(NODE_MODULES, "jssip", "JsSIP")
-        page_html = PAGE.read_text()
-
-        async def index(request: web.Request) -> web.Response:
-            return web.Response(text=page_html, content_type="text/html")
-
-        async def jssip(request: web.Request) -> web.Response:
-            return web.Response(text=script, content_type="application/javascript")
-
+        app = jssip_app(PAGE)
         async with TransportLayer(self.responder) as layer:
-            app = web.Application()
-            app.router.add_get("/", index)
-            app.router.add_get("/jssip.js", jssip)
             mount_websocket(app, layer, path="/sip", origins=allowed_origins, allow_same_origin=False)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.SockSite(runner, self.sock, ssl_context=server_context(*self.certs)).start()
             try:
-                async with async_playwright() as pw:
-                    context = await pw.chromium.launch_persistent_context(
-                        str(self.profile), executable_path=CHROMIUM, headless=True,
-                        args=CHROMIUM_ARGS, ignore_https_errors=True)
-                    try:
-                        page = context.pages[0] if context.pages else await context.new_page()
-                        await page.goto(f"{self.origin}/")
-                        await steps(page)
-                    finally:
-                        await context.close()
+                async with chromium(self.profile, args=CHROMIUM_ARGS, ignore_https_errors=True) as context:
+                    page = await first_page(context)
+                    await page.goto(f"{self.origin}/")
+                    await steps(page)
             finally:
                 await runner.cleanup()
 

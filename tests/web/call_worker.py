@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from sipcore import WicProxy, WicRegistrar
-from wictest import PageWatch, chromium, csp_violations, screenshot, wait_state, web_stack
+from wictest import (
+    PageWatch,
+    chromium,
+    csp_violations,
+    print_pages,
+    screenshot,
+    text,
+    wait_state,
+    web_stack,
+    wic_audio,
+)
 
 from webims.transport import ensure_self_signed
 from webims.web.bundle import build_assets
@@ -47,23 +57,6 @@ async def dial(page: Any, target: str) -> None:
     await page.click("#call")
 
 
-async def stat(page: Any, element: str) -> float:
-    value = await page.get_attribute(element, "data-value")
-    return float(value) if value else 0.0
-
-
-async def wait_packets(page: Any, minimum: int) -> None:
-    for _ in range(100):
-        if await stat(page, "#q-received") >= minimum and await stat(page, "#q-sent") >= minimum:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"fewer than {minimum} packets: {await page.text_content('#quality')}")
-
-
-async def text(page: Any, selector: str) -> str:
-    return str(await page.text_content(selector) or "")
-
-
 async def scenario(origin: str, profile: Path, proxy: WicProxy) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with chromium(profile) as browser:
@@ -75,13 +68,7 @@ async def scenario(origin: str, profile: Path, proxy: WicProxy) -> dict[str, Any
         try:
             return await calls(alice, bob, watches, proxy, out)
         except Exception:
-            for page in (alice, bob):
-                shown = await page.evaluate(
-                    "() => [document.body.dataset.state, document.getElementById('status').textContent, "
-                    "document.getElementById('error').textContent, "
-                    "Array.from(document.querySelectorAll('#log li')).map(li => li.textContent).join(' | ')]")
-                print(f"page state: {shown}", file=sys.stderr)
-            print(f"console: {[w.console for w in watches]}", file=sys.stderr)
+            await print_pages((alice, bob), watches, console=1000)
             raise
 
 
@@ -117,13 +104,8 @@ async def calls(alice: Any, bob: Any, watches: list[PageWatch], proxy: WicProxy,
     await bob.keyboard.press("Enter")  # focus is on Answer
     await wait_state(bob, "in-call")
     await wait_state(alice, "in-call")
-    await wait_packets(alice, 100)
-    await wait_packets(bob, 100)
-    for name, page in (("alice", alice), ("bob", bob)):
-        out[f"{name}_received"] = await stat(page, "#q-received")
-        out[f"{name}_sent"] = await stat(page, "#q-sent")
-        out[f"{name}_energy"] = float(await page.get_attribute("#q-level", "data-energy") or 0)
-        out[f"{name}_codec"] = await text(page, "#q-codec")
+    await wic_audio(alice, out, "alice")
+    await wic_audio(bob, out, "bob")
     await screenshot(alice, "15-in-call")
     await alice.select_option("#dtmf-method", "info")
     await alice.keyboard.press("1")  # focus is not in a text field: digits send DTMF

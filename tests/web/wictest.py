@@ -1,10 +1,10 @@
 """Helpers of the WIC tests: the client script server on loopback HTTPS (with a test
 registrar on its SIP WebSocket route), headless Chromium, screenshots.
 
-Chromium runs as the project's browser tests do: Debian's /usr/bin/chromium
-driven by Python playwright, a fresh profile per test, fake audio devices.  A
-missing browser, playwright or npm package fails the test (never a skip):
-``scripts/setup.sh`` installs them.
+Chromium runs as the project's browser tests do (:mod:`webims.testing.browser`):
+Debian's /usr/bin/chromium driven by Python playwright, a fresh profile per test,
+fake audio devices.  A missing browser, playwright or npm package fails the test
+(never a skip): ``scripts/setup.sh`` installs them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from webims.endpoint import IncomingRequest, SipEndpoint
+from webims.testing import browser
 from webims.transport import mount_websocket, server_context
 from webims.web.app import create_app
 from webims.web.bundle import Assets
@@ -30,16 +32,8 @@ from webims.web.settings import WebConfig
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "node_modules"
 ARTIFACTS = ROOT / "test-artifacts" / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    # ICE on 127.0.0.1 (the calls run in a loopback-only namespace), remote audio plays without a click
-    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-    # the loopback servers use a self-signed certificate (WSS included)
-    "--ignore-certificate-errors",
-]
+#: The media flags, and: the loopback servers use a self-signed certificate (WSS included).
+WIC_ARGS = (*browser.MEDIA_ARGS, "--ignore-certificate-errors")
 #: Records every CSP violation the page sees (runs before the page's own scripts).
 CSP_WATCH = """
 window.__cspViolations = [];
@@ -49,18 +43,14 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
-def require_browser() -> Any:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)", pytrace=False)
+def require_browser() -> None:
+    why = browser.missing_chromium()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
     needed = (NODE_MODULES / "jssip" / "package.json", NODE_MODULES / ".bin" / "esbuild")
     if not all(path.exists() for path in needed):
         pytest.fail(f"JsSIP or esbuild missing in {NODE_MODULES}: run scripts/setup.sh (npm install)",
                     pytrace=False)
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("python playwright is missing: pip install -e '.[dev]'", pytrace=False)
-    return async_playwright
 
 
 def free_socket() -> socket.socket:
@@ -131,18 +121,13 @@ async def web_stack(
 @contextlib.asynccontextmanager
 async def chromium(profile: Path, *, viewport: dict[str, int] | None = None) -> AsyncIterator[Any]:
     """A fresh headless Chromium profile (a persistent context: its own --user-data-dir)."""
-    async_playwright = require_browser()
-    async with async_playwright() as pw:
-        context = await pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            ignore_https_errors=True, viewport=viewport or {"width": 1100, "height": 900},
-            permissions=["microphone"],
-        )
+    require_browser()
+    async with browser.chromium(
+        profile, args=WIC_ARGS, ignore_https_errors=True, viewport=viewport or {"width": 1100, "height": 900},
+        permissions=["microphone"],
+    ) as context:
         await context.add_init_script(CSP_WATCH)
-        try:
-            yield context
-        finally:
-            await context.close()
+        yield context
 
 
 class PageWatch:
@@ -161,8 +146,23 @@ class PageWatch:
 
 
 async def new_page(context: Any) -> tuple[Any, PageWatch]:
-    page = context.pages[0] if context.pages else await context.new_page()
+    page = await browser.first_page(context)
     return page, PageWatch(page)
+
+
+async def shown(page: Any) -> list[str]:
+    """What the WIC page shows: its state, status line, error line and log."""
+    return list(await page.evaluate(
+        "() => [document.body.dataset.state, document.getElementById('status').textContent, "
+        "document.getElementById('error').textContent, "
+        "Array.from(document.querySelectorAll('#log li')).map(li => li.textContent).join(' | ')]"))
+
+
+async def print_pages(pages: Iterable[Any], watches: Iterable[PageWatch], console: int = 30) -> None:
+    """On a failure: what each page shows and the last ``console`` lines of each, on stderr."""
+    for page in pages:
+        print(f"page state: {await shown(page)}", file=sys.stderr)
+    print(f"console: {[w.console[-console:] for w in watches]}", file=sys.stderr)
 
 
 async def wait_state(page: Any, state: str, timeout: float = 20_000) -> None:
@@ -170,20 +170,42 @@ async def wait_state(page: Any, state: str, timeout: float = 20_000) -> None:
     try:
         await page.wait_for_selector(f'body[data-state="{state}"]', timeout=timeout)
     except Exception:
-        shown = await page.evaluate(
-            "() => [document.body.dataset.state, document.getElementById('status').textContent, "
-            "document.getElementById('error').textContent, "
-            "Array.from(document.querySelectorAll('#log li')).map(li => li.textContent).join(' | ')]")
-        raise AssertionError(f"page did not reach state {state!r}: {shown}") from None
+        raise AssertionError(f"page did not reach state {state!r}: {await shown(page)}") from None
 
 
-async def screenshot(page: Any, name: str) -> Path:
-    """Save test-artifacts/web/<name>.png (gitignored) and return its path."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    return path
+#: ``await screenshot(page, name)``: test-artifacts/web/<name>.png (gitignored); returns its path.
+screenshot = browser.Screenshots(ARTIFACTS)
 
 
 async def csp_violations(page: Any) -> list[str]:
     return list(await page.evaluate("() => window.__cspViolations || []"))
+
+
+async def text(page: Any, selector: str) -> str:
+    return str(await page.text_content(selector) or "")
+
+
+async def stat(page: Any, element: str) -> float:
+    """A number of the WIC's call-quality panel (its ``data-value``)."""
+    value = await page.get_attribute(element, "data-value")
+    return float(value) if value else 0.0
+
+
+async def wic_audio(
+    page: Any, out: dict[str, Any], name: str, minimum: int = 100, seconds: float = 30.0
+) -> None:
+    """At least ``minimum`` packets each way at this WIC (its quality panel shows its getStats),
+    then its counters, audio energy (totalAudioEnergy) and codec into ``out["<name>_..."]``."""
+    try:
+        await page.wait_for_function(
+            f"() => Number(document.getElementById('q-received').dataset.value || 0) >= {minimum} && "
+            f"Number(document.getElementById('q-sent').dataset.value || 0) >= {minimum}",
+            timeout=seconds * 1000,
+        )
+    except Exception:
+        shown = await text(page, "#quality")
+        raise AssertionError(f"fewer than {minimum} packets at {name}: {shown}") from None
+    out[f"{name}_received"] = await stat(page, "#q-received")
+    out[f"{name}_sent"] = await stat(page, "#q-sent")
+    out[f"{name}_energy"] = float(await page.get_attribute("#q-level", "data-energy") or 0)
+    out[f"{name}_codec"] = await text(page, "#q-codec")

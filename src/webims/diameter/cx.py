@@ -10,6 +10,7 @@ Auth-Session-State NO_STATE_MAINTAINED (TS 29.229 §6.1, §7.2).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol, cast
 
 from .avp import Avp, make_avp
 from .base import (
@@ -46,6 +47,40 @@ _NO_STATE_MAINTAINED = make_avp("Auth-Session-State", AuthSessionState.NO_STATE_
 
 def _cx_head(session_id: str) -> list[Avp]:
     return [make_avp("Session-Id", session_id), _CX_VSAI, _NO_STATE_MAINTAINED]
+
+
+class _Grouped(Protocol):
+    """A grouped structure of :mod:`.cx_avps` (Server-Capabilities, SIP-Auth-Data-Item...)."""
+
+    def to_avp(self) -> Avp: ...
+
+
+#: The value of an optional AVP: None (or an empty identity list) leaves the AVP out.
+_Optional = str | bytes | int | Sequence[str] | _Grouped | None
+
+
+def _optional_avps(*fields: tuple[str, _Optional]) -> list[Avp]:
+    """The optional AVPs ``[ AVP ]`` of a command's ABNF (TS 29.229 §6.1), in the order given.
+
+    Each field is (AVP name, value). A value of None is left out; an integer (an
+    enumerated value too) is encoded as Unsigned32/Enumerated; a sequence of
+    identities becomes the grouped ``*[ User-Name ]`` list (left out when empty);
+    a grouped structure encodes itself (its own name).
+    """
+    avps: list[Avp] = []
+    for name, value in fields:
+        if value is None:
+            continue
+        if isinstance(value, (str, bytes)):
+            avps.append(make_avp(name, value))
+        elif isinstance(value, int):
+            avps.append(make_avp(name, int(value)))
+        elif isinstance(value, Sequence):
+            if value:  # (mypy keeps bytes here: its bytes promotion)
+                avps.append(identities_avp(name, cast("Sequence[str]", value)))
+        else:
+            avps.append(value.to_avp())
+    return avps
 
 
 def cx_request(
@@ -109,15 +144,13 @@ def build_uar(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps = [
-        make_avp("User-Name", user_name),
-        make_avp("Public-Identity", public_identity),
-        make_avp("Visited-Network-Identifier", visited_network_identifier),
-    ]
-    if user_authorization_type is not None:
-        avps.append(make_avp("User-Authorization-Type", int(user_authorization_type)))
-    if uar_flags is not None:
-        avps.append(make_avp("UAR-Flags", uar_flags))
+    avps = _optional_avps(
+        ("User-Name", user_name),
+        ("Public-Identity", public_identity),
+        ("Visited-Network-Identifier", visited_network_identifier),
+        ("User-Authorization-Type", user_authorization_type),
+        ("UAR-Flags", uar_flags),
+    )
     return cx_request(
         CommandCode.USER_AUTHORIZATION,
         session_id=session_id,
@@ -142,11 +175,7 @@ def build_uaa(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps: list[Avp] = []
-    if server_name is not None:
-        avps.append(make_avp("Server-Name", server_name))
-    if server_capabilities is not None:
-        avps.append(server_capabilities.to_avp())
+    avps = _optional_avps(("Server-Name", server_name), ("Server-Capabilities", server_capabilities))
     return cx_answer(
         request,
         result=result,
@@ -180,24 +209,19 @@ def build_sar(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps: list[Avp] = []
-    if user_name is not None:
-        avps.append(make_avp("User-Name", user_name))
-    avps += [make_avp("Public-Identity", p) for p in public_identities]
-    if wildcarded_public_identity is not None:
-        avps.append(make_avp("Wildcarded-Public-Identity", wildcarded_public_identity))
-    avps += [
+    avps = [
+        *_optional_avps(("User-Name", user_name)),
+        *(make_avp("Public-Identity", p) for p in public_identities),
+        *_optional_avps(("Wildcarded-Public-Identity", wildcarded_public_identity)),
         identity_avp("Server-Name", server_name),
-        make_avp("Server-Assignment-Type", int(server_assignment_type)),
-        make_avp("User-Data-Already-Available", int(user_data_already_available)),
+        *_optional_avps(
+            ("Server-Assignment-Type", server_assignment_type),
+            ("User-Data-Already-Available", user_data_already_available),
+            ("Multiple-Registration-Indication", multiple_registration_indication),
+            ("Session-Priority", session_priority),
+            ("SAR-Flags", sar_flags),
+        ),
     ]
-    for name, value in (
-        ("Multiple-Registration-Indication", multiple_registration_indication),
-        ("Session-Priority", session_priority),
-        ("SAR-Flags", sar_flags),
-    ):
-        if value is not None:
-            avps.append(make_avp(name, int(value)))
     return cx_request(
         CommandCode.SERVER_ASSIGNMENT,
         session_id=session_id,
@@ -230,25 +254,17 @@ def build_saa(
     extra: Iterable[Avp] = (),
 ) -> Message:
     """SAA. ``user_data`` is the IMS subscription XML of TS 29.228 Annex E."""
-    avps: list[Avp] = []
-    if user_name is not None:
-        avps.append(make_avp("User-Name", user_name))
-    if user_data is not None:
-        avps.append(make_avp("User-Data", user_data))
-    if charging_information is not None:
-        avps.append(charging_information.to_avp())
-    if associated_identities:
-        avps.append(identities_avp("Associated-Identities", associated_identities))
-    if loose_route_indication is not None:
-        avps.append(make_avp("Loose-Route-Indication", int(loose_route_indication)))
-    if associated_registered_identities:
-        avps.append(identities_avp("Associated-Registered-Identities", associated_registered_identities))
-    if server_name is not None:
-        avps.append(make_avp("Server-Name", server_name))
-    if wildcarded_public_identity is not None:
-        avps.append(make_avp("Wildcarded-Public-Identity", wildcarded_public_identity))
-    if priviledged_sender_indication is not None:
-        avps.append(make_avp("Priviledged-Sender-Indication", int(priviledged_sender_indication)))
+    avps = _optional_avps(
+        ("User-Name", user_name),
+        ("User-Data", user_data),
+        ("Charging-Information", charging_information),
+        ("Associated-Identities", associated_identities),
+        ("Loose-Route-Indication", loose_route_indication),
+        ("Associated-Registered-Identities", associated_registered_identities),
+        ("Server-Name", server_name),
+        ("Wildcarded-Public-Identity", wildcarded_public_identity),
+        ("Priviledged-Sender-Indication", priviledged_sender_indication),
+    )
     return cx_answer(
         request,
         result=result,
@@ -277,14 +293,12 @@ def build_lir(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps: list[Avp] = []
-    if originating_request:
-        avps.append(make_avp("Originating-Request", 0))
-    avps.append(make_avp("Public-Identity", public_identity))
-    if user_authorization_type is not None:
-        avps.append(make_avp("User-Authorization-Type", int(user_authorization_type)))
-    if session_priority is not None:
-        avps.append(make_avp("Session-Priority", int(session_priority)))
+    avps = _optional_avps(
+        ("Originating-Request", 0 if originating_request else None),  # ORIGINATING (0)
+        ("Public-Identity", public_identity),
+        ("User-Authorization-Type", user_authorization_type),
+        ("Session-Priority", session_priority),
+    )
     return cx_request(
         CommandCode.LOCATION_INFO,
         session_id=session_id,
@@ -311,15 +325,12 @@ def build_lia(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps: list[Avp] = []
-    if server_name is not None:
-        avps.append(make_avp("Server-Name", server_name))
-    if server_capabilities is not None:
-        avps.append(server_capabilities.to_avp())
-    if wildcarded_public_identity is not None:
-        avps.append(make_avp("Wildcarded-Public-Identity", wildcarded_public_identity))
-    if lia_flags is not None:
-        avps.append(make_avp("LIA-Flags", lia_flags))
+    avps = _optional_avps(
+        ("Server-Name", server_name),
+        ("Server-Capabilities", server_capabilities),
+        ("Wildcarded-Public-Identity", wildcarded_public_identity),
+        ("LIA-Flags", lia_flags),
+    )
     return cx_answer(
         request,
         result=result,
@@ -350,10 +361,12 @@ def build_mar(
     extra: Iterable[Avp] = (),
 ) -> Message:
     avps = [
-        make_avp("User-Name", user_name),
-        make_avp("Public-Identity", public_identity),
-        sip_auth_data_item.to_avp(),
-        make_avp("SIP-Number-Auth-Items", sip_number_auth_items),
+        *_optional_avps(
+            ("User-Name", user_name),
+            ("Public-Identity", public_identity),
+            ("SIP-Auth-Data-Item", sip_auth_data_item),
+            ("SIP-Number-Auth-Items", sip_number_auth_items),
+        ),
         identity_avp("Server-Name", server_name),
     ]
     return cx_request(
@@ -383,15 +396,13 @@ def build_maa(
     extra: Iterable[Avp] = (),
 ) -> Message:
     """MAA. SIP-Number-Auth-Items defaults to the number of items when there are any."""
-    avps: list[Avp] = []
-    if user_name is not None:
-        avps.append(make_avp("User-Name", user_name))
-    if public_identity is not None:
-        avps.append(make_avp("Public-Identity", public_identity))
     count = sip_number_auth_items if sip_number_auth_items is not None else len(sip_auth_data_items) or None
-    if count is not None:
-        avps.append(make_avp("SIP-Number-Auth-Items", count))
-    avps += [item.to_avp() for item in sip_auth_data_items]
+    avps = _optional_avps(
+        ("User-Name", user_name),
+        ("Public-Identity", public_identity),
+        ("SIP-Number-Auth-Items", count),
+        *(("SIP-Auth-Data-Item", item) for item in sip_auth_data_items),
+    )
     return cx_answer(
         request,
         result=result,
@@ -421,13 +432,13 @@ def build_rtr(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps = [make_avp("User-Name", user_name)]
-    if associated_identities:
-        avps.append(identities_avp("Associated-Identities", associated_identities))
-    avps += [make_avp("Public-Identity", p) for p in public_identities]
-    avps.append(deregistration_reason.to_avp())
-    if rtr_flags is not None:
-        avps.append(make_avp("RTR-Flags", rtr_flags))
+    avps = _optional_avps(
+        ("User-Name", user_name),
+        ("Associated-Identities", associated_identities),
+        *(("Public-Identity", p) for p in public_identities),
+        ("Deregistration-Reason", deregistration_reason),
+        ("RTR-Flags", rtr_flags),
+    )
     return cx_request(
         CommandCode.REGISTRATION_TERMINATION,
         session_id=session_id,
@@ -451,7 +462,7 @@ def build_rta(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps = [identities_avp("Associated-Identities", associated_identities)] if associated_identities else []
+    avps = _optional_avps(("Associated-Identities", associated_identities))
     return cx_answer(
         request,
         result=result,
@@ -480,13 +491,12 @@ def build_ppr(
     supported_features: Sequence[SupportedFeatures] = (),
     extra: Iterable[Avp] = (),
 ) -> Message:
-    avps = [make_avp("User-Name", user_name)]
-    if user_data is not None:
-        avps.append(make_avp("User-Data", user_data))
-    if charging_information is not None:
-        avps.append(charging_information.to_avp())
-    if sip_auth_data_item is not None:
-        avps.append(sip_auth_data_item.to_avp())
+    avps = _optional_avps(
+        ("User-Name", user_name),
+        ("User-Data", user_data),
+        ("Charging-Information", charging_information),
+        ("SIP-Auth-Data-Item", sip_auth_data_item),
+    )
     return cx_request(
         CommandCode.PUSH_PROFILE,
         session_id=session_id,
