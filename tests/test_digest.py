@@ -22,6 +22,7 @@ from webims.aka import (
     next_sqn,
     verify_auts,
 )
+from webims.sip import auth_header
 from webims.sip.digest import (
     AuthParam,
     Challenge,
@@ -587,3 +588,41 @@ def test_format_parse_round_trip(scheme: str, items: list[tuple[str, str, bool]]
     again = parse_challenge(value)
     assert again.format() == value
     assert [(p.name, p.value) for p in again.params] == [(n, v) for n, v, _ in items]
+
+
+_LWS_SAMPLES = st.sampled_from(["", " ", "\t", "\r\n ", "  "])
+
+
+def _param_text(name: str, ws: tuple[str, str, str], text: str, token: str, quoted: bool) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f"{name}{ws[0]}={ws[1]}" + (f'"{escaped}"' if quoted else token) + ws[2]
+
+
+_PARAM_TEXT = st.builds(
+    _param_text, _TOKENS, st.tuples(_LWS_SAMPLES, _LWS_SAMPLES, _LWS_SAMPLES), _TEXT, _TOKENS, st.booleans()
+)
+_PARAM_LISTS = st.tuples(
+    st.lists(_PARAM_TEXT, max_size=6), st.sampled_from([",", ", ", " , ", ",\r\n\t", ",,"])
+).map(lambda t: t[1].join(t[0]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(_PARAM_LISTS | st.lists(_FRAGMENTS, max_size=25).map("".join) | st.text(max_size=60))
+def test_fast_param_path_agrees_with_the_general_parser(value: str) -> None:
+    """``_parse_params_fast`` (one regex per parameter) either declines or gives exactly what the
+    character-level parser gives; where the general parser rejects the text, it declines."""
+    try:
+        expected: list[AuthParam] | None = auth_header._parse_params(value, 0, False)[0]
+    except DigestError:
+        expected = None
+    fast = auth_header._parse_params_fast(value, 0)
+    if fast is not None:
+        assert fast == expected
+
+
+def test_fast_param_path_is_taken_for_a_plain_digest_value() -> None:
+    value = 'username="a\\"b", realm="r", nonce="n", uri="sip:x", response="00", nc=00000001'
+    fast = auth_header._parse_params_fast(value, 0)
+    assert fast is not None and fast == auth_header._parse_params(value, 0, False)[0]
+    assert fast[0].value == 'a"b' and fast[-1] == AuthParam("nc", "00000001", False)
+    assert auth_header._parse_params_fast('a=b, a="c"', 0) is None  # duplicates: general parser

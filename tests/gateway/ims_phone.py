@@ -173,7 +173,9 @@ class ImsPhone:
     async def ack_and_dialog(self, request: Request, response: Response) -> Dialog:
         dialog = Dialog.from_uac(request, response)
         ack = dialog.create_ack(request)
-        self.endpoint.send_stateless(ack, await self._connect(ack))
+        conn = await self._connect(ack)
+        self.endpoint.add_via(ack, conn)  # RFC 3261 §8.1.1.7: every request carries a Via
+        self.endpoint.send_stateless(ack, conn)
         return dialog
 
     async def _connect(self, request: Request) -> Connection:
@@ -191,6 +193,7 @@ class ImsPhone:
         response = await self.endpoint.request(request, conn)
         if method == "INVITE" and 200 <= response.status < 300:
             ack = dialog.create_ack(request)
+            self.endpoint.add_via(ack, conn)
             self.endpoint.send_stateless(ack, conn)
         return response
 

@@ -330,6 +330,38 @@ def _parse_params(s: str, i: int, many: bool) -> tuple[list[AuthParam], int]:
         need_comma = True
 
 
+_LWS = r"(?:[ \t]|\r\n[ \t])*"
+_PARAM = re.compile(
+    rf"{_LWS}({_TOKEN.pattern}){_LWS}={_LWS}"
+    rf"(?:{_QUOTED.pattern}|({_TOKEN.pattern})){_LWS}(,|\Z)"
+)
+
+
+def _parse_params_fast(s: str, i: int) -> list[AuthParam] | None:
+    """The common case of :func:`_parse_params` for one value: ``name=value`` pairs separated by
+    single commas, each name once. One regular expression per parameter; ``None`` when the text
+    is anything else (empty list elements, errors), for :func:`_parse_params` to parse or reject
+    with its precise reason."""
+    params: list[AuthParam] = []
+    match = _PARAM.match
+    while True:
+        m = match(s, i)
+        if m is None:
+            return None
+        name, quoted, token, comma = m.groups()
+        if quoted is None:
+            params.append(AuthParam(name, token, False))
+        else:
+            value = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
+            params.append(AuthParam(name, value, True))
+        i = m.end()
+        if not comma:
+            break
+    if len({p.name.lower() for p in params}) != len(params):
+        return None  # a duplicate: the general parser names it
+    return params
+
+
 def _parse_values(value: str, many: bool) -> list[tuple[str, tuple[AuthParam, ...], str | None]]:
     s = value
     n = len(s)
@@ -354,7 +386,11 @@ def _parse_values(value: str, many: bool) -> list[tuple[str, tuple[AuthParam, ..
             if i < n and not many:
                 raise DigestError("more than one value", s)
         else:
-            params, i = _parse_params(s, i, many)
+            fast = None if many else _parse_params_fast(s, i)
+            if fast is None:
+                params, i = _parse_params(s, i, many)
+            else:
+                params, i = fast, n
             out.append((scheme, tuple(params), None))
         i = _skip_ws(s, i)
         while i < n and s[i] == ",":
