@@ -20,8 +20,11 @@ from webims.labcore.regevent import (
     RegistrationInfo,
     build_reginfo,
     parse_reginfo,
+    reginfo_of,
+    reginfo_xml,
 )
-from webims.sip import Dialog, Request, Response
+from webims.labcore.registrations import Binding, Registration
+from webims.sip import Dialog, Request, Response, parse_name_addr
 
 # RFC 3680 §6 example (first NOTIFY body), as published
 RFC3680_EXAMPLE = b"""<?xml version="1.0"?>
@@ -85,6 +88,33 @@ def test_build_and_parse_round_trip() -> None:
         ),
     )
     assert parse_reginfo(build_reginfo(info)) == info
+
+
+def test_notify_body_fast_path_equals_the_general_builder() -> None:
+    """reginfo_xml (what the S-CSCF sends) is build_reginfo(reginfo_of(...)) byte for byte:
+    escaped identities and URIs, unknown parameters, active and terminated contacts."""
+    reg = Registration("sip:a&b@ims.test", {"a@ims.test"})
+    reg.identities = ("sip:a&b@ims.test", "tel:+15551234", "sip:o'q\"r@ims.test")
+    contacts = [
+        parse_name_addr(
+            '<sip:a@10.0.0.1:5060;transport=tcp;x=a&b>;+sip.instance="<urn:uuid:1>";reg-id=1;q=0.5'
+        ),
+        parse_name_addr("<sip:a@[2001:db8::1];ob>;expires=60;audio"),
+    ]
+    reg.bindings = {
+        "one": Binding(contacts[0], 1000.0, "a@ims.test", "c1", 1, id="b1", event="refreshed"),
+        "two": Binding(contacts[1], 1100.4, "a@ims.test", "c2", 2, id="b2"),
+    }
+    gone = Binding(parse_name_addr("<sip:a@192.0.2.9>"), 900.0, "a@ims.test", "c3", 3, id="b3")
+    gone.state, gone.event = "terminated", "unregistered"
+    reg.terminated = [gone]
+    for now in (100.0, 1050.0):
+        assert reginfo_xml(reg, 7, now) == build_reginfo(reginfo_of(reg, 7, now))
+        assert reginfo_xml(reg, 7, now) == reginfo_xml(reg, 7, now)  # the cached contact ends
+    reg.bindings = {}
+    assert reginfo_xml(reg, 8, 0.0) == build_reginfo(reginfo_of(reg, 8, 0.0))
+    reg.identities = ()
+    assert reginfo_xml(reg, 9, 0.0) == build_reginfo(reginfo_of(reg, 9, 0.0))
 
 
 @pytest.mark.parametrize("bad", [b"<reginfo", b"<other version='1'/>", b"<reginfo/>", b"x" * 300_000])

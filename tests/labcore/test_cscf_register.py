@@ -29,6 +29,7 @@ from labcore_harness import (
 from webims.aka import UsimSqnState, compute_opc, parse_aka_nonce
 from webims.aka.vectors import Usim
 from webims.diameter import ServerCapabilities
+from webims.endpoint import IncomingRequest
 from webims.labcore import LabCore, start_labcore
 from webims.labcore.hss import RegState, SubscriberStore
 from webims.labcore.icscf import select_scscf
@@ -332,3 +333,39 @@ def test_scscf_selection_by_capabilities() -> None:
     )
     with pytest.raises(ValueError):
         parse_scscf_entry("http://x")
+
+
+async def test_the_icscf_hands_registers_to_its_own_scscf_in_process(core: LabCore) -> None:
+    """The REGISTER the S-CSCF handles in-process is the one the wire would carry: the I-CSCF's Via
+    on top of the UE's, Max-Forwards decremented, the I-CSCF as source; the UE gets the S-CSCF's
+    answer with its own Via only. A failing S-CSCF handler gives 500. Cx goes to the embedded HSS
+    directly, and the registration state is stored before the 200 goes out."""
+    assert core.hss is not None
+    (hop,) = set(core.icscf.local_hops.values())
+    handler = hop.handler
+    seen: list[IncomingRequest] = []
+
+    async def recording(incoming: IncomingRequest) -> None:
+        seen.append(incoming)
+        await handler(incoming)
+
+    hop.handler = recording
+    answered = core.hss.requests_answered
+    async with Ue(core, "alice") as ue:
+        ok = await ue.register(600)
+        assert ok.status == 200, ok
+        assert [v.host for v in ok.via] == ["127.0.0.1"] and len(ok.via) == 1
+        assert state(core, "sip:alice@ims.test") is RegState.REGISTERED
+        assert len(seen) == 2  # the challenged REGISTER and the answer to the challenge
+        request = seen[-1].request
+        vias = request.via
+        assert len(vias) == 2 and vias[0].port == core.icscf_address[1] and vias[1].port == ue.port
+        assert request.max_forwards == 69
+        assert seen[-1].connection.remote == ("127.0.0.1", core.icscf_address[1])
+        assert core.hss.requests_answered == answered + 4  # UAR, MAR, UAR, SAR
+
+        async def failing(incoming: IncomingRequest) -> None:
+            raise RuntimeError("S-CSCF bug")
+
+        hop.handler = failing
+        assert (await ue.register(600)).status == 500

@@ -371,13 +371,25 @@ class AvpContainer:
             )
         return a
 
+    # The getters below run a dozen times per Cx message: the conversion is called directly
+    # (no bound-method wrapper through _call), errors re-homed as _call does.
     def get_int(self, name: str) -> int | None:
         a = self.find(name)
-        return None if a is None else self._call(a.as_int)
+        if a is None:
+            return None
+        try:
+            return a.as_int()
+        except DiameterError as exc:
+            raise wrap_error(exc, self._parents()) from None
 
     def get_str(self, name: str) -> str | None:
         a = self.find(name)
-        return None if a is None else self._call(a.as_str)
+        if a is None:
+            return None
+        try:
+            return a.as_str()
+        except DiameterError as exc:
+            raise wrap_error(exc, self._parents()) from None
 
     def get_bytes(self, name: str) -> bytes | None:
         a = self.find(name)
@@ -396,10 +408,18 @@ class AvpContainer:
         return Group(_inner(a, parents), parents)
 
     def require_int(self, name: str) -> int:
-        return self._call(self.require(name).as_int)
+        a = self.require(name)
+        try:
+            return a.as_int()
+        except DiameterError as exc:
+            raise wrap_error(exc, self._parents()) from None
 
     def require_str(self, name: str) -> str:
-        return self._call(self.require(name).as_str)
+        a = self.require(name)
+        try:
+            return a.as_str()
+        except DiameterError as exc:
+            raise wrap_error(exc, self._parents()) from None
 
     def require_bytes(self, name: str) -> bytes:
         return self.require(name)[3]
@@ -408,10 +428,16 @@ class AvpContainer:
         return self._group(self.require(name))
 
     def get_all_int(self, name: str) -> list[int]:
-        return [self._call(a.as_int) for a in self.find_all(name)]
+        try:
+            return [a.as_int() for a in self.find_all(name)]
+        except DiameterError as exc:
+            raise wrap_error(exc, self._parents()) from None
 
     def get_all_str(self, name: str) -> list[str]:
-        return [self._call(a.as_str) for a in self.find_all(name)]
+        try:
+            return [a.as_str() for a in self.find_all(name)]
+        except DiameterError as exc:
+            raise wrap_error(exc, self._parents()) from None
 
     def get_all_group(self, name: str) -> list[Group]:
         return [self._group(a) for a in self.find_all(name)]

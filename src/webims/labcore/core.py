@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from webims.config import Config
+from webims.endpoint import Target, target_of
 from webims.media.api import MediaIWF
-from webims.sip import TimerSettings
+from webims.sip import ParseError, TimerSettings, parse_uri
 from webims.transport.loop import GcPolicy, stop_on_signals
 from webims.transport.loop import run as run_loop
 
 from .cx_client import DiameterClient
 from .hss import AdminServer, HssConfig, HssServer, SubscriberStore, running_hss
 from .icscf import ICscf
+from .local_hop import LocalHop
 from .scscf import SCscf
 from .settings import LabCoreConfig, ScscfEntry
 
@@ -146,6 +148,10 @@ async def start_labcore(
         await scscf.start()
         stack.push_async_callback(scscf.stop)
         icscf.scscfs = [ScscfEntry(scscf.server_name, settings.capabilities), *settings.scscf_entries]
+        _add_local_hop(icscf, scscf)
+        if hss is not None:  # Cx requests to the embedded HSS skip the codec and TCP
+            for client in clients:
+                client.local = hss.answer_local
         opened = await asyncio.gather(*(c.start(wait=connect_timeout) for c in clients))
         if not all(opened):
             log.warning("Cx to the HSS at %s:%d not open yet (the CSCFs keep trying)", hss_host, hss_port)
@@ -155,6 +161,22 @@ async def start_labcore(
         raise
     log.info("lab core up: I-CSCF %s, S-CSCF %s, domain %s", icscf.uri, scscf.uri, settings.domain)
     return core
+
+
+def _add_local_hop(icscf: ICscf, scscf: SCscf) -> None:
+    """REGISTERs the I-CSCF sends to this S-CSCF (by its Server-Name or listen address) are
+    handed over in-process (:mod:`webims.labcore.local_hop`)."""
+    config = scscf.config
+    host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    wire = Target(config.transports[0].upper(), host, scscf.port)
+    sender = (host, icscf.port)
+    hop = LocalHop(scscf.endpoint, scscf.on_request, wire, icscf.endpoint, sender)
+    keys = {(host, scscf.port), (config.host, scscf.port), (config.uri_host, scscf.port)}
+    with contextlib.suppress(ParseError, ValueError):
+        named = target_of(parse_uri(scscf.server_name))
+        keys.add((named.host, named.port))
+    for key in keys:
+        icscf.local_hops[key] = hop
 
 
 async def _embedded_iwf(settings: LabCoreConfig, stack: contextlib.AsyncExitStack) -> MediaIWF:

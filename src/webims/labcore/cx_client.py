@@ -97,6 +97,10 @@ class DiameterClient:
         self.origin_state_id = int(time.time()) & 0xFFFFFFFF
         self.sessions = SessionIdGenerator(origin_host, time.time())
         self.connection: DiameterConnection | None = None
+        #: The peer's request handler when it runs in this process (the embedded HSS's
+        #: :meth:`~webims.labcore.hss.HssServer.answer_local`): requests go to it directly
+        #: while the connection is open (which still carries RTR/PPR from the HSS).
+        self.local: Callable[[Message], asyncio.Future[Message]] | None = None
         self.connections = 0  # successful capabilities exchanges so far
         self._open = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -224,6 +228,11 @@ class DiameterClient:
                 raise CxUnavailable(f"no open Diameter connection to {self.peer_host}:{self.peer_port}")
             conn = self.connection
             assert conn is not None
+        if self.local is not None:
+            try:
+                return await self.local(message)
+            except ConnectionClosed as exc:
+                raise CxUnavailable(str(exc)) from None
         future = conn.send_request(message)
         # A timer handle instead of asyncio.wait_for (which wraps the future in a task):
         # this runs for every Cx request of every registration.

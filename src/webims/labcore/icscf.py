@@ -37,7 +37,8 @@ from webims.sip import DEFAULT_TIMERS, ParseError, Request, SipURI, TelURI, Time
 
 from .cx_client import CxError, DiameterClient
 from .identities import canonical, impi_from_impu
-from .proxy import Branch, ProxyCore, listen
+from .local_hop import LocalHop
+from .proxy import Branch, ProxyCore, best_response, listen
 from .settings import LabCoreConfig, ScscfEntry
 
 __all__ = ["ICscf", "select_scscf"]
@@ -110,6 +111,9 @@ class ICscf:
         self.port = 0
         self._proxy: ProxyCore | None = None
         self._targets: dict[str, Target] = {}  # S-CSCF name (Server-Name) -> next hop
+        #: S-CSCFs in this process by (host, port) of their Server-Name: REGISTERs to them
+        #: are handed over in-process (:mod:`webims.labcore.local_hop`)
+        self.local_hops: dict[tuple[str, int], LocalHop] = {}
 
     @property
     def uri(self) -> str:
@@ -206,6 +210,13 @@ class ICscf:
         target = self._target(uaa.server_name, uaa.server_capabilities)
         if target is None:
             proxy.respond(incoming, 480, "Temporarily Unavailable (no S-CSCF)")
+            return
+        hop = self.local_hops.get((target.host, target.port))
+        if hop is not None:  # our own S-CSCF, in this process: no wire in between
+            request = proxy.make_request(request, Branch(request.uri), record_route=False)
+            response = await hop.send(request)
+            response.headers.pop_first("via")  # ours (RFC 3261 §16.7 step 3)
+            incoming.send(response if response.status < 300 else best_response([response]))  # 503 -> 500
             return
         await proxy.forward(incoming, [Branch(request.uri, target=target)])
 

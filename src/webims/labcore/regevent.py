@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Coroutine, Iterable
@@ -26,7 +27,7 @@ from webims.sip import URI, ParseError, Request, SipURI, new_tag, parse_name_add
 from webims.transport import host_key
 
 from .identities import canonical, canonical_text
-from .registrations import Deadlines
+from .registrations import Binding, Deadlines
 from .scscf_registrar import Registration
 from .tokens import randbelow
 
@@ -43,6 +44,7 @@ __all__ = [
     "event_is_reg",
     "parse_reginfo",
     "reginfo_of",
+    "reginfo_xml",
 ]
 
 log = logging.getLogger("webims.labcore.regevent")
@@ -178,6 +180,44 @@ def reginfo_of(reg: Registration, version: int, now: float) -> Reginfo:
     return Reginfo(version, "full", regs)
 
 
+def reginfo_xml(reg: Registration, version: int, now: float) -> bytes:
+    """``build_reginfo(reginfo_of(reg, version, now))``, byte for byte, without the intermediate
+    objects (every NOTIFY of every registration is built here). The attribute values we make
+    ourselves (ids, states, events, numbers) need no escaping; identities and URIs are escaped."""
+    contacts = []
+    for b in (*reg.bindings.values(), *reg.terminated):
+        expires = b.expires_in(now) if b.state == "active" else 0
+        contacts.append(
+            f'<contact id="{b.id}" state="{b.state}" event="{b.event}" expires="{expires}">{_contact_tail(b)}'
+        )
+    body = "".join(contacts)
+    state = "active" if reg.bindings else "terminated"
+    out = [f'<?xml version="1.0" encoding="UTF-8"?>\n<reginfo xmlns="{NAMESPACE}" version="{version}"']
+    out.append(' state="full">')
+    for i, identity in enumerate(reg.identities or (reg.impu,)):
+        out.append(f'<registration aor={quoteattr(identity)} id="{reg.id}{i}" state="{state}">')
+        out.append(body)
+        out.append("</registration>")
+    out.append("</reginfo>\n")
+    return "".join(out).encode()
+
+
+def _contact_tail(b: Binding) -> str:
+    """``<uri>`` and ``<unknown-param>`` elements of a binding's ``<contact>``, and its end tag
+    (they depend only on the registered contact: made once per binding)."""
+    tail = b.reginfo_tail
+    if tail is None:
+        parts = [f"<uri>{escape(str(b.contact.uri))}</uri>"]
+        for name, value in b.contact.params.items():
+            if name in ("expires", "q"):
+                continue
+            text = "" if value is None else escape(value)
+            parts.append(f"<unknown-param name={quoteattr(name)}>{text}</unknown-param>")
+        parts.append("</contact>")
+        tail = b.reginfo_tail = "".join(parts)
+    return tail
+
+
 @dataclass(eq=False)
 class Subscription:
     """One reg event subscription dialog (RFC 6665 §4.2.1), we being the notifier."""
@@ -235,14 +275,11 @@ class RegEventServer:
         who = canonical_text(asserted.split(",")[0]) if asserted else canonical(request.from_.uri)
         if who in reg.identities or who == reg.impu:
             return True
-        path_hosts = set()
+        path_hosts: set[str] = set()
         for b in reg.bindings.values():
-            for value in b.path:
-                uri = _uri_of(value)
-                if uri is not None:
-                    path_hosts.add(host_key(uri.host))
-        asserted_host = _uri_of(asserted.split(",")[0]) if asserted else None
-        if asserted_host is not None and host_key(asserted_host.host) in path_hosts:
+            path_hosts.update(_path_hosts(b.path))
+        asserted_host = _host_of(asserted.split(",")[0]) if asserted else None
+        if asserted_host is not None and asserted_host in path_hosts:
             return True
         return source_host in path_hosts
 
@@ -337,7 +374,7 @@ class RegEventServer:
     def make_notify(self, sub: Subscription, state: str) -> Request:
         """The NOTIFY for ``sub`` with the registration's full state (RFC 6665 §4.2.2)."""
         sub.cseq += 1
-        body = build_reginfo(reginfo_of(sub.registration, sub.version, self.now()))
+        body = reginfo_xml(sub.registration, sub.version, self.now())
         sub.version += 1
         remote = sub.remote_uri + (f";tag={sub.remote_tag}" if sub.remote_tag else "")
         headers = [(name, value) for name, value in (("Route", r) for r in sub.route_set)]
@@ -393,6 +430,20 @@ def _uri_of(value: str) -> SipURI | None:
     return uri if isinstance(uri, SipURI) else None
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of text: the few P-CSCFs' Path values
+def _path_hosts(path: tuple[str, ...]) -> frozenset[str]:
+    """The hosts of the SIP URIs of a binding's Path header values (RFC 3327)."""
+    hosts = (_host_of(value) for value in path)
+    return frozenset(h for h in hosts if h is not None)
+
+
+@functools.lru_cache(maxsize=4096)  # the P-CSCFs' own URIs (P-Asserted-Identity), again and again
+def _host_of(value: str) -> str | None:
+    """The host (as compared, :func:`host_key`) of a name-addr's SIP URI, or None."""
+    uri = _uri_of(value)
+    return host_key(uri.host) if uri is not None else None
+
+
 def _without_tag(request: Request, name: str) -> str:
     """To or From without its tag, from the parsed view the S-CSCF already read (the header
     text as it is when it does not parse)."""
@@ -400,6 +451,8 @@ def _without_tag(request: Request, name: str) -> str:
         na = request.to if name == "to" else request.from_
     except ParseError:
         return request.headers.get(name, "")
+    if "tag" not in na.params:
+        return str(na)
     return str(na.replace(params={k: v for k, v in na.params.items() if k != "tag"}))
 
 

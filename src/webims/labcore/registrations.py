@@ -41,6 +41,8 @@ class Binding:
     id: str = field(default_factory=lambda: token_hex(4))
     event: str = "registered"  # RFC 3680 §5.1.2 contact event of the last change
     state: str = "active"
+    #: the end of its reginfo ``<contact>`` element (:func:`webims.labcore.regevent.reginfo_xml`)
+    reginfo_tail: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -120,6 +120,7 @@ class HssServer:
         self.host = config.listen_host
         self.port = config.listen_port
         self.requests_answered = 0
+        self._local: list[tuple[asyncio.Future[Message], Message | None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,6 +171,41 @@ class HssServer:
     def _on_request(self, conn: DiameterConnection, request: Message) -> Message | None:
         self.requests_answered += 1
         return self.cx.handle(request)
+
+    def answer_local(self, request: Message) -> asyncio.Future[Message]:
+        """Answer a Cx request of a CSCF in this process without the Diameter codec and TCP.
+
+        The request is what its builder made (not stamped with identifiers, not validated
+        against the dictionary: our own builders make valid requests). As over TCP, the
+        requests of one loop iteration are one batch of the store's row cache and their
+        registration changes are stored before their answers are delivered (next iteration).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+        if not self._local:
+            self.subscribers.begin_batch()
+            loop.call_soon(self._end_local_batch)
+        try:
+            self.requests_answered += 1
+            answer = self.cx.handle(request)
+        except Exception:
+            log.exception("HSS: Cx command %d failed", request.command_code)
+            answer = None
+        self._local.append((future, answer))
+        return future
+
+    def _end_local_batch(self) -> None:
+        done, self._local = self._local, []
+        try:
+            self.subscribers.end_batch()
+        finally:
+            for future, answer in done:
+                if future.done():
+                    continue
+                if answer is None:
+                    future.set_exception(ConnectionClosed("the HSS did not answer"))
+                else:
+                    future.set_result(answer)
 
     # --- peers ----------------------------------------------------------------------------------------
     def peers(self) -> list[DiameterConnection]:
