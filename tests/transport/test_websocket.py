@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -39,15 +40,24 @@ class WsServer:
     transport: str
     sessions: list[aiohttp.ClientSession]
 
-    async def connect(self, *, origin: str | None = "default", protocols: tuple[str, ...] = ("sip",),
-                      local_host: str | None = None) -> aiohttp.ClientWebSocketResponse:
+    async def connect(
+        self,
+        *,
+        origin: str | None = "default",
+        protocols: tuple[str, ...] = ("sip",),
+        local_host: str | None = None,
+    ) -> aiohttp.ClientWebSocketResponse:
         session = self.session
         if local_host is not None:
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(local_host, 0)))
             self.sessions.append(session)
         return await session.ws_connect(
-            self.url, protocols=protocols, origin=self.origin if origin == "default" else origin,
-            ssl=self.ssl if self.ssl is not None else True, autoping=True)
+            self.url,
+            protocols=protocols,
+            origin=self.origin if origin == "default" else origin,
+            ssl=self.ssl if self.ssl is not None else True,
+            autoping=True,
+        )
 
 
 MakeWs = Callable[..., Awaitable[WsServer]]
@@ -60,18 +70,30 @@ async def make_ws(request: pytest.FixtureRequest, certs: tuple[Path, Path]) -> A
     session = aiohttp.ClientSession()
     sessions = [session]
 
-    async def make(limits: Limits | None = None, connection_limits: ConnectionLimits | None = None,
-                   **options: Any) -> WsServer:
+    async def make(
+        limits: Limits | None = None, connection_limits: ConnectionLimits | None = None, **options: Any
+    ) -> WsServer:
         responder = Responder()
         layer = TransportLayer(responder, limits=limits or Limits(), connection_limits=connection_limits)
         server = await serve_websocket(
-            layer, "127.0.0.1", 0, ssl_context=server_context(*certs) if transport == "WSS" else None,
-            **options)
+            layer,
+            "127.0.0.1",
+            0,
+            ssl_context=server_context(*certs) if transport == "WSS" else None,
+            **options,
+        )
         cleanup.extend([server, layer])
         scheme = "https" if transport == "WSS" else "http"
-        return WsServer(layer, responder, server.url, f"{scheme}://127.0.0.1:{server.local[1]}",
-                        client_context(certs[0]) if transport == "WSS" else None, session, transport,
-                        sessions)
+        return WsServer(
+            layer,
+            responder,
+            server.url,
+            f"{scheme}://127.0.0.1:{server.local[1]}",
+            client_context(certs[0]) if transport == "WSS" else None,
+            session,
+            transport,
+            sessions,
+        )
 
     yield make
     for each in sessions:
@@ -207,7 +229,8 @@ async def test_upgrade_without_sip_subprotocol_refused(make_ws: MakeWs) -> None:
 
 async def test_per_source_and_total_limits(make_ws: MakeWs) -> None:
     server = await make_ws(
-        connection_limits=ConnectionLimits(max_connections=2, max_connections_per_source=1))
+        connection_limits=ConnectionLimits(max_connections=2, max_connections_per_source=1)
+    )
     first = await server.connect(local_host="127.0.0.1")
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await server.connect(local_host="127.0.0.1")
@@ -237,12 +260,22 @@ async def test_server_sends_request_to_websocket_client(make_ws: MakeWs) -> None
     await ws.send_str(register("a1b2.invalid", None, transport=server.transport).decode())
     assert (await _message(ws)).status == 200  # type: ignore[union-attr]
     conn = server.responder.requests[0][1]
-    conn.send(Request("MESSAGE", "sip:bob@a1b2.invalid;transport=ws", [
-        ("Via", f"SIP/2.0/{server.transport} gw.ims.test;branch=z9hG4bK-to-wic"),
-        ("Max-Forwards", "70"), ("From", "<sip:alice@ims.test>;tag=m1"),
-        ("To", "<sip:bob@ims.test>"), ("Call-ID", "to-wic-1"), ("CSeq", "1 MESSAGE"),
-        ("Content-Type", "text/plain"),
-    ], body="héllo".encode()))
+    conn.send(
+        Request(
+            "MESSAGE",
+            "sip:bob@a1b2.invalid;transport=ws",
+            [
+                ("Via", f"SIP/2.0/{server.transport} gw.ims.test;branch=z9hG4bK-to-wic"),
+                ("Max-Forwards", "70"),
+                ("From", "<sip:alice@ims.test>;tag=m1"),
+                ("To", "<sip:bob@ims.test>"),
+                ("Call-ID", "to-wic-1"),
+                ("CSeq", "1 MESSAGE"),
+                ("Content-Type", "text/plain"),
+            ],
+            body="héllo".encode(),
+        )
+    )
     request = await _message(ws)
     assert isinstance(request, Request) and request.method == "MESSAGE"
     assert request.body == "héllo".encode()
@@ -274,8 +307,9 @@ async def test_mount_on_existing_application(certs: tuple[Path, Path]) -> None:
             async with aiohttp.ClientSession() as session:
                 async with session.get(f"http://127.0.0.1:{port}/") as page:
                     assert await page.text() == "WWSF page"
-                ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws-sip", protocols=("sip",),
-                                              origin="https://wic.example.com")
+                ws = await session.ws_connect(
+                    f"http://127.0.0.1:{port}/ws-sip", protocols=("sip",), origin="https://wic.example.com"
+                )
                 await ws.send_str(options(transport="WS").decode())
                 assert (await _message(ws)).status == 200  # type: ignore[union-attr]
                 assert responder.requests[0][1].source.path == "/ws-sip"
@@ -286,17 +320,20 @@ async def test_mount_on_existing_application(certs: tuple[Path, Path]) -> None:
             await runner.cleanup()
 
 
-@pytest.mark.parametrize(("origin", "key"), [
-    ("https://wic.example.com", ("https", "wic.example.com", 443)),
-    ("HTTPS://WIC.Example.com:443", ("https", "wic.example.com", 443)),
-    ("http://127.0.0.1:8080", ("http", "127.0.0.1", 8080)),
-    ("https://[::1]:8443", ("https", "::1", 8443)),
-    ("null", None),  # opaque origin (sandboxed frame, file:)
-    ("https://wic.example.com/path", None),
-    ("https://user@wic.example.com", None),
-    ("ftp://wic.example.com", None),
-    ("https://wic.example.com:99999", None),
-])
+@pytest.mark.parametrize(
+    ("origin", "key"),
+    [
+        ("https://wic.example.com", ("https", "wic.example.com", 443)),
+        ("HTTPS://WIC.Example.com:443", ("https", "wic.example.com", 443)),
+        ("http://127.0.0.1:8080", ("http", "127.0.0.1", 8080)),
+        ("https://[::1]:8443", ("https", "::1", 8443)),
+        ("null", None),  # opaque origin (sandboxed frame, file:)
+        ("https://wic.example.com/path", None),
+        ("https://user@wic.example.com", None),
+        ("ftp://wic.example.com", None),
+        ("https://wic.example.com:99999", None),
+    ],
+)
 def test_normalize_origin_rfc6454(origin: str, key: tuple[str, str, int] | None) -> None:
     assert normalize_origin(origin) == key
 
@@ -304,3 +341,31 @@ def test_normalize_origin_rfc6454(origin: str, key: tuple[str, str, int] | None)
 def test_origin_policy_rejects_malformed_configuration() -> None:
     with pytest.raises(ValueError, match="not an origin"):
         OriginPolicy(["wic.example.com"])
+
+
+async def test_closed_websocket_is_freed_by_reference_counting(make_ws: MakeWs) -> None:
+    """A connection the peer closed leaves no reference cycle (no WebSocketConnection waits
+    for the cyclic collector), for the server's GcPolicy collects the old generation rarely."""
+
+    def alive() -> int:
+        return sum(isinstance(o, WebSocketConnection) for o in gc.get_objects())
+
+    server = await make_ws()
+    responder = server.responder
+    gc.collect()
+    before = alive()
+    gc.disable()
+    try:
+        for _ in range(5):
+            ws = await server.connect()
+            await ws.send_bytes(options(transport=server.transport, cseq=1))
+            assert isinstance(await _message(ws), Response)
+            await ws.close()
+        for _ in range(5):  # the layer hears of each close (connection_lost)
+            await asyncio.wait_for(responder.lost.get(), 10)
+        responder.requests.clear()  # the test's own references
+        responder.made.clear()
+        await asyncio.sleep(0.05)
+        assert alive() == before, "closed WebSocket connections kept by a reference cycle"
+    finally:
+        gc.enable()

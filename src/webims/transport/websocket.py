@@ -162,6 +162,29 @@ def _frame_header(opcode: int, length: int) -> bytes:
     return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
 
 
+class _GoneTransport(asyncio.Transport):
+    """Stands for the transport of a connection that is lost: closing, writes nothing."""
+
+    def is_closing(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+_GONE = _GoneTransport()
+_NO_VIEW = memoryview(bytearray(0))
+
+
 class WebSocketConnection(Connection, asyncio.BufferedProtocol):
     """One SIP WebSocket (server side, RFC 6455 after the opening handshake).
 
@@ -241,6 +264,11 @@ class WebSocketConnection(Connection, asyncio.BufferedProtocol):
         http, self._http = self._http, None
         if http is not None:
             http.connection_lost(exc)  # aiohttp forgets the connection (and feeds us EOF)
+        # The transport refers to us as its protocol: let go of it (and of a read buffer that
+        # may be shared) so that a closed connection is freed by reference counting, not left
+        # as a cycle with its TLS buffers for a rare full collection.
+        self._transport = _GONE
+        self._view = _NO_VIEW
         self._finish()
 
     # -- aiohttp payload parser interface (RequestHandler.set_parser)
