@@ -86,6 +86,10 @@ class EmbeddedConfig:
     timer_interval: float = 0.5
 
 
+def _ignore_failure(kind: MediaEventKind, reason: str) -> None:
+    """A released session's legs report nothing."""
+
+
 class EmbeddedSession:
     """One call's media through the embedded IWF (implements :class:`~.api.MediaSession`)."""
 
@@ -359,9 +363,15 @@ class EmbeddedSession:
         ims, webrtc = self.ims, self.webrtc
         if ims is not None:
             ims.close()
+            ims.sink = None
         if webrtc is not None:
             await webrtc.close()
+            webrtc.sink = None
+            webrtc.on_failure = _ignore_failure
         self.iwf._forget(self.session_id)
+        # No reference cycle is left (legs -> our bound methods -> us; the caller's on_event
+        # closure): a released session is freed by reference counting alone.
+        self.on_event = None
 
     def stats(self) -> list[LegStats]:
         return [leg.stats() for leg in (self.webrtc, self.ims) if leg is not None]
@@ -450,9 +460,13 @@ class EmbeddedMediaIWF:
     async def _run_timer(self) -> None:
         while True:
             await asyncio.sleep(self.config.timer_interval)
-            now = time.monotonic()
-            for session in list(self._sessions.values()):
-                try:
-                    session.tick(now)
-                except Exception:
-                    log.exception("media timer failed for %s", session.session_id)
+            self._tick(time.monotonic())
+
+    def _tick(self, now: float) -> None:
+        # a function of its own: a loop variable left in _run_timer's frame would keep the last
+        # session ticked alive while the timer sleeps (after its release)
+        for session in list(self._sessions.values()):
+            try:
+                session.tick(now)
+            except Exception:
+                log.exception("media timer failed for %s", session.session_id)

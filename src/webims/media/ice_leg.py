@@ -118,10 +118,25 @@ class IceConnection(aioice.Connection):
         self._local_candidates_end = True
 
     async def close(self) -> None:
+        protocols = list(self._protocols)
         await super().close()
         if self.port:
             self.ports.release(self.port)
             self.port = 0
+        # Leave no reference cycle behind (so that a finished call is freed by reference
+        # counting, not by the cyclic collector): our data-path callbacks (bound methods of
+        # the leg that owns us), aioice's pairs (pair -> protocol -> us; pair -> check task
+        # -> its CancelledError -> traceback -> frame -> pair).
+        self.on_srtp = _drop_srtp
+        self.on_dtls = _drop_dtls
+        for protocol in protocols:
+            if isinstance(protocol, _MediaStunProtocol):
+                protocol.on_srtp = _drop_srtp
+                protocol.on_dtls = _drop_dtls
+        for pair in self._check_list:
+            pair.task = None
+        self._check_list.clear()
+        self._nominated.clear()
 
     @property
     def selected(self) -> CandidatePair | None:
@@ -157,6 +172,14 @@ class IceConnection(aioice.Connection):
             pair.nominated = True
             self._nominated[1] = pair
             self._check_list_maybe_complete()
+
+
+def _drop_srtp(data: bytes) -> None:
+    """The data path of a closed connection: drop."""
+
+
+def _drop_dtls(data: bytes, addr: Addr, protocol: StunProtocol) -> None:
+    """The data path of a closed connection: drop."""
 
 
 def to_aioice(candidate: Candidate) -> aioice.Candidate:
@@ -279,8 +302,12 @@ class WebRtcLeg(MediaLeg):
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        # asyncio.timeout, not wait_for: wait_for runs its awaitable in a task of its own, and a
+        # failure leaves a cycle (that task -> its exception -> traceback -> wait_for's frame ->
+        # that task) holding this leg until the cyclic collector runs
         try:
-            await asyncio.wait_for(self.ice.connect(), self.ice_timeout)
+            async with asyncio.timeout(self.ice_timeout):
+                await self.ice.connect()
         except (TimeoutError, ConnectionError) as exc:
             self._fail(MediaEventKind.ICE_FAILED, f"ICE failed: {exc or 'timeout'}")
             return
@@ -292,7 +319,8 @@ class WebRtcLeg(MediaLeg):
         if dtls.role == "client" and dtls.state is DtlsState.NEW:
             self._send_dtls(dtls.start(monotonic()), None)
         try:
-            await asyncio.wait_for(self.connected.wait(), self.dtls_timeout)
+            async with asyncio.timeout(self.dtls_timeout):
+                await self.connected.wait()
         except TimeoutError:
             self._fail(MediaEventKind.DTLS_FAILED, dtls.failure or "DTLS handshake timeout")
             return

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,20 +40,44 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 class GcPolicy:
     """Cyclic-GC settings for a server holding many long-lived objects (10,000 WICs).
 
-    CPython's collector traverses every tracked object of the oldest generation at each
-    full collection, and starts one whenever a quarter more objects have survived into it:
-    with 10,000 WebSocket connections (a million objects) each full collection stops the
-    loop for a good part of a second, and objects merely in flight across an ``await``
-    (a registration waiting for the IMS) are promoted and trigger the next one. So:
+    A collection stops the loop for a time proportional to the objects it traverses
+    (0.1-0.2 µs each). The objects a server keeps for seconds or more — connections,
+    registrations, calls in progress, and above all the transactions its SIP layer keeps
+    for Timer J/K/D (RFC 3261 §17: 32 s over UDP), hundreds of objects per call — are
+    almost all alive when traversed, and CPython's collector traverses them again at
+    every collection of the generation they are in: the second generation every ten
+    collections of the first (a pause of tens of milliseconds with 100 calls/s in
+    progress), the oldest whenever a quarter more objects have survived into it (with
+    10,000 WebSocket connections, a million objects: a good part of a second each time).
+    The gateway's calls leave no cyclic garbage (their reference cycles are broken when
+    they end: a finished call is freed by reference counting alone), so those traversals
+    find nothing. So:
 
-    - ``threshold``: a larger first-generation threshold (CPython: 700), so that objects
-      of requests in flight die young instead of being promoted;
-    - the objects alive when the loop starts (modules, classes, configuration) are frozen
-      (``gc.freeze``: never traversed again);
-    - every ``full_interval`` seconds the objects that survived since are frozen as well,
-      after a full collection of everything (``gc.unfreeze``, ``gc.collect``), so that
-      cyclic garbage among them (closed connections) is still reclaimed, once per interval
-      instead of at every quarter of growth. ``None``: freeze only at start.
+    - ``threshold``: the first generation's threshold (CPython: 700): large enough that
+      the objects of a request in flight die young, small enough that one collection is
+      short (a few milliseconds). Cyclic garbage that dies young is collected there. The
+      threshold counts allocations minus deallocations, and long-lived objects dying
+      (transactions at Timer K) offset the ones being born: in a steady state the first
+      generation would grow far beyond it. So it is also collected every
+      ``young_interval`` seconds (its pause: what was born and is still alive in that time);
+    - ``freeze_survivors``: what survives a collection of the first generation is frozen
+      at once (``gc.freeze`` from a ``gc.callbacks`` hook: never traversed again; frozen
+      objects that die are still freed by reference counting), and the older generations
+      are never collected automatically: each object is traversed at most once. The
+      objects alive when the loop starts (modules, classes, configuration) are frozen too;
+    - only cyclic garbage among frozen objects (something that was alive at a collection
+      and later became part of an unreachable cycle) needs a full collection
+      (``gc.unfreeze``, ``gc.collect``, ``gc.freeze``), which traverses the whole heap:
+      it runs, checked every ``check_interval`` seconds, when the heap (the allocator's
+      blocks in use: objects and their parts) has grown by ``full_growth`` (1.0: doubled)
+      and by at least ``full_min`` blocks since the last full collection (or the start),
+      no sooner than ``full_spacing`` seconds after it — the memory such garbage keeps
+      stays bounded by that factor (and what leaks in that time), at the cost of one
+      whole-heap pause (0.3 µs or more per object) each time; a server whose objects are
+      freed by reference counting pays it only while it grows, and none during a
+      benchmark's few minutes — and, if set, every ``full_interval`` seconds.
+      ``freeze_survivors=False``: CPython's automatic collections of the older
+      generations, the freeze at start, ``full_interval`` only.
 
     And one allocator setting, for the same servers: ``mmap_threshold`` fixes glibc's
     threshold above which ``malloc`` maps fresh pages (glibc otherwise raises it after the
@@ -64,28 +89,87 @@ class GcPolicy:
     ``None`` leaves the allocator alone (and on a C library other than glibc nothing is done).
     """
 
-    threshold: int = 50_000
-    full_interval: float | None = 120.0
+    threshold: int = 10_000
+    freeze_survivors: bool = True
+    young_interval: float | None = 0.05
+    full_growth: float | None = 1.0
+    full_min: int = 1_000_000
+    full_spacing: float = 600.0
+    check_interval: float = 10.0
+    full_interval: float | None = None
     mmap_threshold: int | None = 128 * 1024
 
     def apply(self) -> None:
-        """At start: thresholds, then freeze what exists."""
+        """At start: thresholds (and the freezing hook), then freeze what exists (:meth:`restore`: undone)."""
+        if self.mmap_threshold is not None:
+            _set_mmap_threshold(self.mmap_threshold)  # first: ctypes leaves a cycle or two
         _, second, third = gc.get_threshold()
+        if self.freeze_survivors:
+            second = third = _NEVER
+            if _freeze_survivors not in gc.callbacks:
+                gc.callbacks.append(_freeze_survivors)
         gc.set_threshold(self.threshold, second, third)
         gc.collect()
         gc.freeze()
-        if self.mmap_threshold is not None:
-            _set_mmap_threshold(self.mmap_threshold)
+
+    @staticmethod
+    def restore() -> None:
+        """CPython's collector settings again (after :meth:`apply`; objects unfrozen)."""
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(_freeze_survivors)
+        gc.set_threshold(*_CPYTHON_THRESHOLDS)
+        gc.unfreeze()
 
     async def keep(self) -> None:
-        """Run with the loop: the periodic collect-and-freeze (cancelled at exit)."""
-        if self.full_interval is None:
+        """Run with the loop: the young collections on time, the full ones (cancelled at exit)."""
+        young = self.young_interval if self.freeze_survivors else None
+        by_growth = self.freeze_survivors and self.full_growth is not None
+        if young is None and self.full_interval is None and not by_growth:
             return
+        loop = asyncio.get_running_loop()
+        # the heap's size: sys.getallocatedblocks() walks the allocator's arenas (well under a
+        # millisecond), gc.get_freeze_count() every frozen object (tens of milliseconds)
+        baseline, last_full = sys.getallocatedblocks(), loop.time()
+        last_check = last_full
         while True:
-            await asyncio.sleep(self.full_interval)
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
+            await asyncio.sleep(young or self.check_interval)
+            if young is not None:
+                gc.collect(0)  # the hook freezes what survives
+            now = loop.time()
+            if now - last_check < self.check_interval:
+                continue
+            last_check = now
+            blocks = sys.getallocatedblocks()
+            grown = (
+                by_growth
+                and blocks > baseline * (1.0 + (self.full_growth or 0.0))
+                and blocks - baseline > self.full_min
+                and now - last_full >= self.full_spacing
+            )
+            if grown or (self.full_interval is not None and now - last_full >= self.full_interval):
+                self.collect_full()
+                baseline, last_full = sys.getallocatedblocks(), now
+
+    @staticmethod
+    def collect_full() -> int:
+        """Collect everything, frozen objects included (a pause proportional to the heap), freeze
+        the rest; the number of unreachable objects found."""
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        return found
+
+
+#: A collection count never reached (the threshold of a generation not collected automatically).
+_NEVER = 2**31 - 1
+_CPYTHON_THRESHOLDS = (700, 10, 10)
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """``gc.callbacks`` hook of :class:`GcPolicy`: after a collection of the first generation,
+    freeze its survivors (the collection is over: the generation lists are consistent)."""
+    if phase == "stop" and info["generation"] == 0:
+        gc.freeze()
 
 
 def _set_mmap_threshold(size: int) -> bool:
@@ -108,7 +192,10 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, gc_policy: 
         if gc_policy is None:
             return runner.run(main)
         gc_policy.apply()
-        return runner.run(_with_gc(main, gc_policy))
+        try:
+            return runner.run(_with_gc(main, gc_policy))
+        finally:
+            gc_policy.restore()
 
 
 async def _with_gc(main: Coroutine[Any, Any, _T], policy: GcPolicy) -> _T:
