@@ -1,7 +1,11 @@
 """SIP parser throughput (issue 2): messages per second on one core.
 
 Prints parse and parse+serialize rates for an 870-byte INVITE with SDP and for a
-REGISTER; the last line is ``parse+serialize INVITE: <N> msg/s``.
+REGISTER; the last line is ``parse+serialize INVITE: <N> msg/s``.  Before it, the
+SIP-core cost of one relayed registration (issue 5): what a gateway does with the
+core API for a WIC REGISTER relayed to the IMS (parse, server transaction, typed
+views, a new REGISTER in a client transaction, the IMS 200 parsed and matched, the
+200 to the WIC built and sent, the transactions ended), in microseconds of CPU.
 
 Rates are per CPU-second of the benchmark process (one core), best of five rounds.
 Each iteration parses a distinct message (Call-ID, branch, tags and user parts
@@ -15,7 +19,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from webims.sip import parse
+from webims.sip import (
+    Request,
+    RequestReceived,
+    ResponseReceived,
+    SendMessage,
+    TransactionLayer,
+    Via,
+    parse,
+)
 
 SDP = (
     "v=0\r\n"
@@ -73,6 +85,104 @@ def register(i: int) -> bytes:
     ).encode()
 
 
+def wic_register(i: int) -> bytes:
+    """A WIC's REGISTER as the registration benchmark's clients send it (RFC 7118)."""
+    return (
+        "REGISTER sip:ims.test SIP/2.0\r\n"
+        f"Via: SIP/2.0/WSS b{i}.invalid;branch=z9hG4bK{i:012x}\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:b{i}@ims.test>;tag={i:08x}\r\nTo: <sip:b{i}@ims.test>\r\n"
+        f"Call-ID: {i:016x}\r\nCSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:{i:08x}@{i:010x}.invalid;transport=ws>;reg-id=1;"
+        f'+sip.instance="<urn:uuid:00000000-0000-4000-8000-{i:012d}>"\r\n'
+        "Expires: 3600\r\nSupported: path, outbound\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def ims_ok(request: bytes) -> bytes:
+    """The 200 a registrar answers at once (the registration benchmark's IMS stub)."""
+    head = request.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    copied = (b"via", b"from", b"call-id", b"cseq")
+    keep = [line for line in head[1:] if line.split(b":", 1)[0].lower() in copied]
+    to = next(line for line in head if line.startswith(b"To:"))
+    contact = next(line for line in head if line.startswith(b"Contact:"))
+    aor = to.split(b":", 1)[1].strip()
+    return (b"SIP/2.0 200 OK\r\n" + b"\r\n".join(keep) + b"\r\n" + to + b";tag=stub\r\n" + contact
+            + b"\r\nService-Route: <sip:orig@127.0.0.1:5070;lr>\r\nP-Associated-URI: " + aor
+            + b"\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+
+
+def relay_flow(count: int) -> float:
+    """CPU seconds per relayed registration through the SIP core (module docstring)."""
+    wic = TransactionLayer(send_trying=False)
+    ims = TransactionLayer(uas_core=False)
+    incoming = [wic_register(i) for i in range(count)]
+    now = 0.0
+    sent: list[bytes] = []
+    cpu = 0.0
+    for start in range(0, count, 500):
+        t0 = time.process_time()
+        for data in incoming[start : start + 500]:
+            now += 0.002
+            request = parse(data)
+            assert isinstance(request, Request)
+            wic.receive(request, now, source="ws", reliable=True)
+            key = None
+            while (event := wic.next_event()) is not None:
+                if isinstance(event, RequestReceived):
+                    key = event.key
+            assert key is not None
+            # what the registrar reads (RFC 3261 §10.3, RFC 5626 §6)
+            to = request.to
+            contact = request.contact[0]
+            _ = (to.uri_text, request.via, request.contact_star, request.expires, contact.sip_instance,
+                 contact.reg_id, contact.expires, request.call_id, request.cseq, request.from_.tag,
+                 request.headers.get_all("Authorization"), request.headers.get("Cookie"))  # fmt: skip
+            top = request.top_via
+            request.replace_top_via(top.replace(params={**top.params, "received": "127.0.0.9"}))
+            # the IMS-side REGISTER (RFC 3261 §10.2), in a client transaction over UDP
+            out = Request("REGISTER", "sip:ims.test", [
+                ("Max-Forwards", "70"), ("From", f"<{to.uri_text}>;tag=g{start}"), ("To", f"<{to.uri_text}>"),
+                ("Call-ID", f"gw-{request.call_id}"), ("CSeq", "1 REGISTER"),
+                ("Contact", "<sip:gw@127.0.0.1:5070;ob>;expires=3600"), ("Expires", "3600"),
+                ("Supported", "outbound, path"), ("Path", "<sip:gw@127.0.0.1:5070;lr;ob>"),
+            ]).copy()  # fmt: skip
+            branch = f"z9hG4bK{id(out):x}{now}"
+            out.push_via(Via("UDP", "127.0.0.1", 5070, {"branch": branch, "rport": None}, "SIP/2.0",
+                             f"SIP/2.0/UDP 127.0.0.1:5070;branch={branch};rport"))  # fmt: skip
+            ims.send_request(out, now, destination="udp", reliable=False)
+            while (event := ims.next_event()) is not None:
+                if isinstance(event, SendMessage):
+                    sent.append(event.message.serialize())
+            answer = parse(ims_ok(sent[-1]))
+            ims.receive(answer, now, source="udp")
+            final = None
+            while (event := ims.next_event()) is not None:
+                if isinstance(event, ResponseReceived):
+                    final = event.response
+            assert final is not None and final.status == 200
+            _ = ([c.expires for c in final.contact], final.contact[0].uri_text, final.expires,
+                 [str(r) for r in final.service_route], final.headers.get_all("P-Associated-URI"),
+                 final.to.tag, final.headers.get_all("Authentication-Info"), final.headers.get_all("Warning"),
+                 final.headers.get_all("Date"))  # fmt: skip
+            # the 200 to the WIC (RFC 3261 §10.3 step 8)
+            ok = request.response(200, "OK", to_tag=final.to.tag, headers=[
+                ("Contact", f"{contact};expires=3600"), ("Expires", "3600"),
+                ("P-Associated-URI", f"<{to.uri_text}>"), ("Require", "outbound"),
+                ("Supported", "outbound, path"),
+            ])  # fmt: skip
+            wic.send_response(key, ok, now)
+            while (event := wic.next_event()) is not None:
+                if isinstance(event, SendMessage):
+                    sent.append(event.message.serialize())
+            wic.handle_timer(now)
+            ims.handle_timer(now)
+            while wic.next_event() is not None or ims.next_event() is not None:
+                pass
+            sent.clear()
+        cpu += time.process_time() - t0
+    return cpu / count
+
+
 def rate(make: object, serialize: bool, seconds: float) -> float:
     """Messages per CPU-second of this process (so other load on the machine does not
     count against it), best of five rounds."""
@@ -100,6 +210,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     args = ap.parse_args()
     print(f"INVITE size: {len(invite(0))} bytes, REGISTER size: {len(register(0))} bytes")
+    flow = min(relay_flow(max(500, int(2500 * args.seconds))) for _ in range(3))
+    print(f"relayed registration (SIP core): {flow * 1e6:.1f} us CPU")
     results = {}
     for name, make in (("REGISTER", register), ("INVITE", invite)):
         for ser in (False, True):

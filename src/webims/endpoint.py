@@ -148,6 +148,7 @@ class SipEndpoint(Handler):
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection_classes: set[type] = set()  # classes known to be Connections
 
     # -------------------------------------------------------------- helpers
     @property
@@ -274,8 +275,10 @@ class SipEndpoint(Handler):
 
     # -------------------------------------------------------------- event pump
     def _pump(self) -> None:
-        layer = self.layer
-        while (event := layer.next_event()) is not None:
+        events = self.layer._events  # (next_event() without a call per event)
+        popleft = events.popleft
+        while events:
+            event = popleft()
             try:
                 self._dispatch(event)
             except Exception:  # a bug in one handler must not stop the element
@@ -284,11 +287,12 @@ class SipEndpoint(Handler):
 
     def _dispatch(self, event: object) -> None:
         # the frequent events first: every transaction sends and ends
-        if isinstance(event, SendMessage):
-            self._send(event.message, event.destination)
-        elif isinstance(event, TransactionTerminated):
-            key = event.key
-            if isinstance(key, ClientKey):
+        cls = event.__class__
+        if cls is SendMessage:
+            self._send(event.message, event.destination)  # type: ignore[attr-defined]
+        elif cls is TransactionTerminated:
+            key = event.key  # type: ignore[attr-defined]
+            if key.__class__ is ClientKey:
                 self._pending.pop(key, None)
             else:
                 self._incoming.pop(key, None)
@@ -336,9 +340,11 @@ class SipEndpoint(Handler):
             log.info("no ACK for 2xx of %s", event.key)
 
     def _send(self, message: Request | Response, destination: Any) -> None:
-        if not isinstance(destination, Connection):
-            log.warning("no connection to send %r", message)
-            return
+        if destination.__class__ not in self._connection_classes:
+            if not isinstance(destination, Connection):
+                log.warning("no connection to send %r", message)
+                return
+            self._connection_classes.add(destination.__class__)  # (ABC check once per class)
         if destination.closed:
             if isinstance(message, Response):
                 self._spawn(self.transport.send_response(message, destination))
@@ -360,7 +366,7 @@ class SipEndpoint(Handler):
                 incoming.respond(500, "Server Internal Error")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+        task = self.loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -9,6 +9,7 @@ that parsed never fails later when its typed views are built.
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from webims.sip import (
 from webims.sip import headers as sip_headers
 from webims.sip.framing import StreamFramer, parse_frame
 from webims.sip.headers import parse_params, split_list
+from webims.sip.uri import parse_valid_sip_uri
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").rglob("*.sip"))
 SAMPLES = [p.read_bytes() for p in FIXTURES]
@@ -195,7 +197,55 @@ def test_fast_via_is_a_subset(value: str) -> None:
     assert via.protocol == "SIP/2.0"
 
 
+# parse_name_addr / parse_via take the common shapes apart with one match of the grouped
+# fast patterns: the objects must be those the full parsers build.
+
+
+def _name_addr_fields(na: NameAddr) -> tuple[object, ...]:
+    return (na.uri, na.uri_text, na.display, dict(na.params), na.raw, str(na))
+
+
+@REGEX
+@given(st.from_regex(sip_headers.FAST_NAME_ADDR_RE, fullmatch=True))
+def test_fast_name_addr_equals_the_full_parser(value: str) -> None:
+    fast = parse_name_addr(value)
+    full = sip_headers._parse_name_addr_full(value, value.strip(" \t"))
+    assert _name_addr_fields(fast) == _name_addr_fields(full)
+    assert sip_headers.NAME_ADDR_PARTS_RE.fullmatch(value.strip(" \t")) is not None
+
+
+@REGEX
+@given(st.from_regex(sip_headers.FAST_VIA_RE, fullmatch=True))
+def test_fast_via_equals_the_full_parser(value: str) -> None:
+    fast = parse_via(value)
+    full = sip_headers._parse_via_full(value, value.strip(" \t"))
+    assert fast == full and fast.raw == full.raw and dict(fast.params) == dict(full.params)
+    assert sip_headers.VIA_PARTS_RE.fullmatch(value.strip(" \t")) is not None
+
+
+_SPACE = st.sampled_from(["", " ", "\t", "  "])
+_TOKEN = st.text(alphabet=list("aZ09-.!%*_+`'~"), min_size=1, max_size=6)
+_QUOTED = st.text(alphabet=list('a ;=,<>:\\"\t'), max_size=8).map(
+    lambda t: '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"')
+_PARAM = st.tuples(_SPACE, _SPACE, _TOKEN, st.none() | st.tuples(_SPACE, _SPACE, _TOKEN | _QUOTED)).map(
+    lambda p: f"{p[0]};{p[1]}{p[2]}" + ("" if p[3] is None else f"{p[3][0]}={p[3][1]}{p[3][2]}"))
+
+
+@FUZZ
+@given(st.lists(_PARAM, min_size=1, max_size=5).map("".join) | HEADER_TEXT.map(lambda t: ";" + t))
+def test_valid_params_split_like_the_pattern(rest: str) -> None:
+    """The str-method split of validated generic-params gives what the pattern gives."""
+    if re.fullmatch(sip_headers._GEN_PARAMS, rest) is None:
+        return
+    assert sip_headers._valid_params(rest) == parse_params(rest, rest)
+
+
 @REGEX
 @given(st.from_regex(sip_headers.FAST_SIP_URI_RE, fullmatch=True))
 def test_fast_sip_uri_is_a_subset(value: str) -> None:
-    assert isinstance(parse_uri(value), SipURI)
+    full = parse_uri(value)
+    assert isinstance(full, SipURI)
+    fast = parse_valid_sip_uri(value)  # what NameAddr.uri and Request.uri build from such a text
+    assert isinstance(fast, SipURI) and fast == full
+    fields = ("host", "user", "port", "params", "headers", "password", "scheme", "raw")
+    assert [getattr(fast, f) for f in fields] == [getattr(full, f) for f in fields]

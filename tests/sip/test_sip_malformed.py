@@ -364,3 +364,26 @@ def test_quoted_pairs_and_controls() -> None:
         parse(add('Subject: "a\x00b"'))
     m = parse(header("To", '"\\\x01x" <sip:bob@biloxi.example.com>'))
     assert m.to.display == "\x01x"
+
+
+def test_lf_only_header_section_before_a_body_with_crlfcrlf() -> None:
+    """The empty line ending an LF-only header section comes before a CRLFCRLF in the body
+    (RFC 3261 §7.5 asks for CRLF; LF-only is tolerated): the body starts after the first."""
+    text = (
+        "MESSAGE sip:bob@example.com SIP/2.0\n"
+        "Via: SIP/2.0/UDP host.example.com;branch=z9hG4bKlf1\n"
+        "From: <sip:alice@example.com>;tag=a\n"
+        "To: <sip:bob@example.com>\n"
+        "Call-ID: lf-only@host\n"
+        "CSeq: 1 MESSAGE\n"
+        "Content-Type: text/plain\n"
+        "Content-Length: 10\n"
+        "\n"
+        "ab\r\n\r\ncdef"
+    )
+    m = parse(text.encode())
+    assert m.body == b"ab\r\n\r\ncdef" and m.headers.get("Content-Type") == "text/plain"
+    assert m.top_via.branch == "z9hG4bKlf1" and m.serialize() == text.encode()
+    crlf = text.replace("\n", "\r\n", 9)  # the same with CRLF line ends
+    again = parse(crlf.encode())
+    assert again.body == b"ab\r\n\r\ncdef" and again.serialize() == crlf.encode()

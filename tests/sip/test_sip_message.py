@@ -230,3 +230,80 @@ def test_lazy_views_raise_parse_error_on_values_set_later() -> None:
     m.headers.set("Expires", "9" * 11)
     with pytest.raises(ParseError):
         m.expires  # noqa: B018
+
+
+# --------------------------------------------------------------------------- parse-time shortcuts
+
+
+REGISTER = (
+    b"REGISTER sip:ims.test SIP/2.0\r\n"
+    b"Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"To: <sip:alice@ims.test>\r\n"
+    b"From: \"Alice\" <sip:alice@ims.test>;tag=65bnmj.34asd\r\n"
+    b"Call-ID: asidkj3ss\r\n"
+    b"CSeq: 1 REGISTER\r\n"
+    b"Contact: <sip:a8ksk2@df7jal23ls0d.invalid;transport=ws>;reg-id=1;"
+    b"+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";expires=600\r\n"
+    b"Expires: 600\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)  # RFC 7118 §8.1 F1, with an Expires
+
+
+def test_views_made_from_the_validating_match_equal_the_full_parsers() -> None:
+    from webims.sip.headers import _parse_name_addr_full, _parse_via_full
+
+    m = parse(REGISTER)
+    assert isinstance(m, Request)
+    assert m.top_via == _parse_via_full(m.headers.get("via"), m.headers.get("via"))
+    assert m.top_via.branch == "z9hG4bK56sdasks" and m.top_via.transport == "WSS"
+    for view, name in ((m.from_, "from"), (m.to, "to"), (m.contact[0], "contact")):
+        value = m.headers.get(name)
+        full = _parse_name_addr_full(value, value)
+        assert (view.uri, view.display, dict(view.params), view.raw) == (
+            full.uri, full.display, dict(full.params), full.raw)
+    assert m.from_.display == "Alice" and m.from_.tag == "65bnmj.34asd"
+    assert m.contact[0].sip_instance == "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    assert (m.contact[0].reg_id, m.contact[0].expires) == (1, 600)
+    assert m.cseq == (1, "REGISTER") and type(m.cseq).__name__ == "CSeq"
+    assert not m.contact_star
+    # a copy shares the views; a change to a header forgets only its own
+    copy = m.copy()
+    assert copy.headers.view("via") == m.via and copy.to is m.to
+    copy.headers.set("To", "<sip:bob@ims.test>;tag=x")
+    assert copy.to.tag == "x" and m.to.tag is None and copy.from_ is m.from_
+
+
+def test_header_lines_shared_between_messages_stay_independent() -> None:
+    """Recurring lines (Max-Forwards, Expires...) are split once and their Header objects
+    shared: changing one message changes no other."""
+    first = parse(REGISTER)
+    second = parse(REGISTER.replace(b"asidkj3ss", b"other-call"))
+    assert first.headers.fields[1] is second.headers.fields[1]  # "Max-Forwards: 70", shared
+    first.headers.set("Max-Forwards", "69")
+    first.headers.set("Expires", "0")
+    assert second.max_forwards == 70 and second.expires == 600
+    assert second.serialize() == REGISTER.replace(b"asidkj3ss", b"other-call")
+    assert parse(first.serialize()).max_forwards == 69
+    # a repeated recurring line is still refused (RFC 4475 §3.3.8)
+    twice = REGISTER.replace(b"Expires: 600\r\n", b"Expires: 600\r\nExpires: 600\r\n")
+    with pytest.raises(ParseError, match="Multiple Expires"):
+        parse(twice)
+
+
+def test_replace_top_via_rewrites_its_own_line() -> None:
+    m = parse(REGISTER)
+    top = m.top_via
+    m.replace_top_via(top.with_param("received", "192.0.2.7"))
+    out = m.serialize()
+    assert changed_lines(REGISTER, out) == [
+        "- Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks",
+        "+ Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks;received=192.0.2.7",
+    ]
+    assert parse(out).top_via.received == "192.0.2.7" and m.top_via.received == "192.0.2.7"
+    # two Via values on one line: the top one is split off, the other kept
+    two = parse(REGISTER.replace(b"z9hG4bK56sdasks", b"z9hG4bK1, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2"))
+    two.replace_top_via(two.top_via.with_param("received", "192.0.2.7"))
+    again = parse(two.serialize())
+    assert [v.branch for v in again.via] == ["z9hG4bK1", "z9hG4bK2"]
+    assert again.top_via.received == "192.0.2.7"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import ParseError
-from .uri import HOSTNAME, IPV4, URI, check_host, is_ip_address, parse_uri
+from .uri import HOSTNAME, IPV4, URI, check_host, is_ip_address, parse_uri, parse_valid_sip_uri
 
 __all__ = [
     "CSeq",
@@ -232,7 +232,7 @@ class NameAddr:
         uri = self._uri
         if uri is None:
             assert self._uri_text is not None
-            uri = self._uri = parse_uri(self._uri_text)  # validated when parsed: cannot fail
+            uri = self._uri = parse_valid_sip_uri(self._uri_text)  # validated when parsed
         return uri
 
     @property
@@ -323,9 +323,17 @@ def parse_name_addr(value: str) -> NameAddr:
 
     ``LAQUOT = SWS "<"`` and ``RAQUOT = ">" SWS``: no whitespace inside the angle
     brackets (RFC 4475 §3.1.2.14).  An addr-spec without brackets may not contain
-    "," or "?" (§20.10).
+    "," or "?" (§20.10).  The common shape (:data:`FAST_NAME_ADDR_RE`) is taken apart
+    by one match; anything else by the full parser (the same result for both).
     """
     text = value.strip(" \t")
+    m = NAME_ADDR_PARTS_RE.fullmatch(text)
+    if m is not None:
+        return name_addr_from(m, text)
+    return _parse_name_addr_full(value, text)
+
+
+def _parse_name_addr_full(value: str, text: str) -> NameAddr:
     m = _NAME_ADDR_RE.fullmatch(text)
     if m is not None:
         quoted, tokens, uri_text, rest = m.groups()
@@ -379,10 +387,54 @@ FAST_NAME_ADDR_RE = re.compile(
 # RFC 3581) are left to parse_via, except the common branch=token, received=IPv4address
 # and rport[=port].
 _VIA_SPECIAL = r"(?i:branch|received|rport|ttl|maddr)(?![A-Za-z0-9\-.!%*_+`'~])"
-FAST_VIA_RE = re.compile(
-    rf"SIP/2\.0/[A-Za-z]++[ \t]++{_FAST_HOST}(?::{_PORT})?(?:[ \t]*+;[ \t]*+(?:branch={_T}|received={IPV4}"
-    rf"|rport(?:={_PORT})?|(?!{_VIA_SPECIAL}){_T}(?:[ \t]*+=[ \t]*+{_GV})?))*+"
+_FAST_VIA_PARAMS = (
+    rf"(?:[ \t]*+;[ \t]*+(?:branch={_T}|received={IPV4}|rport(?:={_PORT})?"
+    rf"|(?!{_VIA_SPECIAL}){_T}(?:[ \t]*+=[ \t]*+{_GV})?))*+"
 )
+FAST_VIA_RE = re.compile(rf"SIP/2\.0/[A-Za-z]++[ \t]++{_FAST_HOST}(?::{_PORT})?{_FAST_VIA_PARAMS}")
+
+
+# The same patterns with groups, to build the objects from the one match that validates:
+# display (quoted, tokens), URI, parameters / transport, host, port, parameters.
+NAME_ADDR_PARTS_RE = re.compile(
+    rf"(?:(?:({_QS})|({_T}(?:[ \t]++{_T})*+))[ \t]*+)?<({_FAST_SIP_URI})>({_GEN_PARAMS})"
+)
+VIA_PARTS_RE = re.compile(rf"SIP/2\.0/([A-Za-z]++)[ \t]++({_FAST_HOST})(?::({_PORT}))?({_FAST_VIA_PARAMS})")
+_new_name_addr = object.__new__
+
+
+def _valid_params(rest: str) -> dict[str, str | None]:
+    """The generic-params of ``rest``, a full match of ``_GEN_PARAMS`` (validated), as
+    :func:`parse_params` gives them.  Tokens and unquoted values contain no ";", "=" or
+    whitespace, so str methods split them; a quoted value with ";" or "\\" inside goes
+    to the pattern."""
+    if '"' in rest and ("\\" in rest or any(";" in q for q in rest.split('"')[1::2])):
+        return {k.lower(): v or None for k, v in _PARAM_RE.findall(rest)}
+    params: dict[str, str | None] = {}
+    for item in rest.split(";")[1:]:
+        name, eq, value = item.partition("=")
+        params[name.strip(" \t").lower()] = value.strip(" \t") if eq else None
+    return params
+
+
+def name_addr_from(m: re.Match[str], text: str) -> NameAddr:
+    """The NameAddr of ``text``, a full match of :data:`NAME_ADDR_PARTS_RE`: the URI stays
+    text (valid: built on first use)."""
+    quoted, tokens, uri_text, rest = m.groups()
+    na = _new_name_addr(NameAddr)
+    na._uri = None
+    na._uri_text = uri_text
+    na.display = unquote(quoted) if quoted is not None else tokens
+    na.params = _valid_params(rest) if rest else {}
+    na.raw = text
+    return na
+
+
+def via_from(m: re.Match[str], text: str) -> Via:
+    """The Via of ``text``, a full match of :data:`VIA_PARTS_RE` (as :func:`parse_via` gives it)."""
+    transport, host, port, rest = m.groups()
+    params = _valid_params(rest) if rest else {}
+    return Via(transport.upper(), host, int(port) if port is not None else None, params, "SIP/2.0", text)
 
 
 def check_name_addr(value: str) -> None:
@@ -430,15 +482,10 @@ class Via:
         return int(value) if value and is_digits(value) else None
 
     def replace(self, **changes: Any) -> Via:
-        values: dict[str, Any] = {
-            "transport": self.transport,
-            "host": self.host,
-            "port": self.port,
-            "params": dict(self.params),
-            "protocol": self.protocol,
-        }
-        values.update(changes)
-        return Via(**values)
+        get = changes.pop
+        params = get("params") if "params" in changes else dict(self.params)
+        return Via(get("transport", self.transport), get("host", self.host), get("port", self.port),
+                   params, get("protocol", self.protocol), **changes)  # fmt: skip
 
     def with_param(self, name: str, value: str | None) -> Via:
         params = dict(self.params)
@@ -459,8 +506,16 @@ _VIA_RE = re.compile(
 
 
 def parse_via(value: str) -> Via:
-    """One via-parm (RFC 3261 §20.42, §25.1; received per RFC 5118 §4.5, rport per RFC 3581)."""
+    """One via-parm (RFC 3261 §20.42, §25.1; received per RFC 5118 §4.5, rport per RFC 3581).
+    The common shape (:data:`FAST_VIA_RE`) is taken apart by one match."""
     text = value.strip(" \t")
+    fast = VIA_PARTS_RE.fullmatch(text)
+    if fast is not None:
+        return via_from(fast, text)
+    return _parse_via_full(value, text)
+
+
+def _parse_via_full(value: str, text: str) -> Via:
     m = _VIA_RE.match(text)
     if m is None:
         raise ParseError("Bad Via header", line=value)
@@ -517,6 +572,9 @@ def parse_vias(value: str, *, validated: bool = False) -> list[Via]:
 
 
 def _split_via(text: str) -> Via:
+    fast = VIA_PARTS_RE.fullmatch(text)
+    if fast is not None:
+        return via_from(fast, text)
     m = _VIA_RE.match(text)
     if m is None:  # pragma: no cover - validated by the parser
         return parse_via(text)
@@ -538,6 +596,7 @@ class CSeq(NamedTuple):
         return f"{self.seq} {self.method}"
 
 
+_new_tuple = tuple.__new__
 CSEQ_RE = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 
 
@@ -552,7 +611,7 @@ def parse_cseq(value: str) -> CSeq:
     number = int(m.group(1))
     if number >= 2**31:
         raise ParseError("Bad CSeq number: not below 2**31", line=value)
-    return CSeq(number, m.group(2))
+    return _new_tuple(CSeq, (number, m.group(2)))  # CSeq(number, method) without its Python __new__
 
 
 def iter_tokens(value: str) -> Iterator[str]:

@@ -17,20 +17,22 @@ from typing import Any, TypeVar
 from .errors import ParseError
 from .headers import (
     _CANONICAL,
+    _LIST_HEADERS,
     FAST_SIP_URI_RE,
     CSeq,
     NameAddr,
     Via,
     canonical_name,
     is_digits,
-    is_list_header,
     iter_tokens,
+    name_addr_from,
     parse_cseq,
     parse_name_addr,
     parse_vias,
     split_list,
+    via_from,
 )
-from .uri import URI, parse_uri
+from .uri import URI, parse_uri, parse_valid_sip_uri
 
 __all__ = [
     "DEFAULT_LIMITS", "REASON_PHRASES", "Header", "Headers", "Limits", "Message", "Request", "Response",
@@ -41,6 +43,8 @@ _T = TypeVar("_T")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _RESPONSE_COPIED = frozenset(("via", "from", "call-id", "cseq"))  # and To (RFC 3261 §8.2.6.2)
 _IDENTIFYING = frozenset(("via", "from", "to", "call-id", "cseq"))  # §17.1.3, §17.2.3
+_RESPONSE_VIEWS = ("via", "from", "to", "cseq")
+_RESPONSE_VIEWS_TAGGED = ("via", "from", "cseq")
 
 
 @dataclass(frozen=True)
@@ -104,21 +108,41 @@ def _checked_value(value: str) -> str:
     return value
 
 
+def pending_view(key: str, m: re.Match[str]) -> Any:
+    """The view of header ``key`` from the match that validated its only value (the parser
+    keeps that match in place of the view until the view is first read)."""
+    if key == "via":
+        return [via_from(m, m.string)]
+    if key == "contact":
+        return [name_addr_from(m, m.string)]
+    return name_addr_from(m, m.string)  # From, To
+
+
+_Match = re.Match
+
+
 class Headers:
-    """Ordered header fields with case-insensitive, compact-form-aware lookup."""
+    """Ordered header fields with case-insensitive, compact-form-aware lookup.
+
+    Parsed views (typed values of a header: list of Via, NameAddr, CSeq...) are cached by
+    canonical name; an entry may be the ``re.Match`` that validated the header's only
+    value (from the parser), turned into the view on first read (:func:`pending_view`).
+    """
 
     __slots__ = ("_cache", "_list", "dirty")
 
     def __init__(self, items: Iterable[Header | tuple[str, str]] = ()) -> None:
         fields: list[Header] = []
+        append = fields.append
+        canonical = _CANONICAL.get
         for item in items:
             if isinstance(item, Header):
-                fields.append(item)
+                append(item)
                 continue
             name, value = item
             if "\r" in value or "\n" in value:
                 _checked_value(value)  # raises
-            fields.append(Header(name, value, None, _CANONICAL.get(name) or canonical_name(name)))
+            append(Header(name, value, None, canonical(name) or canonical_name(name)))
         self._list = fields
         self._cache: dict[str, Any] = {}
         self.dirty = False
@@ -138,11 +162,12 @@ class Headers:
         self.dirty = True
 
     def cached(self, key: str, make: Any) -> Any:
-        try:
-            return self._cache[key]
-        except KeyError:
+        value = self._cache.get(key)
+        if value is None:
             value = self._cache[key] = make()
-            return value
+        elif value.__class__ is _Match:
+            value = self._cache[key] = pending_view(key, value)
+        return value
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return ((h.name, h.value) for h in self._list)
@@ -153,8 +178,11 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name)
-        return any(h.key == key for h in self._list)
+        key = _CANONICAL.get(name) or canonical_name(name)
+        for h in self._list:  # noqa: SIM110 - a loop, not a generator: faster
+            if h.key == key:
+                return True
+        return False
 
     @property
     def fields(self) -> list[Header]:
@@ -162,7 +190,7 @@ class Headers:
         return self._list
 
     def get(self, name: str, default: _T = None) -> str | _T:  # type: ignore[assignment]
-        key = canonical_name(name)
+        key = _CANONICAL.get(name) or canonical_name(name)
         for h in self._list:
             if h.key == key:
                 return h.value
@@ -170,9 +198,12 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """All values of ``name``; list headers (§7.3.1) are split on commas."""
-        key = canonical_name(name)
+        key = _CANONICAL.get(name) or canonical_name(name)
         values = [h.value for h in self._list if h.key == key]
-        if is_list_header(key):
+        if values and key in _LIST_HEADERS:
+            if len(values) == 1 and "," not in values[0]:
+                value = values[0].strip(" \t")  # split_list of one item
+                return [value] if value else []
             return [item for v in values for item in split_list(v)]
         return values
 
@@ -192,18 +223,22 @@ class Headers:
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append ``name: value``; with ``first`` put it before the others of that name
         (Via, Record-Route, Route, Path are prepended by proxies)."""
-        key = canonical_name(name)
-        new = Header(name, _checked_value(value), key=key)
+        key = _CANONICAL.get(name) or canonical_name(name)
+        if "\r" in value or "\n" in value:
+            _checked_value(value)  # raises
+        new = Header(name, value, None, key)
+        fields = self._list
         if first:
-            for i, h in enumerate(self._list):
+            for i, h in enumerate(fields):
                 if h.key == key:
-                    self._list.insert(i, new)
+                    fields.insert(i, new)
                     break
             else:
-                self._list.append(new)
+                fields.append(new)
         else:
-            self._list.append(new)
-        self._changed(key)
+            fields.append(new)
+        self._cache.pop(key, None)  # _changed(key)
+        self.dirty = True
 
     def remove(self, name: str) -> int:
         key = canonical_name(name)
@@ -237,7 +272,10 @@ class Headers:
 
     def view(self, key: str) -> Any:
         """The cached parsed view of header ``key``, or None."""
-        return self._cache.get(key)
+        value = self._cache.get(key)
+        if value.__class__ is _Match:
+            value = self._cache[key] = pending_view(key, value)
+        return value
 
     def set_view(self, key: str, value: Any) -> None:
         """Record the parsed view of header ``key`` (after an edit that produced it)."""
@@ -269,9 +307,16 @@ class Message:
         self._body_dirty = True
 
     # -- typed views of the headers every layer needs (§8.1.1) --------------
+    # (views are read from the cache dict at once: these properties run on every message)
     @property
     def via(self) -> list[Via]:
-        return self.headers.cached("via", self._parse_vias)  # type: ignore[no-any-return]
+        cache = self.headers._cache
+        vias = cache.get("via")
+        if vias is None:
+            vias = cache["via"] = self._parse_vias()
+        elif vias.__class__ is _Match:
+            vias = cache["via"] = [via_from(vias, vias.string)]
+        return vias
 
     def _parse_vias(self) -> list[Via]:
         # lines from the parser (``raw`` set) were validated there (parser._validate)
@@ -297,13 +342,26 @@ class Message:
         """Put ``via`` in place of the top Via value (§18.2.1 ``received``/``rport``), keeping
         the parsed view."""
         below = self.via[1:]
-        self.headers.pop_first("via")
-        self.headers.add("Via", str(via), first=True)
-        self.headers.set_view("via", [via, *below])
+        headers = self.headers
+        fields = headers._list
+        for i, h in enumerate(fields):
+            if h.key == "via":
+                if "," not in h.value:  # the top Via alone on its line: replace the line
+                    fields[i] = Header("Via", _checked_value(str(via)), None, "via")
+                    headers.dirty = True
+                    break
+                headers.pop_first("via")
+                headers.add("Via", str(via), first=True)
+                break
+        else:  # no Via yet: this one is the first
+            headers.add("Via", str(via), first=True)
+        headers._cache["via"] = [via, *below]
 
     @property
     def top_via(self) -> Via:
-        vias = self.via
+        vias = self.headers._cache.get("via")
+        if vias is None or vias.__class__ is _Match:
+            vias = self.via
         if not vias:
             raise ParseError("Missing Via header")
         return vias[0]
@@ -317,25 +375,48 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self.headers.cached("cseq", lambda: parse_cseq(self._required("cseq")))  # type: ignore[no-any-return]
+        cache = self.headers._cache
+        cseq: CSeq | None = cache.get("cseq")
+        if cseq is None:
+            cseq = cache["cseq"] = parse_cseq(self._required("cseq"))
+        return cseq
 
     @property
     def from_(self) -> NameAddr:
-        return self.headers.cached("from", lambda: parse_name_addr(self._required("from")))  # type: ignore[no-any-return]
+        cache = self.headers._cache
+        addr = cache.get("from")
+        if addr is None:
+            addr = cache["from"] = parse_name_addr(self._required("from"))
+        elif addr.__class__ is _Match:
+            addr = cache["from"] = name_addr_from(addr, addr.string)
+        return addr
 
     @property
     def to(self) -> NameAddr:
-        return self.headers.cached("to", lambda: parse_name_addr(self._required("to")))  # type: ignore[no-any-return]
+        cache = self.headers._cache
+        addr = cache.get("to")
+        if addr is None:
+            addr = cache["to"] = parse_name_addr(self._required("to"))
+        elif addr.__class__ is _Match:
+            addr = cache["to"] = name_addr_from(addr, addr.string)
+        return addr
 
     @property
     def contact(self) -> list[NameAddr]:
         """Contact addresses; empty for none and for ``Contact: *`` (see :attr:`contact_star`)."""
+        addrs = self.headers._cache.get("contact")  # never made for "*"
+        if addrs is not None:
+            if addrs.__class__ is _Match:
+                addrs = self.headers._cache["contact"] = [name_addr_from(addrs, addrs.string)]
+            return addrs
         if self.contact_star:
             return []
         return self._addresses("contact")
 
     @property
     def contact_star(self) -> bool:
+        if self.headers._cache.get("contact"):
+            return False  # a view with Contact addresses: never made for "*"
         values = self.headers.get_all("contact")
         return len(values) == 1 and values[0] == "*"
 
@@ -393,9 +474,13 @@ class Message:
         return value
 
     def _addresses(self, key: str) -> list[NameAddr]:
-        return self.headers.cached(  # type: ignore[no-any-return]
-            key, lambda: [parse_name_addr(v) for v in self.headers.get_all(key)]
-        )
+        cache = self.headers._cache
+        addrs = cache.get(key)
+        if addrs is None:
+            addrs = cache[key] = [parse_name_addr(v) for v in self.headers.get_all(key)]
+        elif addrs.__class__ is _Match:
+            addrs = cache[key] = pending_view(key, addrs)
+        return addrs
 
     # -- serialization -----------------------------------------------------------
     def start_line(self) -> str:
@@ -418,14 +503,17 @@ class Message:
         if not self.modified and self._raw is not None:
             return self._raw
         body = self._body
-        declared = self.headers.get("content-length")
+        headers = self.headers
         length = str(len(body))
-        if declared is None:
-            self.headers.add("Content-Length", length)
-        elif declared.strip() != length:
-            self.headers.set("Content-Length", length)
+        for h in headers._list:
+            if h.key == "content-length":
+                if h.value.strip() != length:
+                    headers.set("Content-Length", length)
+                break
+        else:
+            headers.add("Content-Length", length)
         lines = [self.start_line()]
-        lines += [h.raw if h.raw is not None else f"{h.name}: {h.value}" for h in self.headers.fields]
+        lines += [h.raw if h.raw is not None else f"{h.name}: {h.value}" for h in headers._list]
         lines += ("", "")  # the empty line ending the header section
         return "\r\n".join(lines).encode() + body
 
@@ -465,7 +553,7 @@ class Request(Message):
     def uri(self) -> URI:
         uri = self._uri
         if uri is None:
-            uri = self._uri = parse_uri(self._uri_text or "")
+            uri = self._uri = parse_valid_sip_uri(self._uri_text or "")  # matched FAST_SIP_URI_RE
         return uri
 
     @uri.setter
@@ -511,6 +599,7 @@ class Request(Message):
         CSeq copied; ``to_tag`` added to To when it has none; Record-Route copied on
         101-299 responses (§12.1.1)."""
         copied: list[Header] = []
+        tagged = False
         for h in self.headers.fields:  # Header lines are immutable: shared, not copied
             key = h.key
             if key in _RESPONSE_COPIED:
@@ -518,16 +607,24 @@ class Request(Message):
             elif key == "to":
                 if to_tag is not None and self.to.tag is None:
                     h = Header(h.name, f"{h.value};tag={to_tag}", key="to")
+                    tagged = True
                 copied.append(h)
             elif key == "record-route" and 100 < status < 300:
                 copied.append(h)
             elif key == "timestamp" and status == 100:
                 copied.append(h)  # §8.2.6.1
-        extra = [Header(name, _checked_value(value)) for name, value in headers]
+        canonical = _CANONICAL.get
+        extra = [Header(name, _checked_value(value), None, canonical(name) or canonical_name(name))
+                 for name, value in headers]  # fmt: skip
         out = Headers._parsed(copied + extra if extra else copied)
-        via = self.headers.view("via")
-        if via is not None and not any(h.key == "via" for h in extra):
-            out.set_view("via", via)  # the same Via values: the same parsed view
+        # the same header lines: the same parsed views (From, CSeq; To unless tagged here)
+        views = self.headers._cache
+        shared = out._cache
+        extra_keys = {h.key for h in extra} if extra else ()
+        for key in _RESPONSE_VIEWS if not tagged else _RESPONSE_VIEWS_TAGGED:
+            view = views.get(key)
+            if view is not None and key not in extra_keys:
+                shared[key] = view
         return Response(status, reason if reason is not None else REASON_PHRASES.get(status, ""), out, body)
 
     def __repr__(self) -> str:

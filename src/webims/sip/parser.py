@@ -5,8 +5,10 @@
 From, To, Call-ID, CSeq, Contact, Max-Forwards, Expires, Date, Content-Type,
 Content-Length) are validated here, so that a malformed message is refused at
 once with the right answer; the objects (URIs, name-addrs, Vias) are built on
-first use.  Speed matters (issue 2: >= 50,000 parse + serialize a second): the
-common shapes are checked by precompiled patterns in one pass over CRLF lines.
+first use, from the match that validated them (no second match).  Speed matters
+(issue 2: >= 50,000 parse + serialize a second; issue 5: gateway CPU per
+registration): the common shapes are checked by precompiled patterns in one pass
+over CRLF lines, and header lines that recur from message to message are split once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from .headers import (
     FAST_NAME_ADDR_RE,
     FAST_SIP_URI_RE,
     FAST_VIA_RE,
+    NAME_ADDR_PARTS_RE,
+    VIA_PARTS_RE,
+    CSeq,
     canonical_name,
     is_digits,
     parse_cseq,
@@ -57,10 +62,31 @@ _SINGLE = frozenset(
 _TRACKED = _SINGLE | {"via", "contact"}
 _CONTROLS = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _CONTROL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FOLD = re.compile("\n[ \t]").search  # a continuation line (§7.3.1)
 
 
+# Methods of RFC 3261 and its extensions: tokens, so not matched against the pattern again.
+_METHODS = frozenset((
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+))  # fmt: skip
+_new_object = object.__new__
+# Header lines whose text recurs from message to message (the same User-Agent, Allow,
+# Max-Forwards, Content-Length...): each is split once and its Header shared.  Lines of
+# the headers that identify a dialog or a transaction (Via, From, To, Call-ID...) are new
+# in every message and are not kept.
+_RECURRING = frozenset((
+    "max-forwards", "content-length", "content-type", "expires", "min-expires", "cseq", "supported",
+    "require", "allow", "allow-events", "accept", "accept-encoding", "accept-language", "user-agent",
+    "server", "event", "content-disposition", "session-expires", "min-se", "privacy",
+    "p-visited-network-id", "service-route", "record-route", "route",
+))  # fmt: skip
+_SEEN_LINES: dict[str, Header] = {}
 _FAST_VIA = FAST_VIA_RE.fullmatch
+_VIA_PARTS = VIA_PARTS_RE.fullmatch
 _FAST_NAME_ADDR = FAST_NAME_ADDR_RE.fullmatch
+_NAME_ADDR_PARTS = NAME_ADDR_PARTS_RE.fullmatch
+_new_tuple = tuple.__new__
 _NAME_KEYS: dict[str, str] = {}
 
 
@@ -122,16 +148,26 @@ def _check_controls(head: bytes) -> None:
             raise ParseError(reason, line=line.decode("utf-8", "replace").rstrip("\r"))
 
 
+def _decode_head(head: bytes) -> str:
+    """The header section as text: no control characters but quoted-pairs, UTF-8 (§25.1)."""
+    if len(head.translate(None, _CONTROLS)) != len(head):
+        _check_controls(head)
+    try:
+        return head.decode()
+    except UnicodeDecodeError:
+        raise ParseError("Header section is not UTF-8") from None
+
+
 def _parse_start(line: str) -> Request | Response:
     """Request-Line / Status-Line (§7.1, §7.2, §25.1); one SP between elements."""
     if line[:4].upper() == "SIP/":
         parts = line.split(" ", 2)
-        if len(parts) < 2 or not _VERSION_RE.fullmatch(parts[0]):
+        if len(parts) < 2 or (parts[0] != "SIP/2.0" and not _VERSION_RE.fullmatch(parts[0])):
             raise ParseError("Bad status line", line=line)
-        if parts[0].upper() != "SIP/2.0":
+        if parts[0] != "SIP/2.0" and parts[0].upper() != "SIP/2.0":
             raise ParseError("Version Not Supported", 505, line=line)
         code = parts[1]
-        if len(code) != 3 or not is_digits(code) or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not (code.isdigit() and code.isascii()) or not 100 <= int(code) <= 699:
             raise ParseError("Bad status code", line=line)
         response = Response.__new__(Response)
         response.status = int(code)
@@ -142,9 +178,9 @@ def _parse_start(line: str) -> Request | Response:
     if len(parts) != 3 or not all(parts):
         raise ParseError("Bad request line", line=line)
     method, uri_text, version = parts
-    if not _TOKEN_RE.fullmatch(method):
+    if method not in _METHODS and not _TOKEN_RE.fullmatch(method):
         raise ParseError("Bad method", line=line)
-    if version.upper() != "SIP/2.0":
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
         if _VERSION_RE.fullmatch(version):
             raise ParseError("Version Not Supported", 505, line=line)
         raise ParseError("Bad request line", line=line)
@@ -247,16 +283,21 @@ def _parse(data: bytes, limits: Limits, stream: bool) -> Request | Response:
         data = data[start:]
     if not data:
         raise ParseError("Empty message")
-    head, body_at = _split_head(data, limits)
-    if len(head.translate(None, _CONTROLS)) != len(head):
-        _check_controls(head)
-    try:
-        text = head.decode()
-    except UnicodeDecodeError:
-        raise ParseError("Header section is not UTF-8") from None
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:  # (_split_head, whose LF-only check is needed only when there are LF-only ends)
+        head, body_at = data[:end], end + 4
+    else:
+        head, body_at = _split_head(data, limits)
+    text = _decode_head(head)
     lines = text.split("\r\n")
     crlfs = len(lines) - 1
-    folded = text.count("\n") != crlfs or text.count("\r") != crlfs or "\n " in text or "\n\t" in text
+    folded = text.count("\n") != crlfs or text.count("\r") != crlfs or _FOLD(text) is not None
+    if folded and end >= 0 and b"\n\n" in head:  # LF-only line ends: the empty line comes first
+        head, body_at = _split_head(data, limits)
+        text = _decode_head(head)
+        lines = text.split("\r\n")
+        crlfs = len(lines) - 1
+        folded = text.count("\n") != crlfs or text.count("\r") != crlfs or _FOLD(text) is not None
     if folded:  # folding, or LF-only / bare CR line ends
         nl = text.find("\n")
         first_line, rest = (text, "") if nl < 0 else (text[:nl], text[nl + 1 :])
@@ -282,19 +323,35 @@ def _parse(data: bytes, limits: Limits, stream: bool) -> Request | Response:
         append = fields.append
         keys = _NAME_KEYS
         tracked = _TRACKED
+        seen = _SEEN_LINES
         first = {}
         vias = []
         contacts = []
         for line in lines[1:]:  # (_track inline)
-            name, colon, value = line.partition(":")
-            key = keys.get(name)
-            if key is None or not colon:
-                if not colon:
-                    raise ParseError("Header line without colon", line=line)
-                name = name.rstrip(" \t")
-                key = _header_key(name, line)
-            value = value.strip(" \t")
-            append(Header(name, value, line, key))
+            header = seen.get(line)
+            if header is not None:  # a line seen before (Header objects are never modified)
+                append(header)
+                key = header.key
+                if key not in tracked:
+                    continue
+                value = header.value
+                name = header.name
+            else:
+                name, colon, value = line.partition(":")
+                known = keys.get(name)
+                if known is None or not colon:
+                    if not colon:
+                        raise ParseError("Header line without colon", line=line)
+                    name = name.rstrip(" \t")
+                    known = _header_key(name, line)
+                key = known
+                value = value.strip(" \t")
+                header = Header(name, value, line, key)
+                append(header)
+                if key in _RECURRING:
+                    if len(seen) >= 4096:
+                        seen.clear()
+                    seen[line] = header
             if key in tracked:
                 if key == "via":
                     vias.append(value)
@@ -304,12 +361,14 @@ def _parse(data: bytes, limits: Limits, stream: bool) -> Request | Response:
                     raise ParseError(f"Multiple {_long_name(name)} headers", line=value)
                 else:
                     first[key] = value
-    _validate(msg, first, vias, contacts)
-    msg.headers = Headers._parsed(fields)
+    headers = msg.headers = _new_object(Headers)  # Headers._parsed(fields), inline
+    headers._list = fields
+    headers._cache = _validate(msg, first, vias, contacts)
+    headers.dirty = False
     body = data[body_at:]
     cl_text = first.get("content-length")
     if cl_text is not None:
-        if not is_digits(cl_text) or len(cl_text) > 9:
+        if not (cl_text.isdigit() and cl_text.isascii()) or len(cl_text) > 9:  # is_digits
             raise ParseError("Bad Content-Length header", line=cl_text)
         length = int(cl_text)
         if length > limits.max_body_bytes:
@@ -324,38 +383,62 @@ def _parse(data: bytes, limits: Limits, stream: bool) -> Request | Response:
     if len(body) > limits.max_body_bytes:
         raise ParseError("Request Entity Too Large", 413)
     msg._body = body
-    msg._mark_parsed(data)
+    msg._raw = data  # msg._mark_parsed(data), inline
+    msg._body_dirty = False
+    if isinstance(msg, Request):
+        msg._start = (msg.method, msg._uri_text, msg.version)
+    else:
+        msg._start = (msg.status, msg.reason, msg.version)
     return msg
 
 
-def _validate(msg: Request | Response, first: dict[str, str], vias: list[str], contacts: list[str]) -> None:
+def _validate(msg: Request | Response, first: dict[str, str], vias: list[str],
+              contacts: list[str]) -> dict[str, Any]:  # fmt: skip
     """Mandatory headers (§8.1.1), single-valued ones (RFC 4475 §3.3.8-9) and the values
-    every layer reads (validated here; objects are built on first use)."""
+    every layer reads.  Returns the start of the parsed views (see ``Headers``): the CSeq,
+    and for Via, From, To and Contact (§17.1.3, §17.2.3, §12.1) the match that validated
+    their only value, from which the view is made on first use without a second match."""
     if not vias:
         raise ParseError("Missing Via header")
-    for key, name in _MANDATORY:
-        if key not in first:
-            raise ParseError(f"Missing {name} header")
-    _check_list(vias, _FAST_VIA, parse_via)
+    if not first.keys() >= _MANDATORY_KEYS:
+        for key, name in _MANDATORY:
+            if key not in first:
+                raise ParseError(f"Missing {name} header")
+    views: dict[str, Any] = {}
+    if len(vias) == 1 and "," not in vias[0]:  # one Via value: the usual request from a UA
+        value = vias[0]
+        m = _VIA_PARTS(value)
+        views["via"] = m if m is not None else [parse_via(value)]
+    else:
+        _check_list(vias, _FAST_VIA, parse_via)
     if contacts:
         if "*" in contacts:
             if len(contacts) > 1:
                 raise ParseError("Contact: * with other Contact values", line="*")
+        elif len(contacts) == 1 and "," not in contacts[0]:
+            value = contacts[0]
+            m = _NAME_ADDR_PARTS(value)
+            views["contact"] = m if m is not None else [parse_name_addr(value)]
         else:
             _check_list(contacts, _FAST_NAME_ADDR, parse_name_addr)
     for key in ("from", "to"):
-        if _FAST_NAME_ADDR(first[key]) is None:
-            parse_name_addr(first[key])
+        value = first[key]
+        m = _NAME_ADDR_PARTS(value)
+        views[key] = m if m is not None else parse_name_addr(value)
     call_id = first["call-id"]
     if _CALL_ID_RE.fullmatch(call_id) is None:
         raise ParseError("Bad Call-ID header", line=call_id)
     cseq = first["cseq"]
     m = CSEQ_RE.fullmatch(cseq)
-    if m is None or int(m.group(1)) >= 2**31:
+    number = int(m.group(1)) if m is not None else 2**31
+    if number >= 2**31:
         parse_cseq(cseq)  # raises with the precise reason
         raise ParseError("Bad CSeq header", line=cseq)  # pragma: no cover
+    assert m is not None
+    method = m.group(2)
+    views["cseq"] = _new_tuple(CSeq, (number, method))
     if isinstance(msg, Request):
-        if m.group(2) != msg.method:
+        if method != msg.method:
             raise ParseError("CSeq method does not match request method", line=cseq)
         mf = first.get("max-forwards")
         if mf is not None and (not is_digits(mf) or int(mf) > 255):
@@ -369,6 +452,8 @@ def _validate(msg: Request | Response, first: dict[str, str], vias: list[str], c
     content_type = first.get("content-type")
     if content_type is not None and _CONTENT_TYPE_RE.fullmatch(content_type) is None:
         raise ParseError("Bad Content-Type header", line=content_type)
+    return views
 
 
 _MANDATORY = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
+_MANDATORY_KEYS = frozenset(key for key, _ in _MANDATORY)

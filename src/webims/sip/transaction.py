@@ -23,7 +23,7 @@ over reliable transports, where nothing is retransmitted.
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -47,12 +47,12 @@ _UNRELIABLE = frozenset({"UDP", "DTLS"})
 
 def new_branch() -> str:
     """A fresh Via branch: the magic cookie and 64 random bits (§8.1.1.7)."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    return MAGIC_COOKIE + os.urandom(8).hex()  # secrets.token_hex(8), one call
 
 
 def new_tag() -> str:
     """A fresh From/To tag: 32 random bits at least (§19.3)."""
-    return secrets.token_hex(5)
+    return os.urandom(5).hex()  # secrets.token_hex(5), one call
 
 
 def is_reliable(transport: str) -> bool:
@@ -427,6 +427,8 @@ _INITIAL = {
 }
 
 _RETRANSMISSION_TIMERS = frozenset({T.A, T.E, T.G, T.RETRANSMIT_2XX})
+# initial timer values by (T1, T2, T4, D, reliable): see Transaction.__init__
+_DURATIONS: dict[tuple[float, float, float, float, bool], dict[Timer, float | None]] = {}
 # Timers that are zero over reliable transports (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2).
 _ZERO_WHEN_RELIABLE = frozenset({T.D, T.I, T.J, T.K})
 
@@ -480,6 +482,9 @@ class Transaction:
     Every public method returns the events it produced; nothing is sent by itself.
     """
 
+    __slots__ = ("_deadlines", "_durations", "_intervals", "_table", "destination", "key", "kind",
+                 "reliable", "request", "state", "timers")  # fmt: skip
+
     def __init__(self, kind: Kind, key: TransactionKey, request: Request, *, reliable: bool,
                  destination: Any = None, timers: TimerSettings = DEFAULT_TIMERS) -> None:
         self.kind = kind
@@ -491,6 +496,15 @@ class Transaction:
         self.state = _INITIAL[kind]
         self._deadlines: dict[Timer, float] = {}
         self._intervals: dict[Timer, float] = {}
+        self._table = TABLES[kind]
+        # initial timer values for these settings and this transport (Table 4), computed once
+        durations_key = (timers.t1, timers.t2, timers.t4, timers.d, reliable)
+        durations = _DURATIONS.get(durations_key)
+        if durations is None:
+            durations = {timer: self._duration(timer) for timer in Timer}
+            if len(_DURATIONS) < 64:
+                _DURATIONS[durations_key] = durations
+        self._durations = durations
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind.value} {self.key} {self.state.value}>"
@@ -544,53 +558,55 @@ class Transaction:
     # -- the table interpreter -----------------------------------------------------
     def _step(self, step: Input | Timer, now: float, message: Request | Response | None,
               out: list[Event]) -> None:
-        row = TABLES[self.kind].get((self.state, step))
+        row = self._table.get((self.state, step))
         if row is None:
             return  # absorbed: no row for this input in this state
-        immediate: list[Timer] = []
+        immediate: list[Timer] | None = None
+        deadlines = self._deadlines
         for action in row.actions:
-            if isinstance(action, Do):
-                self._do(action, step, message, out)
-            elif isinstance(action, Start):
-                value = self._duration(action.timer)
-                if action.timer is T.RETRANSMIT_2XX and not self._retransmits_2xx():
-                    value = None
-                if value is None:
+            cls = action.__class__
+            if cls is Do:
+                if action is Do.TIMEOUT:
+                    assert isinstance(step, Timer)
+                    out.append(TransactionTimeout(self.key, step))
+                elif action is Do.TRANSPORT_ERROR:
+                    out.append(TransportError(self.key))
+                else:
+                    self._do_message(action, message, out)  # type: ignore[arg-type]
+            elif cls is Start:
+                timer = action.timer  # type: ignore[union-attr]
+                value = self._durations[timer]
+                if value is None or (timer is T.RETRANSMIT_2XX and not self._retransmits_2xx()):
                     continue
                 if value == 0:
-                    immediate.append(action.timer)
+                    if immediate is None:
+                        immediate = []
+                    immediate.append(timer)
                 else:
-                    self._arm(action.timer, value, now)
-            elif isinstance(action, Backoff):
-                interval = 2 * self._intervals.get(action.timer, self.timers.t1)
-                if action.timer is not T.A:
+                    self._intervals[timer] = value
+                    deadlines[timer] = now + value
+            elif cls is Stop:
+                for timer in action.timers:  # type: ignore[union-attr]
+                    deadlines.pop(timer, None)
+            elif cls is Backoff:
+                timer = action.timer  # type: ignore[union-attr]
+                interval = 2 * self._intervals.get(timer, self.timers.t1)
+                if timer is not T.A:
                     interval = min(interval, self.timers.t2)
-                self._arm(action.timer, interval, now)
-            elif isinstance(action, ToT2):
-                self._arm(action.timer, self.timers.t2, now)
-            else:
-                for timer in action.timers:
-                    self._deadlines.pop(timer, None)
+                self._arm(timer, interval, now)
+            else:  # ToT2
+                self._arm(action.timer, self.timers.t2, now)  # type: ignore[union-attr]
         self.state = row.next
         if row.next is S.TERMINATED:
-            self._deadlines.clear()
+            deadlines.clear()
             out.append(TransactionTerminated(self.key))
             return
-        for timer in immediate:  # zero-valued timers fire at once (reliable transports)
-            self._step(timer, now, None, out)
+        if immediate is not None:
+            for timer in immediate:  # zero-valued timers fire at once (reliable transports)
+                self._step(timer, now, None, out)
 
     def _retransmits_2xx(self) -> bool:
         return False
-
-    def _do(self, action: Do, step: Input | Timer, message: Request | Response | None,
-            out: list[Event]) -> None:
-        if action is Do.TIMEOUT:
-            assert isinstance(step, Timer)
-            out.append(TransactionTimeout(self.key, step))
-        elif action is Do.TRANSPORT_ERROR:
-            out.append(TransportError(self.key))
-        else:
-            self._do_message(action, message, out)
 
     def _do_message(self, action: Do, message: Request | Response | None, out: list[Event]) -> None:
         raise NotImplementedError
@@ -599,12 +615,14 @@ class Transaction:
 class ClientTransaction(Transaction):
     """INVITE (§17.1.1) or non-INVITE (§17.1.2) client transaction."""
 
+    __slots__ = ("ack", "cancel_pending")
+
     def __init__(self, request: Request, *, reliable: bool, destination: Any = None,
                  timers: TimerSettings = DEFAULT_TIMERS, key: ClientKey | None = None) -> None:
         kind = Kind.INVITE_CLIENT if request.method == "INVITE" else Kind.NON_INVITE_CLIENT
-        branch = request.top_via.branch or ""
-        super().__init__(kind, key or ClientKey(branch, request.cseq.method), request,
-                         reliable=reliable, destination=destination, timers=timers)
+        if key is None:
+            key = ClientKey(request.top_via.branch or "", request.cseq.method)
+        super().__init__(kind, key, request, reliable=reliable, destination=destination, timers=timers)
         self.ack: Request | None = None  # the ACK for a non-2xx final response, once built
         self.cancel_pending = False  # §9.1: CANCEL asked for before any provisional response
 
@@ -658,6 +676,8 @@ class ServerTransaction(Transaction):
     ``uas``: the TU is a UAS core rather than a proxy, so the INVITE transaction
     retransmits the 2xx until its ACK (§13.3.1.4) and reports :class:`AckTimeout`.
     """
+
+    __slots__ = ("acked", "last_response", "send_trying", "uas")
 
     def __init__(self, request: Request, key: ServerKey, *, reliable: bool, destination: Any = None,
                  timers: TimerSettings = DEFAULT_TIMERS, send_trying: bool = True,

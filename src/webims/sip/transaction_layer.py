@@ -56,6 +56,9 @@ _AckKey = tuple[str, int, str | None, str | None]  # Call-ID, CSeq number, From 
 _MergeKey = tuple[str | None, str, int, str]  # From tag, Call-ID, CSeq number, CSeq method
 
 
+_new_key = tuple.__new__  # a ClientKey / ServerKey without the NamedTuple's Python __new__
+
+
 def sent_by_key(via: Via) -> str:
     """The sent-by of a Via as compared by §17.2.3 (host case-insensitive)."""
     host = via.host.lower()
@@ -198,7 +201,7 @@ class TransactionLayer:
             via = via.with_param("branch", self.branch_factory())
             request.headers.pop_first("via")
             request.headers.add("Via", str(via), first=True)
-        key = ClientKey(via.branch or "", request.cseq.method)
+        key: ClientKey = _new_key(ClientKey, (via.branch or "", request.cseq.method))
         if key in self._clients:
             raise ValueError(f"a client transaction {key} already exists")
         txn = ClientTransaction(request, key=key, destination=destination, timers=self.timers,
@@ -245,7 +248,7 @@ class TransactionLayer:
 
     def _receive_response(self, response: Response, now: float, source: Any) -> None:
         try:
-            key = ClientKey(response.top_via.branch or "", response.cseq.method)
+            key = _new_key(ClientKey, (response.top_via.branch or "", response.cseq.method))
         except ParseError:
             key = None
         txn = self._clients.get(key) if key is not None else None
@@ -304,7 +307,9 @@ class TransactionLayer:
         if not branch or not branch.startswith(MAGIC_COOKIE):
             return None
         method = "INVITE" if request.method == "ACK" else request.method
-        return ServerKey(branch, sent_by_key(via), method)
+        host = via.host.lower()
+        sent_by = host if via.port is None else f"{host}:{via.port}"  # sent_by_key(via)
+        return _new_key(ServerKey, (branch, sent_by, method))
 
     def match_request(self, request: Request) -> ServerTransaction | None:
         """The server transaction ``request`` belongs to (§17.2.3), if any."""
@@ -350,7 +355,14 @@ class TransactionLayer:
         return request.to.tag == original.to.tag
 
     def _receive_request(self, request: Request, now: float, source: Any, reliable: bool | None) -> None:
-        txn = self.match_request(request)
+        key = self.server_key(request)
+        if key is not None:
+            txn = self._servers.get(key)
+            if txn is None and request.method != "ACK":
+                self._new_server_transaction(request, now, source, reliable, key)
+                return
+        else:
+            txn = self.match_request(request)
         if request.method == "ACK":
             if txn is None and self.uas_core:
                 ack_key = (request.call_id, request.cseq.seq, request.from_.tag, request.to.tag)
@@ -369,9 +381,10 @@ class TransactionLayer:
         self._new_server_transaction(request, now, source, reliable)
 
     def _new_server_transaction(self, request: Request, now: float, source: Any,
-                                reliable: bool | None) -> None:
+                                reliable: bool | None, key: ServerKey | None = None) -> None:
         via = request.top_via
-        key = self.server_key(request)
+        if key is None:
+            key = self.server_key(request)
         rfc2543 = key is None
         if key is None:
             key = ServerKey(f"rfc2543-{next(self._seq)}", sent_by_key(via), request.method)

@@ -23,6 +23,7 @@ __all__ = [
     "TelURI",
     "escape",
     "parse_uri",
+    "parse_valid_sip_uri",
     "unescape",
 ]
 
@@ -371,6 +372,23 @@ class AbsoluteURI:
 
 
 URI = SipURI | TelURI | AbsoluteURI
+
+def parse_valid_sip_uri(text: str) -> URI:
+    """:func:`parse_uri` of a text the fast pattern of the header parsers already accepted
+    (``headers.FAST_SIP_URI_RE``: sip/sips, valid host and port, no escapes, no headers):
+    the same object, without checking again what that pattern checked."""
+    scheme, _, rest = text.partition(":")
+    lower = scheme.lower()
+    m = _SIP_RE.fullmatch(rest) if lower in ("sip", "sips") else None
+    if m is None:  # not a text of the fast pattern
+        return parse_uri(text)
+    user, password, host, port_s, params_s, headers = m.groups()
+    if headers is not None or "%" in text:  # pragma: no cover - idem
+        return parse_uri(text)
+    port = int(port_s) if port_s is not None else None
+    params = _parse_params(params_s, text) if params_s else {}
+    return SipURI(host, user, port, params, None, password, lower, text)
+
 
 def parse_uri(text: str) -> URI:
     """Parse a URI; sip/sips/tel are structured, other schemes kept opaque."""
