@@ -159,6 +159,38 @@ def test_algorithm_key_type_confusion() -> None:
             TrustedIssuer("https://i", keys, ("webims",), algorithms=(alg,))
 
 
+@pytest.mark.parametrize(
+    ("alg", "crv", "size"), [("ES256", "P-256", 32), ("ES384", "P-384", 48), ("ES512", "P-521", 66)]
+)
+def test_ecdsa_signatures_each_curve(alg: str, crv: str, size: int) -> None:
+    """RFC 7518 §3.4 R || S on each curve: the genuine signature passes; a flipped bit, a
+    DER-encoded or truncated signature, a key whose key_ops exclude verify are refused."""
+    key = ECKey.generate_key(crv, parameters={"kid": "k", "use": "sig"})
+    claims = {"iss": "https://i", "aud": "webims", "sub": "x", "exp": int(time.time()) + 60, "jti": "j"}
+    good = jwt.encode({"alg": alg, "typ": "at+jwt", "kid": "k"}, claims, key, algorithms=[alg])
+    verifier = TokenVerifier(
+        [TrustedIssuer("https://i", StaticKeys({"keys": [key.as_dict(private=False)]}), ("webims",), (alg,))]
+    )
+    assert verifier.verify_cached(good).sub == "x"
+    h, p, s = good.split(".")
+    raw = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    assert len(raw) == 2 * size
+    flipped = bytes([raw[0] ^ 1]) + raw[1:]
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    der = encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
+    for bad in (flipped, der, raw[:-1], raw + b"\0", b""):
+        with pytest.raises(InvalidToken, match="bad signature"):
+            verifier.verify_cached(f"{h}.{p}.{b64url(bad)}")
+    sign_only = {**key.as_dict(private=False), "key_ops": ["sign"]}
+    sign_only.pop("use")
+    no_verify = TokenVerifier(
+        [TrustedIssuer("https://i", StaticKeys({"keys": [sign_only]}), ("webims",), (alg,))]
+    )
+    with pytest.raises(InvalidToken, match="bad signature"):
+        no_verify.verify_cached(good)
+
+
 # ---------------------------------------------------------------------------- flow attacks
 
 

@@ -302,6 +302,28 @@ async def test_network_initiated_deregistration_reaches_the_wic(lab: Lab) -> Non
         await wic.close()
 
 
+async def test_reg_event_subscription_follows_the_registration(lab: Lab) -> None:
+    """TS 24.229 §5.2.3: one reg-event SUBSCRIBE per registered IMPU, in the S-CSCF's dialog
+    (its Contact as target); the WIC's de-registration ends it (Expires: 0, RFC 6665 §4.1.2.3)."""
+    scscf = lab.core.scscf.regevent
+    wic = Wic(lab.url, origin=ORIGIN, user="dave")
+    await wic.connect()
+    try:
+        assert (await wic.register(headers=[bearer(token_for(lab.auth, "dave"))])).status == 200
+        events = lab.gateway.regevents
+        dave = "sip:dave@ims.test"
+        await eventually(lambda: (x := events.by_impu.get(dave)) is not None and bool(x.to_tag))
+        sub = events.by_impu[dave]
+        (theirs,) = [s for s in scscf.subscriptions if s.call_id == sub.call_id]
+        assert theirs.remote_tag == sub.from_tag and theirs.local_tag == sub.to_tag
+        assert sub.remote_target != sub.impu  # the S-CSCF's Contact from its 2xx
+        assert (await wic.register(expires=0, headers=[bearer(token_for(lab.auth, "dave"))])).status == 200
+        await eventually(lambda: not events.by_impu and not events.by_call_id)
+        await eventually(lambda: not [s for s in scscf.subscriptions if s.call_id == sub.call_id])
+    finally:
+        await wic.close()
+
+
 async def test_message_between_two_wics_with_asserted_identity(lab: Lab) -> None:
     dave = Wic(lab.url, origin=ORIGIN, user="dave")
     erin = Wic(lab.url, origin=ORIGIN, user="erin")

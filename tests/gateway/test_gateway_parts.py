@@ -25,7 +25,7 @@ from webims.gateway.resolver import Resolver
 from webims.gateway.state import Binding, MemoryRegistrationStore, SqliteRegistrationStore
 from webims.gateway.wic import FlowTokens
 from webims.labcore import LabCore
-from webims.sip import Request, SipURI, parse_uri
+from webims.sip import ParseError, Request, SipURI, parse_uri
 from webims.store import Store
 
 # --------------------------------------------------------------------------- flow tokens
@@ -112,6 +112,15 @@ def test_integrity_protected_values_and_key_stripping() -> None:
     assert (
         stripped == 'Digest realm="ims.test", nonce="A34Cm+Fva37UYWpGNB34JP", algorithm=AKAv1-MD5, qop="auth"'
     )
+    from webims.sip.auth_header import parse_challenge
+
+    for value in (  # without keys (whatever the quoted values hold): relayed byte for byte
+        'Digest realm="ims.test", nonce="ckik=x, ck=y", algorithm=MD5, qop="auth"',
+        'Digest realm="ims.test",nonce="Zm9vY2s=",opaque="ik",algorithm=MD5',
+    ):
+        assert strip_keys(value) == value
+        assert parse_challenge(value).without("ck", "ik").params == parse_challenge(value).params
+    assert strip_keys("Digest CK=abc,realm=x") == "Digest realm=x"  # auth-param names are case-blind
 
 
 # RFC 3680 §6 example (one registration, two contacts)
@@ -345,3 +354,129 @@ def test_config_errors_name_the_key() -> None:
     ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_config(None, environ=env)
+
+
+# --------------------------------------------------------------------------- token fast paths
+
+
+def test_bearer_fast_path_agrees_with_the_parser() -> None:
+    """The WIC's ``Authorization: Bearer`` is read without the generic auth-header parser; it
+    must find what that parser finds (RFC 6750 §2.1 b64token) and leave the rest to it."""
+    import dataclasses
+
+    from webims.auth.identity import Identity
+    from webims.gateway.core import _BEARER, _without_claims
+    from webims.sip.auth_header import parse_credentials
+
+    values = [
+        "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "bearer abc-._~+/==", "BEARER  x",
+        "Bearer abc def", 'Bearer realm="x"', "Bearer", "Bearerx abc", "Digest username=\"a\"", "Bearer a=b",
+    ]  # fmt: skip
+    for value in values:
+        fast = _BEARER.fullmatch(value)
+        try:
+            cred = parse_credentials(value)
+            slow = cred.token if cred.is_bearer and cred.token else None
+        except ParseError:
+            slow = None
+        assert (fast.group(1) if fast else None) in (slow, None), value
+        if fast is None and slow is not None:
+            raise AssertionError(f"fast path misses {value!r}")
+    identity = Identity("s", "https://i", 1.0, frozenset({"register"}), "c", "i@x", ("sip:a@x",), jti="j",
+                        claims={"sub": "s"})  # fmt: skip
+    assert _without_claims(identity) == dataclasses.replace(identity, claims={})
+    assert {f.name for f in dataclasses.fields(Identity)} == {
+        "sub", "issuer", "expires_at", "scopes", "client_id", "impi", "impus", "pool", "allocation", "jti",
+        "dest", "source", "claims",
+    }  # a new Identity field must be copied by _without_claims too  # fmt: skip
+
+
+def test_granted_expires_from_echoed_and_rewritten_contacts() -> None:
+    """RFC 3261 §10.2.4: our contact's ``expires`` in the 2xx. A registrar that echoes the
+    Contact as sent is read from its text; one that rewrites it (Kamailio: another order,
+    other case) is parsed; neither lets another contact's expiry count for ours."""
+    from webims.gateway.regmsg import granted_expires
+    from webims.sip import Response, parse
+
+    ours = '<sip:x@y.invalid;transport=ws>;reg-id=1;+sip.instance="<urn:uuid:1>"'
+
+    def ok(*contacts: str, expires: str | None = None) -> Response:
+        head = (
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.2:5064;branch=z9hG4bK1\r\n"
+            "From: <sip:dave@ims.test>;tag=a\r\nTo: <sip:dave@ims.test>;tag=b\r\nCall-ID: c1\r\n"
+            "CSeq: 2 REGISTER\r\n" + "".join(f"Contact: {c}\r\n" for c in contacts)
+            + (f"Expires: {expires}\r\n" if expires else "") + "Content-Length: 0\r\n\r\n"
+        )  # fmt: skip
+        response = parse(head.encode())
+        assert isinstance(response, Response)
+        return response
+
+    uri = "sip:x@y.invalid;transport=ws"
+    cases = [
+        (ok(f"{ours};expires=3240"), 3240),  # echoed as sent
+        (ok(f"{ours};expires=3240;received=x"), 3240),
+        (ok(f"<sip:other@y.invalid>;expires=5, {ours};expires=77"), 77),  # ours second on one line
+        (ok(f'<{uri}>;+sip.instance="<urn:uuid:1>";EXPIRES=120;reg-id=1'), 120),  # rewritten
+        (ok(f"{ours};expires=12x"), 600),  # not a number after all: parsed, unusable -> default
+        (ok("<sip:other@y.invalid>;expires=5", expires="900"), 900),  # not ours: the Expires header
+        (ok("<sip:other@y.invalid>;expires=5"), 600),
+    ]
+    for response, want in cases:
+        assert granted_expires(response, uri, 600, registered=ours) == want, response.headers.get("Contact")
+        assert granted_expires(response, uri, 600) == want  # the parsing path agrees
+
+
+async def test_verified_tokens_are_cached_but_rechecked_on_each_use() -> None:
+    """A token verified once is not verified again (its signing key can even be gone), yet
+    each use re-checks scope (TS 24.371 §7.2.1), revocation and expiry."""
+    import time
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    from webims.auth.errors import InsufficientScope, InvalidToken
+    from webims.auth.verify import TokenVerifier, TrustedIssuer
+    from webims.gateway.core import Gateway
+    from webims.gateway.settings import GatewayConfig
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "k", "use": "sig"})
+    known: dict[str, ECKey] = {"k": ECKey.import_key(key.as_dict(private=False))}
+
+    class Keys:  # a KeySource whose keys the test removes
+        def find(self, kid: str) -> ECKey | None:
+            return known.get(kid)
+
+        def needs_refresh(self) -> bool:
+            return False
+
+        async def refresh(self) -> bool:
+            return False
+
+    keys = Keys()
+    revoked: set[str] = set()
+    clock = [time.time()]
+    verifier = TokenVerifier(
+        [TrustedIssuer("https://i", keys, ("webims",))], revoked=revoked.__contains__, clock=lambda: clock[0]
+    )
+    gw = Gateway(GatewayConfig(icscf="sip:127.0.0.1:5060", domain="ims.test"), verifier=verifier)
+
+    def token(jti: str, scope: str = "register call") -> str:
+        claims = {"iss": "https://i", "aud": "webims", "sub": "alice", "exp": int(clock[0]) + 600,
+                  "jti": jti, "scope": scope, "impu": ["sip:alice@ims.test"]}  # fmt: skip
+        return jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": "k"}, claims, key)
+
+    first, second = token("j1"), token("j2")
+    assert (await gw.verify_token(first, scope="register")).sub == "alice"
+    known.clear()  # the signing key is gone: only a cached verification can pass now
+    assert (await gw.verify_token(first, scope="call")).impus == ("sip:alice@ims.test",)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await gw.verify_token(second, scope="register")  # never verified: checked in full
+    with pytest.raises(InsufficientScope):
+        await gw.verify_token(first, scope="message")  # the scope, on every use
+    revoked.add("j1")
+    with pytest.raises(InvalidToken, match="revoked"):
+        await gw.verify_token(first, scope="register")
+    revoked.clear()
+    clock[0] += 700  # past exp + leeway
+    with pytest.raises(InvalidToken, match="expired"):
+        await gw.verify_token(first, scope="register")

@@ -38,6 +38,10 @@ from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import aiohttp
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
@@ -75,6 +79,17 @@ ALGORITHM_KEYS: dict[str, tuple[str, str | None]] = {
 
 AT_JWT = ("at+jwt", "application/at+jwt")
 MAX_TOKEN_BYTES = 16 * 1024
+
+#: RFC 7518 §3.4: ECDSA signatures are R || S, each this many octets, over this hash.
+_ECDSA: dict[str, tuple[int, ec.ECDSA]] = {
+    "ES256": (32, ec.ECDSA(hashes.SHA256())),
+    "ES384": (48, ec.ECDSA(hashes.SHA384())),
+    "ES512": (66, ec.ECDSA(hashes.SHA512())),
+}
+#: Decoded JOSE headers by their base64url text: an issuer's tokens share a handful of
+#: headers (one per signing key), so each is decoded once. Bounded; entries are read-only.
+_HEADERS: dict[str, dict[str, Any]] = {}
+_HEADERS_MAX = 256
 
 
 def _import_jwks(doc: Mapping[str, Any]) -> dict[str, Key]:
@@ -353,6 +368,24 @@ def _b64(segment: str) -> bytes:
         raise InvalidToken("malformed token: bad base64url") from None
 
 
+def _verify_ecdsa(key: ECKey, ecdsa: tuple[int, ec.ECDSA], message: bytes, signature: bytes) -> bool:
+    """RFC 7518 §3.4: ``signature`` is R || S of ``size`` octets each; verified as DER."""
+    size, algorithm = ecdsa
+    if len(signature) != 2 * size:
+        return False
+    public = key.get_op_key("verify")  # the loaded key; refuses a JWK whose key_ops exclude verify
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        return False
+    der = encode_dss_signature(
+        int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+    )
+    try:
+        public.verify(der, message, algorithm)
+    except InvalidSignature:
+        return False
+    return True
+
+
 class _UnknownKey(InvalidToken):
     def __init__(self, reason: str, issuer: TrustedIssuer) -> None:
         super().__init__(reason)
@@ -406,6 +439,17 @@ class TokenVerifier:
         identity = self._verify_jwt(token)
         return self._finish(identity, scope)
 
+    def recheck(self, identity: Identity, *, scope: str | None = None) -> Identity:
+        """An identity this verifier returned before (a resource server's cache of verified
+        tokens, keyed by the token's text): what can change since is checked again — expiry,
+        revocation, the pool lease — and the scope (TS 24.371 §7.2.1: on every request)."""
+        now = self._clock()
+        if now > identity.expires_at + self.leeway:
+            raise InvalidToken(f"token expired {int(now - identity.expires_at)} s ago")
+        if identity.jti is not None and self._revoked is not None and self._revoked(identity.jti):
+            raise InvalidToken("token has been revoked")
+        return self._finish(identity, scope)
+
     async def verify(self, token: str, *, scope: str | None = None) -> Identity:
         """Verify, refreshing a JWKS on an unknown kid (rate-limited) and introspecting
         opaque tokens when an :class:`Introspector` is configured (every token with
@@ -438,8 +482,14 @@ class TokenVerifier:
         parts = token.split(".")
         if len(parts) != 3 or not all(parts[:2]):
             raise _NotJWT("malformed token: not a JWS compact serialization")
+        header = _HEADERS.get(parts[0])
         try:
-            header = json.loads(_b64(parts[0]))
+            if header is None:
+                header = json.loads(_b64(parts[0]))
+                if isinstance(header, dict):
+                    if len(_HEADERS) >= _HEADERS_MAX:
+                        _HEADERS.clear()
+                    _HEADERS[parts[0]] = header
             claims = json.loads(_b64(parts[1]))
         except (ValueError, UnicodeDecodeError):
             raise InvalidToken("malformed token: header or payload is not JSON") from None
@@ -487,10 +537,15 @@ class TokenVerifier:
         if key_alg is not None and key_alg != alg:
             raise InvalidToken(f"key {kid!r} is for {key_alg}, not {alg}")
         # RFC 7515 §5.2: the signature over ASCII(header "." payload), with the algorithm's
-        # own verifier (joserfc's: r||s for ECDSA, PKCS#1 v1.5 / PSS for RSA, Ed25519)
+        # own verifier (joserfc's: PKCS#1 v1.5 / PSS for RSA, Ed25519); ECDSA (RFC 7518 §3.4:
+        # R || S) straight with cryptography, the key object loaded once per kid
         try:
-            verifier = JWSRegistry.algorithms[alg]
-            valid = bool(signature) and verifier.verify(signing_input, _b64(signature), key)
+            ecdsa = _ECDSA.get(alg)
+            if ecdsa is not None and isinstance(key, ECKey):
+                valid = bool(signature) and _verify_ecdsa(key, ecdsa, signing_input, _b64(signature))
+            else:
+                verifier = JWSRegistry.algorithms[alg]
+                valid = bool(signature) and verifier.verify(signing_input, _b64(signature), key)
         except (JoseError, InvalidToken, ValueError, TypeError):
             valid = False
         if not valid:

@@ -11,14 +11,18 @@ numbers, SDP versions (:class:`~.sdp_media.LegSdp`) and session timer (RFC 4028,
 - re-INVITE and UPDATE with a new offer (hold, resume, codec change) are passed
   across with the SDP translated by the media plan (external IWF: ``offer_from_webrtc``
   / ``answer_from_ims`` or ``offer_from_ims`` / ``answer_from_webrtc``); a refresh
-  (the same SDP, or none in an UPDATE) is answered on its own leg (RFC 4028 §7.4, §9);
+  (the same SDP, or none in an UPDATE) is answered on its own leg (RFC 4028 §7.4, §9),
+  and so is a re-INVITE without SDP: the leg's current SDP is our offer in the 2xx
+  (RFC 3264 §8), the answer comes in the ACK (:meth:`Call.on_ack`);
   an UPDATE from the IMS that only moves preconditions is answered by the gateway
   (RFC 3312 §5.1, NI-O/NI-T for a WIC that knows none of it);
 - glare: an offer arriving while our own is pending on that leg gets 491 (RFC 3261
   §14.2, RFC 3311 §5.2); a 491 to ours is retried after the §14.1 wait (2.1-4 s when
   we own the dialog's Call-ID, else 0-2 s), a re-INVITE arriving while another is
   being handled gets 500 with Retry-After (§14.2);
-- INFO (DTMF as ``application/dtmf-relay``) is relayed with its body and answer;
+- INFO (DTMF as ``application/dtmf-relay``), REFER (with the NOTIFYs of its implicit
+  subscription), SUBSCRIBE and MESSAGE within the dialog are relayed to the other leg
+  with their bodies and answers (:mod:`.relay`);
 - session timers: we refresh where we are the refresher; a leg whose peer does not
   refresh in time is ended (RFC 4028 §10).
 """
@@ -39,6 +43,7 @@ from webims.sip import Dialog, DialogError, DialogId, Request, Response, ServerK
 
 from .prack import ReliableSender
 from .precondition import QosState, apply_preconditions, preconditions_of
+from .relay import RELAYED_METHODS, relay_request
 from .sdp_media import SDP, LegSdp, MediaPlan, parse_sdp
 from .session_timer import (
     Negotiation,
@@ -58,9 +63,7 @@ __all__ = ["ALLOW", "Call", "Leg", "Side", "reason_header"]
 log = logging.getLogger("webims.gateway.sessions")
 
 #: The methods the gateway takes within a session (Allow, RFC 3261 §20.5).
-ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, INFO, MESSAGE, OPTIONS"
-#: What the relayed INFO / BYE keep of the request they are made from.
-_INFO_HEADERS = ("Info-Package", "Content-Disposition", "Reason")
+ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY, SUBSCRIBE"
 
 
 class Side(enum.Enum):
@@ -93,6 +96,7 @@ class Leg:
         self.out_offer = False  # our offer (INVITE or UPDATE) awaits its answer
         self.in_invite = False  # the peer's re-INVITE is being handled
         self.in_offer = False  # the peer's offer is being handled (relayed across)
+        self.ack_wait: asyncio.Future[Request | None] | None = None  # delayed offer: the ACK awaited
 
     def __repr__(self) -> str:
         return f"<Leg {self.side.value} {self.call_id} {self.tag}>"
@@ -147,12 +151,18 @@ class Leg:
         return response
 
     def _ack_again(self, invite: Request) -> Any:
+        # kept by the transaction for Timer M, after the call may have ended and gone (its legs
+        # reach it weakly then, SessionManager.forget): what the ACK needs, not the call
+        mgr, binding = self.call.mgr, self.call.binding
+
         def again(response: Response) -> None:
             dialog = self.dialog
             if dialog is not None and 200 <= response.status < 300:
                 ack = dialog.ack_for(response)
-                if ack is not None:
-                    self.call.mgr.send_ack(self, ack)
+                if ack is not None and self.side is Side.IMS:
+                    mgr.send_ack_ims(ack)
+                elif ack is not None:
+                    mgr.send_ack_wic(binding, ack)
 
         return again
 
@@ -185,10 +195,10 @@ class Leg:
     async def refresh(self) -> None:
         """Refresh the session (RFC 4028 §7.4): UPDATE without SDP when the peer allows it, else
         a re-INVITE with our last SDP; 422 raises the interval, 491 waits and retries."""
-        timer = self.timer
+        timer, call = self.timer, self.call  # call: held while this runs (forget() weakens the legs' link)
         if timer is None:
             return
-        interval, min_se = timer.interval, self.call.mgr.config.min_se
+        interval, min_se = timer.interval, call.mgr.config.min_se
         for _ in range(1 + self.call.mgr.config.glare_retries):
             if self.call.ended or self.dialog is None or not self.dialog.confirmed:
                 return
@@ -237,6 +247,8 @@ class Call:
         self.prack_sender: ReliableSender | None = None  # NI-T: our reliable 1xx, for late PRACKs
         self.dialog_ids: set[DialogId] = set()  # the manager's index entries of this call
         self.invite_keys: list[ServerKey] = []
+        self.identity = binding.impu  # what requests toward the IMS assert (the INVITE's choice)
+        self.refer_ids: dict[tuple[Side, int], int] = {}  # relayed REFER's CSeq -> original (RFC 3515 §2.4.6)
         self.ended = False
         self.answered = False
         self.end_reason = ""
@@ -260,6 +272,8 @@ class Call:
         byes: list[Request] = []
         for leg in (self.wic, self.ims):
             leg.stop_timer()
+            if leg.ack_wait is not None and not leg.ack_wait.done():
+                leg.ack_wait.set_result(None)  # a delayed-offer setup waiting for an ACK gives up
             dialog = leg.dialog
             if leg is skip or dialog is None or not dialog.confirmed:
                 continue
@@ -294,8 +308,8 @@ class Call:
             await self._reinvite(leg, incoming)
         elif method == "UPDATE":
             await self._update(leg, incoming)
-        elif method == "INFO":
-            await self._relay_plain(leg, incoming)
+        elif method in RELAYED_METHODS:
+            await relay_request(self, leg, incoming)
         elif method == "PRACK":
             sender = self.prack_sender
             if sender is not None and sender.match(request):
@@ -306,8 +320,18 @@ class Call:
             incoming.respond(405, headers=[("Allow", ALLOW)])
 
     def on_ack(self, leg: Leg, request: Request) -> None:
-        """An ACK for our 2xx on ``leg`` (a re-INVITE's; the initial one is the setup's business)."""
-        return None
+        """An ACK for our 2xx on ``leg``. A delayed-offer setup waits for it (its answer, RFC 3264
+        §5); else it answers the offer of our 2xx to a re-INVITE without SDP, and is recorded."""
+        wait = leg.ack_wait
+        if wait is not None and not wait.done():
+            wait.set_result(request)
+            return
+        try:
+            answer = parse_sdp(request.body, request.content_type)
+        except SdpError:
+            answer = None
+        if answer is not None and leg.sdp.received(answer):
+            log.info("%s: the %s side's answer in ACK changes its media", self, leg.side.value)
 
     async def _reinvite(self, leg: Leg, incoming: IncomingRequest) -> None:
         if leg.in_invite:
@@ -454,20 +478,3 @@ class Call:
         if result is not None:
             other.start_timer(SessionTimer.after_request_sent(result, asyncio.get_running_loop().time()))
         return 200, None, mine, []
-
-    async def _relay_plain(self, leg: Leg, incoming: IncomingRequest) -> None:
-        """INFO (DTMF ``application/dtmf-relay``, RFC 6086) to the other leg, its answer back."""
-        request = incoming.request
-        other = leg.other
-        if other.dialog is None or not (other.dialog.confirmed or other.dialog.early):
-            incoming.respond(481)
-            return
-        headers = [(n, v) for n in _INFO_HEADERS for v in request.headers.get_all(n)]
-        relayed = other.new_request(request.method, headers, request.body, request.content_type)
-        response = await other.send(relayed)
-        back = [
-            (n, v) for n in ("Warning", "Retry-After", "Content-Type") for v in response.headers.get_all(n)
-        ]
-        incoming.respond(response.status, response.reason, headers=back, body=response.body)
-        if response.status in (408, 481) and not self.ended:
-            await self.end(reason_header(response.status, response.reason), failed=other)

@@ -27,7 +27,8 @@ Diagnostics (environment variables; each costs CPU, so not for the figures):
 - ``WEBIMS_BENCH_PROFILE=file``: cProfile of the gateway over the registration phase;
 - ``WEBIMS_BENCH_CALLTREE=file``: Python calls by call path over the registration phase;
 - ``WEBIMS_BENCH_PYSPY=prefix`` / ``WEBIMS_BENCH_PERF=prefix``: py-spy (GIL holder) or
-  ``perf record`` (cpu-clock) samples of the gateway over the registration phase;
+  ``perf record`` (cpu-clock) samples of the gateway over the registration phase
+  (``WEBIMS_BENCH_PYSPY_RATE``: py-spy samples per second, 250 by default);
 - ``WEBIMS_BENCH_OBJECTS=1`` (``=garbage``): gc-tracked objects, pymalloc and malloc
   statistics at start, connected and registered (and the cyclic garbage made meanwhile);
 - ``WEBIMS_BENCH_TRACEMALLOC=1`` (``=connect``): allocation sites of registering (connecting);
@@ -93,6 +94,19 @@ def cpu_split(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def threads_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process's threads other than its main one (e.g. the SQLite writer)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if task.name == str(pid):
+            continue
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def rss_bytes(pid: int) -> int:
@@ -296,6 +310,7 @@ def _child_labcore(workdir: Path, hss_db: str, icscf_port: int, scscf_port: int)
     from webims.labcore import start_labcore
     from webims.labcore.hss import SubscriberStore
     from webims.store import Store
+    from webims.transport.loop import GcPolicy
     from webims.transport.loop import run as run_loop
 
     env = {
@@ -315,7 +330,7 @@ def _child_labcore(workdir: Path, hss_db: str, icscf_port: int, scscf_port: int)
         finally:
             await core.stop()
 
-    run_loop(main())
+    run_loop(main(), gc_policy=GcPolicy())  # as ``webims serve labcore`` runs it
 
 
 _STUB_SEEN: list[bytes] = []
@@ -452,7 +467,8 @@ def _child_gateway(
                         print(f"{n:9d} {name}", file=sys.stderr)
                     frames = Counter(
                         f"{o.f_code.co_filename.rsplit('/', 2)[-1]}:{o.f_code.co_name}"
-                        for o in gc.garbage if type(o).__name__ == "frame"
+                        for o in gc.garbage
+                        if type(o).__name__ == "frame"
                     )
                     for name, n in frames.most_common(20):
                         print(f"   frame {n:7d} {name}", file=sys.stderr)
@@ -624,6 +640,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
     system_seconds: float = 0.0  # of cpu_seconds, in the kernel (loopback delivery to the peers too)
+    threads_seconds: float = 0.0  # of cpu_seconds, in threads other than the event loop's
     rss_before: int = 0
     rss_after: int = 0
     rss_connected: int = 0
@@ -645,6 +662,8 @@ class Result:
             "gateway_cpu_ms_per_registration": round(1000 * self.cpu_seconds / max(1, self.registrations), 3),
             "gateway_system_cpu_ms_per_registration": round(
                 1000 * self.system_seconds / max(1, self.registrations), 3),
+            "gateway_threads_cpu_ms_per_registration": round(
+                1000 * self.threads_seconds / max(1, self.registrations), 3),
             "ims_cpu_ms_per_registration": round(1000 * self.ims_cpu_seconds / max(1, self.registrations), 3),
             "clients_cpu_ms_per_registration": round(
                 1000 * self.driver_cpu_seconds / max(1, self.registrations), 3),
@@ -713,6 +732,7 @@ async def _drive(
         os.kill(gw_pid, signal.SIGRTMIN + 2)
     cpu0 = cpu_seconds(gw_pid)
     sys0 = cpu_split(gw_pid)[1]
+    threads0 = threads_cpu_seconds(gw_pid)
     ims0 = cpu_seconds(ims_pid)
     own0 = cpu_seconds(os.getpid())
     start = loop.time()
@@ -726,6 +746,7 @@ async def _drive(
     result.seconds = loop.time() - start
     result.cpu_seconds = cpu_seconds(gw_pid) - cpu0
     result.system_seconds = cpu_split(gw_pid)[1] - sys0
+    result.threads_seconds = threads_cpu_seconds(gw_pid) - threads0
     result.ims_cpu_seconds = cpu_seconds(ims_pid) - ims0
     result.driver_cpu_seconds = cpu_seconds(os.getpid()) - own0
     _stop_py_spy(spy)
@@ -752,7 +773,8 @@ def _start_py_spy(pid: int, mode: str) -> subprocess.Popen[bytes] | None:
         return None
     exe = Path(sys.executable).with_name("py-spy")
     proc = subprocess.Popen(
-        [str(exe), "record", "-p", str(pid), "-r", "250", "--gil", "-f", "raw", "-o", f"{prefix}-{mode}.txt"],
+        [str(exe), "record", "-p", str(pid), "-r", os.environ.get("WEBIMS_BENCH_PYSPY_RATE", "250"), "--gil",
+         "-f", "raw", "-o", f"{prefix}-{mode}.txt"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)  # attached before the first REGISTER

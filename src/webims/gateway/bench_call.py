@@ -24,7 +24,13 @@ B2BUA -> the message it causes handed to the transport, per kind) and from outsi
 in this process, one clock; this includes both transports and this process's own
 delays, so it bounds the gateway's share from above) — the gateway's CPU
 milliseconds per call, and the time its cyclic garbage collector stopped the loop
-(collections, total and longest pause). The last line is JSON.
+(collections, total and longest pause, wall and CPU time). The last line is JSON.
+
+The gateway runs with :class:`~webims.transport.loop.GcPolicy` as ``webims serve`` does
+(``WEBIMS_BENCH_GC_POLICY``: its fields as JSON; ``WEBIMS_BENCH_GC_DEFAULT=1``: CPython's
+collector settings). ``WEBIMS_BENCH_GARBAGE=1``: after each step the gateway counts the
+cyclic garbage its calls left, by type (``gc.DEBUG_SAVEALL``; zero expected: a finished
+call is freed by reference counting). ``WEBIMS_BENCH_PROFILE=FILE``: a cProfile of it.
 
     webims bench call --rates 100,200,300,400 --seconds 5
 """
@@ -343,26 +349,52 @@ class GcLog:
     """Pauses of the cyclic garbage collector (``gc.callbacks``), per generation."""
 
     def __init__(self) -> None:
-        self.started = 0.0
+        self.started = self.started_cpu = 0.0
         self.clear()
 
     def clear(self) -> None:
         self.count = [0, 0, 0]
-        self.total = 0.0
-        self.longest = 0.0
+        self.total = self.total_cpu = 0.0
+        self.longest = self.longest_cpu = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self.started = time.perf_counter()
+            self.started, self.started_cpu = time.perf_counter(), time.thread_time()
             return
-        pause = time.perf_counter() - self.started
+        pause, cpu = time.perf_counter() - self.started, time.thread_time() - self.started_cpu
         self.count[info["generation"]] += 1
         self.total += pause
+        self.total_cpu += cpu
         self.longest = max(self.longest, pause)
+        self.longest_cpu = max(self.longest_cpu, cpu)
 
     def report(self) -> dict[str, Any]:
+        # wall time (what the loop lost) and CPU time (what the collector did: less load dependent)
         return {"collections": list(self.count), "total_ms": round(self.total * 1000, 3),
-                "longest_ms": round(self.longest * 1000, 3)}  # fmt: skip
+                "longest_ms": round(self.longest * 1000, 3), "cpu_total_ms": round(self.total_cpu * 1000, 3),
+                "cpu_longest_ms": round(self.longest_cpu * 1000, 3), "frozen": gc.get_freeze_count(),
+                "young": list(gc.get_count())}  # fmt: skip
+
+
+def garbage_census(limit: int = 40) -> dict[str, Any]:
+    """With ``gc.DEBUG_SAVEALL`` set: collect, count what was cyclic garbage by type, forget it.
+    (A call that leaves none frees all its objects by reference counting alone.) Frozen objects
+    (GcPolicy) are included: unfrozen, collected, frozen again."""
+    gc.unfreeze()
+    gc.collect()
+    counts: dict[str, int] = {}
+    for obj in gc.garbage:
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    total = len(gc.garbage)
+    gc.garbage.clear()
+    gc.set_debug(0)  # free what was found (saved, its cycles would be found again next time)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.freeze()
+    top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
+    return {"objects": total, "by_type": top}
 
 
 def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> None:
@@ -377,6 +409,8 @@ def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> N
     from .settings import GatewayConfig
     from .state import MemoryRegistrationStore
 
+    census = bool(os.environ.get("WEBIMS_BENCH_GARBAGE"))  # cyclic garbage by type, per step
+
     async def main() -> None:
         config = GatewayConfig(
             icscf=f"sip:127.0.0.1:{ims_port}", mw_port=0, subscribe_reg_event=False, token_auth="off",
@@ -389,6 +423,8 @@ def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> N
         latency = LatencyLog()
         collector = GcLog()
         gc.callbacks.append(collector)
+        if census:
+            gc.set_debug(gc.DEBUG_SAVEALL)
         SessionManager(gateway, SessionConfig(media=media),  # type: ignore[arg-type]
                        latency=latency)  # fmt: skip
         cert, key = ensure_self_signed(workdir / "tls")
@@ -399,7 +435,10 @@ def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> N
         def report() -> None:
             out = {kind: {"n": len(v), **percentiles(v)} for kind, v in latency.samples.items()}
             out["all"] = {"n": len(latency.all()), **percentiles(latency.all())}
-            print(json.dumps({"latency": out, "gc": collector.report()}), flush=True)
+            result: dict[str, Any] = {"latency": out, "gc": collector.report()}
+            if census:
+                result["garbage"] = garbage_census()
+            print(json.dumps(result), flush=True)
             latency.clear()
             collector.clear()
 
@@ -411,7 +450,12 @@ def _child_gateway(workdir: Path, wss_port: int, ims_port: int, media: str) -> N
             await stop.wait()
 
     # the collector settings of a long-running server (as ``webims serve`` runs): GcPolicy
-    policy = None if os.environ.get("WEBIMS_BENCH_GC_DEFAULT") else GcPolicy()
+    # (WEBIMS_BENCH_GC_DEFAULT: CPython's settings; WEBIMS_BENCH_GC_POLICY: GcPolicy fields as JSON)
+    policy = (
+        None
+        if os.environ.get("WEBIMS_BENCH_GC_DEFAULT")
+        else GcPolicy(**json.loads(os.environ.get("WEBIMS_BENCH_GC_POLICY") or "{}"))
+    )
     profile = os.environ.get("WEBIMS_BENCH_PROFILE")  # a cProfile of the gateway, CPU time
     if profile:
         import cProfile
@@ -453,6 +497,7 @@ async def _step(wics: list[Wic], stats: Stats, rate: float, seconds: float, hold
     gateway.send_signal(signal.SIGUSR1)
     report = json.loads(await loop.run_in_executor(None, gateway.stdout.readline))
     inside, collector = report["latency"], report["gc"]
+    garbage = report.get("garbage")
     ok = [c for c in calls if c.status == 200]
     setup = [c.answered - c.sent for c in ok]
     return {
@@ -471,6 +516,11 @@ async def _step(wics: list[Wic], stats: Stats, rate: float, seconds: float, hold
         },
         "gateway_cpu_ms_per_call": round(cpu * 1000 / max(1, len(ok)), 3),
         "gateway_gc": {**collector, "ms_per_call": round(collector["total_ms"] / max(1, len(ok)), 3)},
+        **(
+            {"gateway_garbage": {**garbage, "objects_per_call": round(garbage["objects"] / max(1, total), 1)}}
+            if garbage is not None
+            else {}
+        ),
         "generator_cpu_ms_per_call": round(own * 1000 / max(1, len(ok)), 3),
         "load_average_1min": round(max(load0, os.getloadavg()[0]), 2),
     }

@@ -17,15 +17,19 @@ Steps, with the seed's numbers (external IWF / IWF in the IMS):
    (RFC 3262 §4); the answer taken by the IWF (``answer_from_ims``), after which our
    segment is reserved and, when the peer must hear it, an UPDATE says so (RFC 3312
    §5.1.1) — NI-O (TS 23.228 §5.6.4) on behalf of a WIC that knows none of this;
-12-15. 180 Ringing passed to the WIC (unreliably, in the one WIC dialog) unless it
-   does not want it; early media: the first SDP answer goes with it;
+12-15. 180 Ringing passed to the WIC (unreliably) unless it does not want it; early
+   media: the SDP answer goes with it. Forking with media in the IMS: each fork's early
+   answer reaches the WIC in an early dialog of its own (:class:`Fork`); with the
+   external IWF one WIC dialog, the IWF following the fork that answers;
 16-21. the 200: ACK toward the IMS, ``confirm`` (final resources), the WIC's 200
    with the WebRTC answer. A second 2xx from another fork is ACKed and ended with BYE
    (§13.2.2.4). Failures reach the WIC with their status, reason phrase and a Reason
    header (RFC 3326); 422 from the IMS is retried with its Min-SE (RFC 4028 §7.4);
    no answer at all within ``ims_invite_timeout``: 503 with Retry-After.
 CANCEL from the WIC (its 487 is sent by the transaction layer) cancels the IMS
-INVITE; a 2xx that crosses it is ACKed and BYEd.
+INVITE; a 2xx that crosses it is ACKed and BYEd. An INVITE without SDP (delayed offer,
+RFC 3261 §13.2.1) goes on without SDP; the IMS's offer in its 2xx (or its reliable 1xx)
+reaches the WIC and the answer comes back in the ACK (or PRACK): :mod:`.delayed_offer`.
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from webims.auth.identity import check_destination
 from webims.endpoint import IncomingRequest
 from webims.media.api import MediaError
 from webims.sdp import SdpError, SessionDescription
-from webims.sip import Dialog, DialogError, DialogSet, NameAddr, ParseError, Request, Response
+from webims.sip import Dialog, DialogError, DialogSet, NameAddr, ParseError, Request, Response, new_tag
 
 from .b2bua import ALLOW, Call, Side, reason_header
+from .delayed_offer import AckWait, EarlyOffer, ack_timeout, answer_of_ack
 from .identity import aor_of, assert_identity, asserted_identity, charging_vector, same_identity
 from .prack import RSeqTracker, is_reliable
 from .precondition import apply_preconditions, preconditions_of
-from .sdp_media import SDP, parse_sdp
+from .sdp_media import SDP, LegSdp, parse_sdp
 from .session_settings import ringing_hidden
 from .session_timer import Negotiation, SessionTimer, min_se_of, uac_headers, uac_result, uas_negotiate
 from .wic import Flow
@@ -103,9 +108,6 @@ async def originate(mgr: SessionManager, incoming: IncomingRequest, flow: Flow, 
     except SdpError as exc:
         incoming.respond(exc.status, headers=[("Warning", mgr.warning(exc.reason))])
         return
-    if offer is None:
-        incoming.respond(488, "Not Acceptable Here (an SDP offer is needed)")
-        return
     negotiation = uas_negotiate(request, min_se=mgr.config.min_se, default=0)
     if negotiation.status == 422:
         incoming.respond(422, headers=negotiation.response_headers(uac_supports=True))
@@ -120,12 +122,21 @@ async def originate(mgr: SessionManager, incoming: IncomingRequest, flow: Flow, 
 
 
 class Fork:
-    """One early dialog of the IMS leg (one forked branch, RFC 3261 §12.1.2)."""
+    """One early dialog of the IMS leg (one forked branch, RFC 3261 §12.1.2).
+
+    With media interworking in the IMS (``media = "ims"``) each fork that sends an early
+    answer gets a WIC early dialog of its own (``wic_tag``, its own ``o=`` line in
+    ``wic_sdp``): the WIC (JsSIP) keeps one early dialog per To tag, as it would behind
+    a forking proxy, and the 2xx picks the one that is confirmed (RFC 3261 §13.2.2.4).
+    """
 
     def __init__(self, dialog: Dialog) -> None:
         self.dialog = dialog
         self.rseq = RSeqTracker()
         self.answer: SessionDescription | None = None  # its SDP answer (in a 18x or the 2xx)
+        self.wic_tag: str | None = None  # the To tag of its WIC early dialog, once it has one
+        self.wic_sdp: LegSdp | None = None  # that dialog's SDP versions (None: the WIC leg's own)
+        self.wic_dialog: Dialog | None = None  # that dialog, when it is not the WIC leg's first one
 
 
 class LateAnswers:
@@ -174,7 +185,7 @@ class Originating:
         mgr: SessionManager,
         call: Call,
         incoming: IncomingRequest,
-        offer: SessionDescription,
+        offer: SessionDescription | None,
         max_forwards: int | None,
     ) -> None:
         self.mgr = mgr
@@ -182,6 +193,10 @@ class Originating:
         self.incoming = incoming
         self.request = incoming.request
         self.offer = offer
+        self.delayed = offer is None  # delayed offer: the IMS offers in its 2xx (:mod:`.delayed_offer`)
+        wic_100rel = "100rel" in self.request.option_tags("supported") | self.request.option_tags("require")
+        use = self.delayed and wic_100rel and mgr.config.hundred_rel != "off"
+        self.early_offer = EarlyOffer(self) if use else None  # or in a reliable 1xx (RFC 3262 §5)
         self.max_forwards = max_forwards
         self.binding: Binding = call.binding
         self.invite: Request | None = None
@@ -190,7 +205,7 @@ class Originating:
         self.dialogs: DialogSet | None = None
         self.forks: dict[str, Fork] = {}
         self.wic_gone = False  # the WIC cancelled, or got our 503
-        self.early_sdp_sent = False
+        self.sdp_tags: set[str] = set()  # WIC To tags whose early dialog has had its early answer
         self.hide_ringing = ringing_hidden(
             mgr.config, user_agent=self.request.headers.get("User-Agent"),
             origin=self.binding.origin, impu=self.binding.impu,
@@ -207,15 +222,17 @@ class Originating:
         self.wic_negotiation = negotiation
         call.wic.call_id = self.request.call_id
         call.wic.peer_allows_update = "UPDATE" in _allow(self.request)
-        try:
-            ims_offer = await call.media.offer_from_wic(self.offer)  # steps 2-3
-        except MediaError as exc:
-            self._fail_wic(exc.status, exc.reason, [("Warning", mgr.warning(exc.reason))])
-            await call.end("", skip=call.wic)
-            return
-        if mgr.config.preconditions != "off":
-            ims_offer = apply_preconditions(ims_offer, call.qos.offer_lines())
-        body = call.ims.sdp.stamp(ims_offer)
+        body = b""
+        if self.offer is not None:
+            try:
+                ims_offer = await call.media.offer_from_wic(self.offer)  # steps 2-3
+            except MediaError as exc:
+                self._fail_wic(exc.status, exc.reason, [("Warning", mgr.warning(exc.reason))])
+                await call.end("", skip=call.wic)
+                return
+            if mgr.config.preconditions != "off":
+                ims_offer = apply_preconditions(ims_offer, call.qos.offer_lines())
+            body = call.ims.sdp.stamp(ims_offer)
         for _ in range(3):  # 422 retries (RFC 4028 §7.4)
             final = await self._send_invite(body)
             if final.status == 422 and not self.wic_gone:
@@ -247,9 +264,9 @@ class Originating:
         forwards = (self.max_forwards if self.max_forwards is not None else 70) - 1
         supported = ["timer"]
         require: list[str] = []
-        if config.hundred_rel != "off":
+        if config.hundred_rel != "off" and (not self.delayed or self.early_offer is not None):
             (require if config.hundred_rel == "required" else supported).append("100rel")
-        if config.preconditions != "off":
+        if config.preconditions != "off" and not self.delayed:
             (require if config.preconditions == "required" else supported).append("precondition")
         headers: list[tuple[str, str]] = [
             ("Max-Forwards", str(forwards)),
@@ -273,11 +290,13 @@ class Originating:
         headers += [(n, v) for n in PASSED_ON for v in request.headers.get_all(n)]
         if gw.ims.as_pcscf:
             headers.append(("P-Charging-Vector", charging_vector(gw.config.uri_host)))
-        headers.append(("Content-Type", SDP))
+        if body:
+            headers.append(("Content-Type", SDP))
         invite = Request("INVITE", request.uri, headers, body)
         preferred = request.headers.get("P-Preferred-Identity")
         chosen = asserted_identity(binding.identities, preferred) or binding.impu
         assert_identity(invite, chosen, as_pcscf=gw.ims.as_pcscf)
+        call.identity = chosen
         return invite
 
     async def _send_invite(self, body: bytes) -> Response:
@@ -341,10 +360,14 @@ class Originating:
         reliable = is_reliable(response)
         if reliable and not fork.rseq.accept(response):
             return  # a retransmission (RFC 3262 §4)
-        wic_sdp = await self._take_answer(fork, response)
+        if reliable and self.early_offer is not None and self.early_offer.wants(response):
+            await self.early_offer.relay(fork, response)  # the IMS's offer, our answer in PRACK
+            return
+        # delayed offer: an offer only in a reliable 1xx or the 2xx (RFC 3261 §13.2.1)
+        wic_sdp = None if self.delayed else await self._take_answer(fork, response)
         if self.wic_gone:
             return
-        self._relay_provisional(response, wic_sdp, t0)
+        self._relay_provisional(fork, response, wic_sdp, t0)
         if reliable:
             prack = fork.dialog.create_request("PRACK", headers=[("RAck", str(fork.rseq.rack(response)))])
             answer = await mgr.send_on(call.ims, prack)
@@ -400,9 +423,27 @@ class Originating:
         else:
             log.info("%s: precondition UPDATE answered %d", call, response.status)
 
-    def _relay_provisional(self, response: Response, wic_sdp: SessionDescription | None, t0: float) -> None:
+    def _wic_tag(self, fork: Fork, early_answer: bool) -> str:
+        """The To tag of the WIC early dialog that ``fork``'s 1xx goes in (see :class:`Fork`):
+        the WIC leg's own until a fork's early answer needs one of its own (media in the IMS)."""
+        call = self.call
+        if fork.wic_tag is not None:
+            return fork.wic_tag
+        if not early_answer or call.media.external:
+            return call.wic.tag  # external IWF: one WIC dialog; the IWF follows the fork that answers
+        if call.wic.tag not in self.sdp_tags:
+            fork.wic_tag = call.wic.tag
+        else:
+            fork.wic_tag, fork.wic_sdp = new_tag(), LegSdp(self.mgr.sdp_address)
+        return fork.wic_tag
+
+    def _relay_provisional(
+        self, fork: Fork, response: Response, wic_sdp: SessionDescription | None, t0: float
+    ) -> None:
+        tag = self._wic_tag(fork, wic_sdp is not None)
+        answered = tag in self.sdp_tags  # that WIC dialog has had its early answer
         status = response.status
-        if status == 180 and self.hide_ringing and (wic_sdp is None or self.early_sdp_sent):
+        if status == 180 and self.hide_ringing and (wic_sdp is None or answered):
             return  # step 11-14: the WIC does not want ringing
         if status == 180 and self.hide_ringing:
             status = 183
@@ -412,13 +453,20 @@ class Originating:
             (n, v) for n in ("P-Asserted-Identity", "Alert-Info") for v in response.headers.get_all(n)
         ]
         body = b""
-        if wic_sdp is not None and not self.early_sdp_sent:
-            self.early_sdp_sent = True  # one early answer per WIC dialog (JsSIP takes one)
+        if wic_sdp is not None and not answered:
+            self.sdp_tags.add(tag)  # one early answer per WIC dialog (JsSIP takes one)
             headers.append(("Content-Type", SDP))
-            body = call.wic.sdp.stamp(wic_sdp)
+            body = (fork.wic_sdp or call.wic.sdp).stamp(wic_sdp)
         reason = response.reason if status == response.status else "Session Progress"
-        out = self.request.response(status, reason, to_tag=call.wic.tag, headers=headers, body=body)
-        if call.wic.dialog is None:
+        out = self.request.response(status, reason, to_tag=tag, headers=headers, body=body)
+        if tag != call.wic.tag:
+            if fork.wic_dialog is None:
+                try:
+                    fork.wic_dialog = Dialog.from_uas(self.request, out)
+                except DialogError:
+                    return
+                self.mgr.register(call, call.wic, fork.wic_dialog)
+        elif call.wic.dialog is None:
             try:
                 call.wic.dialog = Dialog.from_uas(self.request, out)
             except DialogError:
@@ -455,6 +503,9 @@ class Originating:
             return
         call.ims.dialog = self.late.dialog = dialog
         mgr.register(call, call.ims, dialog)
+        if self.delayed:
+            await self._delayed_answered(response, dialog, t0)
+            return
         mgr.send_ack(call.ims, dialog.create_ack(self.invite))
         for other in self.dialogs.terminate_early():
             mgr.unregister(other)
@@ -463,6 +514,7 @@ class Originating:
             return
         call.ims.peer_allows_update = "UPDATE" in _allow(response)
         fork = self.forks.get(tag) or Fork(dialog)
+        self._choose_wic_dialog(fork)
         try:
             sdp = parse_sdp(response.body, response.content_type) or fork.answer
         except SdpError:
@@ -473,8 +525,8 @@ class Originating:
             return
         if sdp is not fork.answer:
             call.ims.sdp.received(sdp)
-            if call.qos.active:
-                call.qos.take_answer(preconditions_of(sdp))
+            if call.qos.active and not call.qos.take_answer(preconditions_of(sdp)):
+                call.qos.active = False  # the answerer did not take up the preconditions (RFC 3312 §11)
         try:
             wic_sdp = await call.media.answer_from_ims(sdp)
             await call.media.confirm()  # step 20: final resources, two-way media
@@ -485,16 +537,88 @@ class Originating:
         loop = asyncio.get_running_loop()
         result = uac_result(response)
         call.ims.start_timer(SessionTimer.after_request_sent(result, loop.time()) if result else None)
+        self._send_wic_ok(response, call.wic.sdp.stamp(wic_sdp), t0)
+
+    async def _delayed_answered(self, response: Response, dialog: Dialog, t0: float) -> None:
+        """Delayed offer (:mod:`.delayed_offer`): the IMS's offer in its 2xx goes through the media
+        plan into our 200 to the WIC; the WIC's answer in its ACK goes in our ACK to the IMS."""
+        call, mgr = self.call, self.mgr
+        assert self.invite is not None and self.dialogs is not None
+        for other in self.dialogs.terminate_early():
+            mgr.unregister(other)
+        call.ims.peer_allows_update = "UPDATE" in _allow(response)
+        if self.early_offer is not None and self.early_offer.done:
+            await self.early_offer.answered(response, dialog, t0)
+            return
+        failure: tuple[int, str] = (487, "Request Terminated")
+        wic_offer: SessionDescription | None = None
+        if not self.wic_gone:
+            try:
+                offer = parse_sdp(response.body, response.content_type)
+            except SdpError:
+                offer = None
+            failure = (502, "Bad Gateway (no SDP offer from the IMS)")
+            if offer is not None:
+                call.ims.sdp.received(offer)
+                try:
+                    wic_offer = await call.media.offer_from_ims(offer)
+                except MediaError as exc:
+                    failure = (exc.status, exc.reason)
+        ims_answer: SessionDescription | None = None
+        if wic_offer is not None and not self.wic_gone:
+            result = uac_result(response)
+            loop = asyncio.get_running_loop()
+            call.ims.start_timer(SessionTimer.after_request_sent(result, loop.time()) if result else None)
+            waiting = AckWait(call.wic)  # before the 200: its ACK may come at once
+            self._send_wic_ok(response, call.wic.sdp.stamp(wic_offer), t0)
+            ack = await waiting.wait(ack_timeout(mgr.gw.wic.endpoint.layer.timers.t1))
+            answer = answer_of_ack(ack)
+            failure = (408, "No ACK") if ack is None else (488, "No SDP answer in the ACK")
+            if answer is not None:
+                call.wic.sdp.received(answer)
+                try:
+                    ims_answer = await call.media.answer_from_wic(answer)
+                    await call.media.confirm()  # step 20: final resources, two-way media
+                except MediaError as exc:
+                    ims_answer, failure = None, (exc.status, exc.reason)
+        body = call.ims.sdp.stamp(ims_answer) if ims_answer is not None else b""
+        extra = [("Content-Type", SDP)] if body else []
+        mgr.send_ack(call.ims, dialog.create_ack(self.invite, headers=extra, body=body))
+        if ims_answer is None:  # RFC 3261 §13.2.2.4: ACK even so, then BYE
+            if not call.answered:
+                self._fail_wic(failure[0], failure[1], [])
+            await call.end(reason_header(*failure), skip=None if call.answered else call.wic)
+
+    def _choose_wic_dialog(self, fork: Fork) -> None:
+        """The 2xx's fork picks its WIC early dialog; the WIC's other early dialogs end with our 200
+        (RFC 3261 §13.2.2.4: the WIC confirms the one, its others end)."""
+        call, mgr = self.call, self.mgr
+        for other in self.forks.values():
+            if other is not fork and other.wic_dialog is not None:
+                other.wic_dialog.terminate()
+                mgr.unregister(other.wic_dialog)
+        if fork.wic_dialog is None or fork.wic_tag is None:
+            return
+        if call.wic.dialog is not None:
+            call.wic.dialog.terminate()
+            mgr.unregister(call.wic.dialog)
+        call.wic.tag, call.wic.dialog = fork.wic_tag, fork.wic_dialog
+        if fork.wic_sdp is not None:
+            call.wic.sdp = fork.wic_sdp
+
+    def _send_wic_ok(self, response: Response, body: bytes, t0: float) -> None:
+        """Our 200 to the WIC's INVITE (steps 19-21), with ``body`` (the answer, or the offer)."""
+        call, mgr = self.call, self.mgr
+        loop = asyncio.get_running_loop()
         negotiation = self.wic_negotiation
         headers = [("Contact", mgr.contact_for(call, Side.WIC)), ("Allow", ALLOW), ("Supported", "timer")]
         if negotiation is not None:
             uac_timer = "timer" in self.request.option_tags("supported")
             headers += negotiation.response_headers(uac_supports=uac_timer)
         headers += [(n, v) for n in ("P-Asserted-Identity",) for v in response.headers.get_all(n)]
-        headers.append(("Content-Type", SDP))
-        ok = self.request.response(
-            200, to_tag=call.wic.tag, headers=headers, body=call.wic.sdp.stamp(wic_sdp)
-        )
+        if body:
+            headers.append(("Content-Type", SDP))
+        ok = self.request.response(200, to_tag=call.wic.tag, headers=headers, body=body)
         if call.wic.dialog is None:
             call.wic.dialog = Dialog.from_uas(self.request, ok)
             mgr.register(call, call.wic, call.wic.dialog)
@@ -508,6 +632,8 @@ class Originating:
     def on_request(self, dialog: Dialog, incoming: IncomingRequest) -> bool:
         """An UPDATE of the IMS callee in an early dialog (preconditions, RFC 3312 §6); True when handled."""
         request, call = incoming.request, self.call
+        if self.early_offer is not None and self.early_offer.on_prack(dialog, incoming):
+            return True
         if request.method != "UPDATE" or dialog.confirmed or self.call.leg(Side.IMS) is None:
             return False
         error = dialog.receive_request(request)

@@ -20,6 +20,9 @@ follows the answer); 19-24. the WIC's 200 is ACKed at once, ``confirm`` gives fi
 resources, and the 200 goes to the IMS (without SDP when a reliable 183 already
 carried the answer). A CANCEL from the IMS (its 487 is sent by the transaction
 layer) cancels the WIC's INVITE; a WIC's 200 that crosses it is ACKed and BYEd.
+An INVITE without SDP (delayed offer, RFC 3261 §13.2.1) reaches the WIC without SDP;
+the WIC's offer in its 200 goes to the IMS in ours, the IMS's answer in its ACK comes
+back in our ACK to the WIC (:mod:`.delayed_offer`; no 100rel or preconditions then).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from webims.sdp import SdpError, SessionDescription
 from webims.sip import Dialog, DialogError, NameAddr, Request, Response
 
 from .b2bua import ALLOW, Call, Side, reason_header
+from .delayed_offer import AckWait, ack_timeout, answer_of_ack
 from .prack import ReliableSender
 from .precondition import apply_preconditions, preconditions_of, strip_preconditions
 from .sdp_media import SDP, parse_sdp
@@ -83,9 +87,6 @@ async def terminate(mgr: SessionManager, incoming: IncomingRequest, binding: Bin
         offer = parse_sdp(request.body, request.content_type)
     except SdpError as exc:
         incoming.respond(exc.status, headers=[("Warning", mgr.warning(exc.reason))])
-        return
-    if offer is None:
-        incoming.respond(488, "Not Acceptable Here (an SDP offer is needed)")
         return
     negotiation = uas_negotiate(request, min_se=mgr.config.min_se, default=mgr.config.session_expires)
     if negotiation.status == 422:
@@ -146,6 +147,7 @@ class Terminating:
         self.use_100rel = config.hundred_rel != "off" and (
             self.require_100rel or ("100rel" in supported and self.use_preconditions)
         )
+        self.delayed = False  # no offer in the INVITE (see run)
         self.reliable = ReliableSender(self.request, t1=mgr.gw.ims.endpoint.layer.timers.t1)
         self.prack = asyncio.Event()
         self.qos_met = asyncio.Event()
@@ -160,23 +162,31 @@ class Terminating:
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ the flow
-    async def run(self, offer: SessionDescription) -> None:
+    async def run(self, offer: SessionDescription | None) -> None:
         mgr, call, request = self.mgr, self.call, self.request
         call.ims.call_id = request.call_id
         call.ims.peer_allows_update = "UPDATE" in _allow(request)
         call.ims.peer_supports_timer = "timer" in request.option_tags("supported")
-        if self.use_preconditions and not call.qos.take_offer(preconditions_of(offer)):
+        if offer is None:
+            # delayed offer (RFC 3261 §13.2.1): no SDP before the WIC's 200, so no reliable 1xx
+            # (the first one would have to carry the offer, RFC 3262 §5) and no preconditions
+            self.delayed = True
+            self.use_preconditions = self.use_100rel = False
+        if offer is None or (self.use_preconditions and not call.qos.take_offer(preconditions_of(offer))):
             self.use_preconditions = False
         if call.qos.met():
             self.qos_met.set()
-        call.ims.sdp.received(offer)
-        try:
-            wic_offer = await call.media.offer_from_ims(strip_preconditions(offer.copy()))  # step 5
-        except MediaError as exc:
-            self._fail_ims(exc.status, exc.reason, [("Warning", mgr.warning(exc.reason))])
-            await call.end("", skip=call.ims)
-            return
-        invite = self._build_wic_invite(call.wic.sdp.stamp(wic_offer))
+        wic_body = b""
+        if offer is not None:
+            call.ims.sdp.received(offer)
+            try:
+                wic_offer = await call.media.offer_from_ims(strip_preconditions(offer.copy()))  # step 5
+            except MediaError as exc:
+                self._fail_ims(exc.status, exc.reason, [("Warning", mgr.warning(exc.reason))])
+                await call.end("", skip=call.ims)
+                return
+            wic_body = call.wic.sdp.stamp(wic_offer)
+        invite = self._build_wic_invite(wic_body)
         self.wic_invite = invite
         queue: asyncio.Queue[tuple[float, Response]] = asyncio.Queue()
 
@@ -227,7 +237,8 @@ class Terminating:
         if not privacy & {"id", "header", "user"}:
             headers += [("P-Asserted-Identity", v) for v in request.headers.get_all("P-Asserted-Identity")]
         headers += [(n, v) for n in PASSED_ON for v in request.headers.get_all(n)]
-        headers.append(("Content-Type", SDP))
+        if body:
+            headers.append(("Content-Type", SDP))
         return Request("INVITE", binding.contact_uri, headers, body)
 
     # ------------------------------------------------------------------ the WIC's answers
@@ -239,6 +250,8 @@ class Terminating:
             sdp = parse_sdp(response.body, response.content_type)
         except SdpError:
             sdp = None
+        if self.delayed:
+            sdp = None  # an offer only in a reliable 1xx or the 2xx (RFC 3261 §13.2.1)
         if sdp is not None and self.answer_body is None and not await self._have_answer(sdp, final=False):
             return
         if response.status == 180:
@@ -321,6 +334,10 @@ class Terminating:
             mgr.invite_done(self.incoming)
             await call.end("", skip=call.ims)
             return
+        if self.delayed:
+            self.wic_answered = True
+            await self._delayed_final(response, dialog, t0)
+            return
         mgr.send_ack(call.wic, dialog.create_ack(self.wic_invite))
         self.wic_answered = True
         call.wic.peer_allows_update = "UPDATE" in _allow(response)
@@ -347,10 +364,61 @@ class Terminating:
         if not call.answered:
             await call.end(reason_header(487, "Request Terminated") if self.ims_gone else "", skip=call.ims)
 
-    async def _answer_ims(self, t0: float) -> None:
+    async def _delayed_final(self, response: Response, dialog: Dialog, t0: float) -> None:
+        """Delayed offer (:mod:`.delayed_offer`): the WIC's offer in its 200 goes through the media
+        plan into our 200 to the IMS; the IMS's answer in its ACK comes back in our ACK to the WIC."""
+        call, mgr = self.call, self.mgr
+        assert self.wic_invite is not None
+        call.wic.peer_allows_update = "UPDATE" in _allow(response)
+        result = uac_result(response)
+        loop = asyncio.get_running_loop()
+        call.wic.start_timer(SessionTimer.after_request_sent(result, loop.time()) if result else None)
+        failure: tuple[int, str] | None = None
+        try:
+            offer = parse_sdp(response.body, response.content_type)
+        except SdpError:
+            offer = None
+        if offer is None:
+            failure = (502, "Bad Gateway (no SDP offer from the WIC)")
+        elif not self.ims_gone:
+            call.wic.sdp.received(offer)
+            try:
+                ims_offer = await call.media.offer_from_wic(offer)  # initial resources (steps 2-3)
+            except MediaError as exc:
+                failure = (exc.status, exc.reason)
+            else:
+                self.answer_body = call.ims.sdp.stamp(ims_offer)
+        waiting: AckWait | None = None
+        if failure is not None:
+            self._fail_ims(failure[0], failure[1], [])
+        elif not self.ims_gone:
+            waiting = AckWait(call.ims)  # before the 200: its ACK may come at once
+            await self._answer_ims(t0, confirm=False)  # the offer in our 200
+        mgr.invite_done(self.incoming)
+        wic_answer: SessionDescription | None = None
+        status, text = failure or (487, "Request Terminated")
+        if call.answered and waiting is not None:
+            ack = await waiting.wait(ack_timeout(mgr.gw.ims.endpoint.layer.timers.t1))
+            answer = answer_of_ack(ack)
+            status, text = (408, "No ACK") if ack is None else (488, "No SDP answer in the ACK")
+            if answer is not None:
+                call.ims.sdp.received(answer)
+                try:
+                    wic_answer = await call.media.answer_from_ims(answer)
+                    await call.media.confirm()  # step 20: final resources, two-way media
+                except MediaError as exc:
+                    wic_answer, status, text = None, exc.status, exc.reason
+        body = call.wic.sdp.stamp(wic_answer) if wic_answer is not None else b""
+        extra = [("Content-Type", SDP)] if body else []
+        mgr.send_ack(call.wic, dialog.create_ack(self.wic_invite, headers=extra, body=body))
+        if wic_answer is None:  # RFC 3261 §13.2.2.4: ACK even so, then BYE
+            await call.end(reason_header(status, text), skip=call.ims if not call.answered else None)
+
+    async def _answer_ims(self, t0: float, *, confirm: bool = True) -> None:
         call, mgr = self.call, self.mgr
         try:
-            await call.media.confirm()  # step 20
+            if confirm:
+                await call.media.confirm()  # step 20
         except MediaError as exc:
             self._fail_ims(exc.status, exc.reason, [])
             return

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
+import hashlib
 import logging
+import re
 import time
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -57,6 +58,7 @@ from .wic import Flow, FlowTokens, WicSide
 if TYPE_CHECKING:
     from webims.auth.service import AuthService
     from webims.auth.verify import TokenVerifier
+    from webims.sip import DialogId
 
 __all__ = ["Gateway", "SessionHandler"]
 
@@ -64,7 +66,9 @@ log = logging.getLogger("webims.gateway")
 
 T = TypeVar("T")
 _NO_CLAIMS: Mapping[str, Any] = types.MappingProxyType({})
-TOKEN_CACHE_SECONDS = 30.0
+#: How long a verified token's signature is trusted (None: until the token expires); each
+#: use still re-checks expiry, revocation, pool lease and scope (TokenVerifier.recheck).
+TOKEN_CACHE_SECONDS: float | None = None
 TOKEN_CACHE_SIZE = 50_000
 
 
@@ -74,6 +78,8 @@ class SessionHandler(Protocol):
     async def from_wic(self, incoming: IncomingRequest, flow: Flow) -> None: ...
 
     async def from_ims(self, incoming: IncomingRequest, binding: Binding) -> None: ...
+
+    def owns_dialog(self, dialog_id: DialogId) -> bool: ...  # one of its B2BUA dialogs
 
     async def start(self) -> None: ...  # issue 7: its media IWF
 
@@ -94,7 +100,7 @@ class Gateway:
         limits: Limits = DEFAULT_LIMITS,
         connection_limits: ConnectionLimits | None = None,
         ims_timers: TimerSettings = DEFAULT_TIMERS,
-        token_cache_seconds: float = TOKEN_CACHE_SECONDS,
+        token_cache_seconds: float | None = TOKEN_CACHE_SECONDS,
     ) -> None:
         self.config = config
         self.store: RegistrationStore = store if store is not None else MemoryRegistrationStore()
@@ -128,7 +134,7 @@ class Gateway:
         self.sessions: SessionHandler | None = None
         self.tokens = FlowTokens(b"\0" * 32)  # replaced by the stored key in start()
         self.token_cache_seconds = token_cache_seconds
-        self._token_cache: collections.OrderedDict[str, tuple[float, Identity]] = collections.OrderedDict()
+        self._token_cache: collections.OrderedDict[bytes, tuple[float, Identity]] = collections.OrderedDict()
         self._tasks: set[asyncio.Future[Any]] = set()
         self.started = False
 
@@ -260,6 +266,9 @@ class Gateway:
         """What the WIC offers (precedence: Authorization, then a session cookie)."""
         digest = None
         for value in request.headers.get_all("Authorization"):
+            bearer = _BEARER.fullmatch(value)
+            if bearer is not None:  # RFC 6750 §2.1 b64token: what parse_credentials would find
+                return Presented("bearer", token=bearer.group(1))
             try:
                 cred = parse_credentials(value)
             except ParseError:
@@ -278,21 +287,29 @@ class Gateway:
         return Presented("none")
 
     async def verify_token(self, token: str, *, scope: str | None) -> Identity:
-        """Verify a Bearer token (cached for a few seconds by its text); scope-check it."""
-        if self.verifier is None:
+        """Verify a Bearer token and scope-check it (TS 24.371 §7.2.1: on every request).
+
+        Verified tokens are cached by a hash of their exact text (a bounded LRU), so a WIC's refreshes
+        and the requests that carry the same token skip the signature and claim checks;
+        expiry, revocation, pool lease and scope are still checked on each use."""
+        verifier = self.verifier
+        if verifier is None:
             raise InvalidToken("bearer tokens are not accepted here")
         now = time.monotonic()
         cache = self._token_cache
-        hit = cache.get(token)
+        key = hashlib.blake2b(token.encode(), digest_size=20).digest()  # not the ~1 KB token itself
+        hit = cache.get(key)
         if hit is not None and hit[0] > now:
-            identity = hit[1]
-        else:
-            identity = await self.verifier.verify(token)
-            if self.token_cache_seconds > 0:
-                while cache and (len(cache) >= TOKEN_CACHE_SIZE or next(iter(cache.values()))[0] <= now):
-                    cache.popitem(last=False)  # the oldest first: entries share one lifetime
-                ttl = min(self.token_cache_seconds, max(0.0, identity.expires_at - time.time()))
-                cache[token] = (now + ttl, dataclasses.replace(identity, claims=_NO_CLAIMS))
+            cache.move_to_end(key)
+            return verifier.recheck(hit[1], scope=scope)
+        identity = await verifier.verify(token)
+        lifetime = max(0.0, identity.expires_at - time.time())
+        ttl = lifetime if self.token_cache_seconds is None else min(self.token_cache_seconds, lifetime)
+        if ttl > 0:
+            cache.pop(key, None)
+            while cache and (len(cache) >= TOKEN_CACHE_SIZE or next(iter(cache.values()))[0] <= now):
+                cache.popitem(last=False)  # the least recently used (first when it has expired)
+            cache[key] = (now + ttl, _without_claims(identity))
         if scope is not None and scope not in identity.scopes:
             raise InsufficientScope(f"token does not grant scope {scope!r}", scope=scope)
         return identity
@@ -350,6 +367,21 @@ class Gateway:
                 log.info("pool lease %s not renewed: %s", allocation, exc)
 
         self.spawn(self.run_sync(renew))
+
+
+#: ``Authorization: Bearer <b64token>`` (RFC 6750 §2.1), the usual WIC credentials.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*) *")
+
+
+def _without_claims(identity: Identity) -> Identity:
+    """``dataclasses.replace(identity, claims={})`` (the cached identity does not keep the raw
+    claims), without replace()'s generic field walk."""
+    return Identity(
+        sub=identity.sub, issuer=identity.issuer, expires_at=identity.expires_at, scopes=identity.scopes,
+        client_id=identity.client_id, impi=identity.impi, impus=identity.impus, pool=identity.pool,
+        allocation=identity.allocation, jti=identity.jti, dest=identity.dest, source=identity.source,
+        claims=_NO_CLAIMS,
+    )  # fmt: skip
 
 
 def _safe(text: str) -> str:

@@ -102,6 +102,25 @@ class ImsSide:
         return host_key(uri.host) in hosts and (uri.port or 5060) == self.port
 
     # ------------------------------------------------------------------ sending
+    def send_now(self, request: Request) -> asyncio.Future[Response] | None:
+        """Send ``request`` (no Via yet) at once, without a coroutine, when its next hop is one
+        target we already have a flow to; the future gets the final response, bounded by the
+        client transaction's own timeout (RFC 3261 §17.1.2.2 Timer F: 408). None when the hop
+        must be resolved or connected first, or offers fail-over: then use :meth:`send`.
+        ``request`` becomes the one sent (with our Via)."""
+        routes = request.route
+        hop = routes[0].uri if routes else self.next_hop
+        if not isinstance(hop, SipURI):
+            return None
+        targets = self.resolver.cached(hop)
+        if targets is None or len(targets) != 1:
+            return None
+        conn = self._flows.get(targets[0])
+        if conn is None or conn.closed:
+            return None
+        SipEndpoint.add_via(request, conn)
+        return self.endpoint.start_request(request, conn)
+
     async def send(
         self,
         request: Request,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from webims.auth.errors import TokenError
 from webims.auth.identity import Identity
-from webims.sip import ParseError, Request, Response, parse_uri
+from webims.sip import ParseError, Request, Response, parse_name_addr, parse_uri
 from webims.sip.auth_header import Challenge, Credentials, parse_challenge
 from webims.sip.digest import DigestClient, DigestError, parse_algorithm
 
@@ -38,6 +38,7 @@ from .regmsg import (
     COPIED_RESPONSE_HEADERS,
     granted_expires,
     integrity_value,
+    service_routes,
     strip_keys,
     tna_credentials,
 )
@@ -51,6 +52,11 @@ __all__ = ["Modes", "Presented"]
 log = logging.getLogger("webims.gateway.modes")
 
 RELAY = ("ims-aka", "ims-digest")
+#: Header fields of the IMS's 2xx that our 2xx to the WIC repeats.
+_OK_COPIED = ("Authentication-Info", "Warning", "Date")
+_OK_COPIED_KEYS = frozenset(name.lower() for name in _OK_COPIED)
+#: Header fields of the IMS's other answers that the WIC gets too.
+_RELAYED = tuple(n for n in COPIED_RESPONSE_HEADERS if n not in ("Service-Route", "P-Associated-URI"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +186,8 @@ class Modes:
         uris = associated if associated is not None else binding.associated
         headers.extend(("P-Associated-URI", f"<{u}>") for u in uris)
         if response is not None:
-            for name in ("Authentication-Info", "Warning", "Date"):
+            copied = [h for h in response.headers.fields if h.key in _OK_COPIED_KEYS]  # usually none
+            for name in _OK_COPIED if copied else ():
                 headers.extend((name, v) for v in response.headers.get_all(name))
         if attempt.outbound:
             headers.append(("Require", "outbound"))  # RFC 5626 §6
@@ -194,10 +201,10 @@ class Modes:
         headers: list[tuple[str, str]] = []
         for value in response.headers.get_all("WWW-Authenticate"):
             headers.append(("WWW-Authenticate", strip_keys(value)))
-        for name in COPIED_RESPONSE_HEADERS:
-            if name in ("Service-Route", "P-Associated-URI"):
-                continue
-            headers.extend((name, v) for v in response.headers.get_all(name))
+        present = {h.key for h in response.headers.fields}  # one pass, then only what is there
+        for name in _RELAYED:
+            if name.lower() in present:
+                headers.extend((name, v) for v in response.headers.get_all(name))
         if response.status == 503 and "Retry-After" not in response.headers:
             headers.append(("Retry-After", str(self.config.retry_after)))
         tag = response.to.tag if "to" in response.headers else None
@@ -280,8 +287,7 @@ class Modes:
         associated = associated_uris(response)
         binding.associated = associated or [binding.aor]
         self.gw.bindings.set_impu(binding, binding.associated[0])
-        # the same few Service-Routes for every binding: one string object each
-        binding.service_route = [sys.intern(str(sr)) for sr in response.service_route]
+        binding.service_route = service_routes(response)
         binding.confirmed = True
         binding.ims_registered_at = now
         binding.ims_expires_at = now + ims_expires
@@ -342,7 +348,7 @@ class Modes:
                 self._relay_answer(attempt, response)
                 return
             if 200 <= response.status < 300:
-                granted = granted_expires(response, _contact_uri(binding), attempt.expires)
+                granted = _granted(response, binding, attempt.expires)
                 if granted <= 0:
                     self.registrar.drop(binding)
                     attempt.reply(200, to_tag=response.to.tag)
@@ -406,7 +412,7 @@ class Modes:
                 authorization=self._tna(binding),
             )  # fmt: skip
             if 200 <= response.status < 300:
-                granted = granted_expires(response, _contact_uri(binding), self.config.ims_expires)
+                granted = _granted(response, binding, self.config.ims_expires)
                 self._confirm(binding, attempt, response, ims_expires=granted, wic_expires=attempt.expires)
                 self._ok(attempt, binding, response)
                 return
@@ -458,7 +464,7 @@ class Modes:
             binding.digest_state = DigestClient(username, password)
             response = await self._digest_register(binding, self.config.ims_expires, attempt)
             if 200 <= response.status < 300:
-                granted = granted_expires(response, _contact_uri(binding), self.config.ims_expires)
+                granted = _granted(response, binding, self.config.ims_expires)
                 self._confirm(binding, attempt, response, ims_expires=granted, wic_expires=attempt.expires)
                 self._ok(attempt, binding, response)
                 return
@@ -558,10 +564,10 @@ class Modes:
             )
         now = time.time()
         if 200 <= response.status < 300:
-            granted = granted_expires(response, _contact_uri(binding), self.config.ims_expires)
+            granted = _granted(response, binding, self.config.ims_expires)
             binding.ims_registered_at = now
             binding.ims_expires_at = now + granted
-            binding.service_route = [str(sr) for sr in response.service_route] or binding.service_route
+            binding.service_route = service_routes(response) or binding.service_route
             self.registrar.persist(binding)
             return
         log.warning("refresh of %s failed: %d %s", binding.aor, response.status, response.reason)
@@ -670,13 +676,16 @@ def _first_digest_challenge(response: Response) -> Challenge | None:
     return None
 
 
+def _granted(response: Response, binding: Binding, default: int) -> int:
+    """The expiry the IMS granted the binding's Contact (:func:`~.regmsg.granted_expires`)."""
+    return granted_expires(response, _contact_uri(binding), default, registered=binding.ims_contact)
+
+
 def _contact_uri(binding: Binding) -> object:
     """The URI of the Contact registered at the IMS (its text when it is ``<uri>params``)."""
     contact = binding.ims_contact
     if contact.startswith("<") and ">" in contact:
         return contact[1 : contact.index(">")]
-    from webims.sip import parse_name_addr
-
     return parse_name_addr(contact).uri
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from webims.auth.errors import TokenError
 from webims.auth.identity import DestinationRules, Identity, check_destination
 from webims.endpoint import IncomingRequest, SipEndpoint
-from webims.sip import ParseError, Request, Response, SipURI, parse_uri
+from webims.sip import DialogId, ParseError, Request, Response, SipURI, parse_uri
 from webims.sip.auth_header import parse_credentials
 
 from .identity import (
@@ -71,7 +71,7 @@ class Router:
     # ================================================================== WIC -> IMS
     async def from_wic(self, incoming: IncomingRequest, flow: Flow) -> None:
         request = incoming.request
-        if request.method in SESSION_METHODS:
+        if request.method in SESSION_METHODS or self._b2bua_dialog(request):
             if self.gw.sessions is not None:
                 await self.gw.sessions.from_wic(incoming, flow)
             elif request.method != "ACK":
@@ -115,6 +115,18 @@ class Router:
             fwd.headers.set("P-Charging-Vector", charging_vector(self.config.uri_host))
         response = await self.gw.ims.send(fwd)
         incoming.send(self._unwrap(response, request))
+
+    def _b2bua_dialog(self, request: Request) -> bool:
+        """A request (REFER, NOTIFY, SUBSCRIBE, MESSAGE...) within a dialog of the session B2BUA:
+        the B2BUA relays it to its other leg (issue 7; RFC 3261 §12.2.2)."""
+        sessions = self.gw.sessions
+        if sessions is None or request.to.tag is None:
+            return False
+        try:
+            dialog_id = DialogId.of_request(request)
+        except ParseError:
+            return False
+        return dialog_id is not None and sessions.owns_dialog(dialog_id)
 
     def _pick(self, bindings: list[Binding], request: Request) -> Binding:
         try:
@@ -235,7 +247,7 @@ class Router:
             if request.method != "ACK":
                 incoming.respond(status, None if status != 430 else "Flow Failed")
             return
-        if request.method in SESSION_METHODS:
+        if request.method in SESSION_METHODS or self._b2bua_dialog(request):
             if gw.sessions is not None:
                 await gw.sessions.from_ims(incoming, binding)
             elif request.method != "ACK":

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from webims.endpoint import IncomingRequest
-from webims.sip import NameAddr, ParseError, Request, new_tag, parse_name_addr
+from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr
 
-from .identity import charging_vector
+from .identity import charging_vector, random_hex
 
 if TYPE_CHECKING:
     from .core import Gateway
+    from .state import Binding
 
 __all__ = ["ContactState", "RegEvents", "RegInfo", "parse_reginfo"]
 
@@ -42,6 +43,9 @@ NS = "{urn:ietf:params:xml:ns:reginfo}"
 MAX_REGINFO = 256 * 1024
 #: Contact events that end a contact without the UE asking (RFC 3680 §5.2, TS 24.229 §5.2.3).
 TERMINATING = frozenset({"deactivated", "rejected", "unregistered", "expired", "probation"})
+_MAX_FORWARDS = Header("Max-Forwards", "70")
+_EVENT = Header("Event", "reg")
+_ACCEPT = Header("Accept", "application/reginfo+xml")
 
 
 class RegInfoError(ParseError):
@@ -123,29 +127,26 @@ class RegEvents:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._ours_cache: tuple[int, str, Header, Header] | None = None
+        self._closed = False
 
     @property
     def enabled(self) -> bool:
         return self.config.subscribe_reg_event and self.gw.ims.as_pcscf
 
-    def ensure(self, binding: object) -> None:
-        from .state import Binding
-
-        assert isinstance(binding, Binding)
+    def ensure(self, binding: Binding) -> None:
         if not self.enabled or binding.mode == "pool" or not binding.impu or binding.impu in self.by_impu:
             return
-        import secrets
-
         sub = Subscription(
             binding.impu,
-            f"{secrets.token_hex(10)}@webims-reg",
-            new_tag(),
+            f"{random_hex(10)}@webims-reg",
+            random_hex(5),  # as new_tag(): 40 random bits
             list(binding.service_route),
             binding.impu,
         )
         self.by_impu[sub.impu] = sub
         self.by_call_id[sub.call_id] = sub
-        self.gw.spawn(self._subscribe(sub, self.config.reg_event_expires))
+        self._send(sub, self.config.reg_event_expires)
 
     def release(self, impu: str) -> None:
         sub = self.by_impu.pop(impu, None)
@@ -154,42 +155,92 @@ class RegEvents:
         sub.ended = True
         sub.due = None
         if sub.to_tag is not None:
-            self.gw.spawn(self._subscribe(sub, 0))
+            self._send(sub, 0)
         else:
             self.by_call_id.pop(sub.call_id, None)
 
     async def close(self) -> None:
+        self._closed = True  # SUBSCRIBEs still in flight are not answered any more
         for sub in list(self.by_impu.values()):
             sub.due = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _request(self, sub: Subscription, expires: int) -> Request:
+    def _ours(self) -> tuple[str, Header, Header]:
+        """``<our Mw URI>``, and our Contact and P-Asserted-Identity header lines (shared by
+        every SUBSCRIBE: header lines are never changed in place), made once per port."""
         ims = self.gw.ims
+        cached = self._ours_cache
+        if cached is None or cached[0] != ims.port:
+            ours = f"<{ims.uri()}>"
+            contact = Header("Contact", f"<{ims.uri('regevent')}>", None, "contact")
+            cached = self._ours_cache = (ims.port, ours, contact, Header("P-Asserted-Identity", ours))
+        return cached[1], cached[2], cached[3]
+
+    def _request(self, sub: Subscription, expires: int) -> Request:
+        ours, contact, asserted = self._ours()
         sub.cseq += 1
         to = f"<{sub.impu}>" + (f";tag={sub.to_tag}" if sub.to_tag else "")
-        headers = [("Route", r) for r in sub.route]
+        # header lines made with their canonical keys (values are ours or from parsed messages)
+        headers = [Header("Route", r, None, "route") for r in sub.route]
         headers += [
-            ("Max-Forwards", "70"),
-            ("From", f"<{ims.uri()}>;tag={sub.from_tag}"),
-            ("To", to),
-            ("Call-ID", sub.call_id),
-            ("CSeq", f"{sub.cseq} SUBSCRIBE"),
-            ("Contact", f"<{ims.uri('regevent')}>"),
-            ("Event", "reg"),
-            ("Accept", "application/reginfo+xml"),
-            ("Expires", str(expires)),
-            ("P-Asserted-Identity", f"<{ims.uri()}>"),
-            ("P-Charging-Vector", charging_vector(self.config.uri_host)),
+            _MAX_FORWARDS,
+            Header("From", f"{ours};tag={sub.from_tag}", None, "from"),
+            Header("To", to, None, "to"),
+            Header("Call-ID", sub.call_id, None, "call-id"),
+            Header("CSeq", f"{sub.cseq} SUBSCRIBE", None, "cseq"),
+            contact,
+            _EVENT,
+            _ACCEPT,
+            Header("Expires", str(expires), None, "expires"),
+            asserted,
+            Header("P-Charging-Vector", charging_vector(self.config.uri_host)),
         ]
-        request = Request("SUBSCRIBE", sub.remote_target, headers)
+        request = Request("SUBSCRIBE", sub.remote_target, Headers(headers))
         if sub.route:
             request.headers.set_view("route", _parsed_route(tuple(sub.route)))  # parsed once per route set
         return request
 
-    async def _subscribe(self, sub: Subscription, expires: int) -> None:
-        response = await self.gw.ims.send(self._request(sub, expires))
+    def _send(self, sub: Subscription, expires: int) -> None:
+        """SUBSCRIBE (or un-SUBSCRIBE with 0): at once when the next hop is connected (no task:
+        one per registration otherwise), else through :meth:`ImsSide.send`."""
+        request = self._request(sub, expires)
+        try:
+            sent = self.gw.ims.send_now(request)
+        except Exception as exc:  # e.g. the Mw socket closed: as a failed SUBSCRIBE
+            log.warning("reg event SUBSCRIBE for %s not sent: %s", sub.impu, exc)
+            self._failed(sub, expires)
+            return
+        if sent is None:
+            self.gw.spawn(self._subscribe(sub, expires, request))
+        else:
+            sent.add_done_callback(functools.partial(self._sent, sub, expires))
+
+    def _sent(self, sub: Subscription, expires: int, sent: asyncio.Future[Response]) -> None:
+        if sent.cancelled() or self._closed:
+            return  # the gateway is stopping
+        failure = sent.exception()
+        if failure is not None:
+            log.warning("reg event SUBSCRIBE for %s failed: %s", sub.impu, failure)
+            self._failed(sub, expires)
+            return
+        try:
+            self._answered(sub, expires, sent.result())
+        except Exception:
+            log.exception("reg event SUBSCRIBE answer for %s", sub.impu)
+
+    def _failed(self, sub: Subscription, expires: int) -> None:
+        """No answer to a SUBSCRIBE: an un-SUBSCRIBE is given up, a SUBSCRIBE tried again later."""
+        if not expires:
+            self.by_call_id.pop(sub.call_id, None)
+        elif self.by_impu.get(sub.impu) is sub:
+            self._arm(sub, time.time() + min(self.config.retry_after * 4, 300))
+
+    async def _subscribe(self, sub: Subscription, expires: int, request: Request) -> None:
+        self._answered(sub, expires, await self.gw.ims.send(request))
+
+    def _answered(self, sub: Subscription, expires: int, response: Response) -> None:
         if expires == 0:
             self.by_call_id.pop(sub.call_id, None)
             log.debug("reg event subscription of %s ended: %d", sub.impu, response.status)
@@ -254,7 +305,7 @@ class RegEvents:
 
     def _refresh(self, sub: Subscription) -> None:
         if self.by_impu.get(sub.impu) is sub:
-            self.gw.spawn(self._subscribe(sub, self.config.reg_event_expires))
+            self._send(sub, self.config.reg_event_expires)
 
     # ------------------------------------------------------------------ NOTIFY
     def owns(self, request: Request) -> bool:
@@ -318,12 +369,17 @@ def _parsed_route(route: tuple[str, ...]) -> list[NameAddr]:
 
 
 def _contact_state(info: RegInfo, ims_contact: str) -> ContactState | None:
+    if ims_contact.startswith("<") and ">" in ims_contact:  # as we register it: <uri>;params
+        text = ims_contact[1 : ims_contact.index(">")]
+        for c in info.contacts:  # the S-CSCF echoes the URI as registered: compare the text first
+            if c.uri == text:
+                return c
     try:
         contact = parse_name_addr(ims_contact)
     except ParseError:
         return None
     text = contact.uri_text
-    for c in info.contacts:  # the S-CSCF echoes the URI as registered: compare the text first
+    for c in info.contacts:
         if c.uri == text:
             return c
     ours = contact.uri

@@ -134,7 +134,7 @@ class Registrar:
         aor = aor_of(request.to.uri)
         vias = request.via
         contacts = request.contact
-        star = request.contact_star
+        star = not contacts and request.contact_star
         header_expires = request.expires
         if star:
             if header_expires != 0 or contacts:

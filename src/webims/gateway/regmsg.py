@@ -37,13 +37,15 @@ P-CSCF routes terminating requests to us.
 
 from __future__ import annotations
 
-import secrets
+import functools
+import re
+import sys
 
-from webims.sip import NameAddr, ParseError, Request, Response, new_tag, parse_uri
+from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr, parse_uri
 from webims.sip.auth_header import Credentials, parse_challenge, parse_credentials
 from webims.sip.headers import format_params, is_list_header, iter_tokens, split_list
 
-from .identity import charging_vector
+from .identity import charging_vector, random_hex
 
 __all__ = [
     "COPIED_RESPONSE_HEADERS",
@@ -75,6 +77,8 @@ def contact_without_expires(contact: NameAddr) -> str:
 def strip_keys(value: str) -> str:
     """A WWW-Authenticate value without the IMS keys ``ck``/``ik`` (TS 24.229 §5.2.2.1:
     the P-CSCF removes them before the 401 reaches the UE; no IPsec over WSS)."""
+    if _KEY_PARAM.search(value) is None:
+        return value  # no ck/ik: relayed as the S-CSCF wrote it
     try:
         return parse_challenge(value).without("ck", "ik").format()
     except ParseError:
@@ -128,6 +132,7 @@ class RegisterBuilder:
         self.pvni = pvni
         self.generated_at = generated_at
         self.access_network_info = access_network_info
+        self._pvni = Header("P-Visited-Network-ID", f'"{pvni}"')
 
     def build(
         self,
@@ -145,14 +150,15 @@ class RegisterBuilder:
         wic_ip: str | None = None,
         outbound: bool = False,
     ) -> Request:
-        headers: list[tuple[str, str]] = [
-            ("Max-Forwards", "70"),
-            ("From", f"<{aor}>;tag={from_tag}"),
-            ("To", f"<{aor}>"),
-            ("Call-ID", call_id),
-            ("CSeq", f"{cseq} REGISTER"),
-            ("Contact", f"{contact};expires={expires}"),
-            ("Expires", str(expires)),
+        # header lines made with their canonical keys; values are ours or from parsed messages
+        headers: list[Header | tuple[str, str]] = [
+            _MAX_FORWARDS,
+            Header("From", f"<{aor}>;tag={from_tag}", None, "from"),
+            Header("To", f"<{aor}>", None, "to"),
+            Header("Call-ID", call_id, None, "call-id"),
+            Header("CSeq", f"{cseq} REGISTER", None, "cseq"),
+            Header("Contact", f"{contact};expires={expires}", None, "contact"),
+            Header("Expires", str(expires), None, "expires"),
         ]
         supported = {"path"} if self.as_pcscf else set()
         if outbound:
@@ -161,31 +167,44 @@ class RegisterBuilder:
             copied: dict[str, list[str]] = {}
             for h in wic_request.headers.fields:
                 if h.key == "supported":
-                    supported.update(t.lower() for t in iter_tokens(h.value))
+                    supported.update(_option_tags(h.value))
                 elif h.key in _COPIED_KEYS:
                     values = split_list(h.value) if is_list_header(h.key) else [h.value]  # as get_all
                     copied.setdefault(h.key, []).extend(values)
             supported.discard("sec-agree")
-            for name in COPIED_REQUEST_HEADERS:
+            for name in COPIED_REQUEST_HEADERS if copied else ():
                 headers.extend((name, value) for value in copied.get(name.lower(), ()))
         if supported:
-            headers.append(("Supported", ", ".join(sorted(supported))))
+            headers.append(_supported(frozenset(supported)))
         if authorization is not None:
             headers.append(("Authorization", authorization))
         if self.as_pcscf:
             if path is not None:
                 headers.append(("Path", path))
-            headers.append(("P-Visited-Network-ID", f'"{self.pvni}"'))
-            headers.append(("P-Charging-Vector", charging_vector(self.generated_at)))
+            headers.append(self._pvni)
+            headers.append(Header("P-Charging-Vector", charging_vector(self.generated_at)))
             if self.access_network_info and wic_ip is not None:
                 headers.append(("P-Access-Network-Info", self.access_network_info.replace("{ip}", wic_ip)))
-        return Request("REGISTER", request_uri, headers)
+        return Request("REGISTER", request_uri, Headers(headers))
 
 
-def granted_expires(response: Response, contact_uri: object, default: int) -> int:
+def granted_expires(
+    response: Response, contact_uri: object, default: int, *, registered: str | None = None
+) -> int:
     """The expiry the registrar granted our contact: its ``expires`` parameter in the 2xx
     (RFC 3261 §10.2.4), else the Expires header, else ``default``. ``contact_uri`` is a URI,
-    or its text (compared as text first: registrars echo it; else by RFC 3261 §19.1.4)."""
+    or its text (compared as text first: registrars echo it; else by RFC 3261 §19.1.4).
+
+    ``registered``: the Contact as we sent it (``<uri>;params``, before ``;expires=``); from a
+    registrar that echoes it as it was, the expiry is read from the text without parsing it."""
+    if registered is not None and registered.startswith("<"):
+        prefix = registered + ";expires="
+        for h in response.headers.fields:
+            if h.key == "contact" and h.value.startswith(prefix):
+                digits = _DIGITS.match(h.value, len(prefix))
+                if digits is not None and h.value[digits.end() : digits.end() + 1] in ("", ";", ",", " "):
+                    return int(digits.group())
+                break
     try:
         for c in response.contact:
             if c.expires is None:
@@ -203,9 +222,40 @@ def granted_expires(response: Response, contact_uri: object, default: int) -> in
     return default
 
 
+_DIGITS = re.compile(r"[0-9]{1,10}")
+#: A ``ck`` / ``ik`` auth-param (TS 24.229 §5.2.2.1) could be in a challenge (or in a quoted value).
+_KEY_PARAM = re.compile(r"(?:^|[\s,])(?:ck|ik)\s*=", re.IGNORECASE)
+_MAX_FORWARDS = Header("Max-Forwards", "70")
+
+
+@functools.lru_cache(maxsize=256)
+def _option_tags(value: str) -> frozenset[str]:
+    """The option tags of a Supported value, lower-cased (the same few values from every WIC)."""
+    return frozenset(t.lower() for t in iter_tokens(value))
+
+
+@functools.lru_cache(maxsize=64)
+def _supported(tags: frozenset[str]) -> Header:
+    """``Supported`` with these option tags, sorted: one shared header line per set."""
+    return Header("Supported", ", ".join(sorted(tags)))
+
+
+def service_routes(response: Response) -> list[str]:
+    """The Service-Route of a 2xx to REGISTER (RFC 3608 §6), each entry as ``str`` of its parsed
+    name-addr; raises ParseError. The same few routes for every user: parsed once each, one
+    string object each."""
+    values = tuple(response.headers.get_all("Service-Route"))
+    return list(_service_routes(values)) if values else []
+
+
+@functools.lru_cache(maxsize=256)
+def _service_routes(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sys.intern(str(parse_name_addr(v))) for v in values)
+
+
 def new_dialog() -> tuple[str, str]:
     """A fresh (Call-ID, From tag) for a binding's IMS registration."""
-    return f"{secrets.token_hex(10)}@webims", new_tag()
+    return f"{random_hex(10)}@webims", random_hex(5)  # as new_tag(): 40 random bits
 
 
-__all__ += ["RegisterBuilder", "granted_expires", "new_dialog"]
+__all__ += ["RegisterBuilder", "granted_expires", "new_dialog", "service_routes"]

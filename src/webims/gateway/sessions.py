@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from webims.endpoint import IncomingRequest, SipEndpoint
 from webims.media.api import MediaError, MediaEvent, MediaEventKind, MediaIWF
@@ -214,6 +215,10 @@ class SessionManager:
         call.invite_keys.append(incoming.key)
         return call
 
+    def owns_dialog(self, dialog_id: DialogId) -> bool:
+        """Whether ``dialog_id`` is one of the B2BUA's dialogs (in-dialog requests come here)."""
+        return dialog_id in self.dialogs
+
     def register(self, call: Call, leg: Leg, dialog: Dialog) -> None:
         self.dialogs[dialog.id] = (call, leg, dialog)
         call.dialog_ids.add(dialog.id)
@@ -234,6 +239,12 @@ class SessionManager:
         for key in call.invite_keys:
             if self.invites.get(key) is call:
                 del self.invites[key]
+        # The call <-> leg reference cycle, broken: an ended call is freed by reference counting
+        # as soon as the last task working on it lets go (not by the cyclic collector, whose
+        # pauses are the latency tail). Until then its legs still reach it.
+        for leg in (call.wic, call.ims):
+            if type(leg.call) is Call:
+                leg.call = cast(Call, weakref.proxy(call))
 
     def contact_for(self, call: Call, side: Side) -> str:
         """Our Contact on a leg: toward the WIC a URI naming the call; toward the IMS our Mw
@@ -245,7 +256,12 @@ class SessionManager:
         return f"<{self.gw.ims.uri(self.gw.token_of(call.binding))}>"
 
     def _media_event(self, call: Call) -> Callable[[MediaEvent], None]:
+        call_id = call.id  # not the call itself: the IWF session it owns would hold it (a cycle)
+
         def on_event(event: MediaEvent) -> None:
+            call = self.calls.get(call_id)
+            if call is None:  # ended
+                return
             if event.kind is MediaEventKind.DTMF:
                 log.debug("%s: DTMF %s from the %s side", call, event.detail, event.side.value)
                 return
@@ -339,10 +355,12 @@ class SessionManager:
             self.note_relay("CANCEL", t0)
 
     # ------------------------------------------------------------------ sending
-    async def send_on(self, leg: Leg, request: Request, **kw: Any) -> Response:
+    def send_on(self, leg: Leg, request: Request, **kw: Any) -> Coroutine[Any, Any, Response]:
+        """Send on a leg (a coroutine to await or spawn; the leg's binding is taken now, so
+        that the BYEs of an ended call need nothing of the call when they run)."""
         if leg.side is Side.IMS:
-            return await self.send_ims(request, **kw)
-        return await self.send_wic(request, leg.call.binding, **kw)
+            return self.send_ims(request, **kw)
+        return self.send_wic(request, leg.call.binding, **kw)
 
     async def send_wic(
         self,
@@ -379,8 +397,9 @@ class SessionManager:
         hop = self._hop(request)
         if hop is None:
             return request.response(503, "Service Unavailable (no route to the IMS)")
-        try:
-            targets = await asyncio.wait_for(ims.resolver.resolve(hop), self.gw.config.ims_timeout)
+        try:  # asyncio.timeout: no task of its own (wait_for's) for what is mostly a cache hit
+            async with asyncio.timeout(self.gw.config.ims_timeout):
+                targets = await ims.resolver.resolve(hop)
         except (ResolveError, TimeoutError) as exc:
             log.warning("cannot resolve %s: %s", hop, exc or "timeout")
             return request.response(503, "Service Unavailable (next hop not found)")
