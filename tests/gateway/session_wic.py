@@ -217,6 +217,7 @@ class SessionWic(Wic):
             f"Call-ID: {dialog.call_id}",
             f"CSeq: {dialog.cseq} ACK",
             *[f"Route: {r}" for r in dialog.routes],
+            *(["Content-Type: application/sdp"] if body else []),  # the answer to a late offer (RFC 3264 §5)
             f"Content-Length: {len(body)}",
             "",
             "",

@@ -7,13 +7,18 @@ in; with ``media = "external"`` the embedded IWF is driven at those steps (WebRT
 SDP on the WIC side, plain RTP on the IMS side, media flowing both ways). Also:
 an ACK without an answer ends the call (§13.2.2.4), and re-INVITEs without SDP
 (an AS refreshing the session) are answered with the leg's current SDP as the
-offer, the other leg untouched.
+offer, the other leg untouched — unless the answer in the ACK changes the media
+(hold, a new address), which then reaches the other leg in an offer of its own,
+translated by the IWF with ``media = "external"``. And the IMS calling without SDP
+while requiring 100rel (RFC 3262 §3, §5): the IWF's own offer in a reliable 183
+(external), or no 18x before the 200 (media in the IMS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections.abc import AsyncIterator
 
@@ -44,14 +49,16 @@ async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
         await p.close()
 
 
-def offerless_invite(bob: ImsPhone, target: str) -> tuple[Request, asyncio.Future[Response], list[Response]]:
+def offerless_invite(
+    bob: ImsPhone, target: str, headers: list[tuple[str, str]] | None = None
+) -> tuple[Request, asyncio.Future[Response], list[Response]]:
     """The phone's INVITE without SDP (no body, no Content-Type) on its Service-Route."""
     provisional: list[Response] = []
     request = Request("INVITE", target, [
         ("Max-Forwards", "70"), ("From", f"<{bob.aor}>;tag={new_tag()}"), ("To", f"<{target}>"),
         ("Call-ID", f"{secrets.token_hex(8)}@phone"), ("CSeq", "1 INVITE"), ("Contact", bob.contact),
         *[("Route", r) for r in bob.service_route], ("P-Asserted-Identity", f"<{bob.aor}>"),
-        ("Allow", "INVITE, ACK, CANCEL, BYE, UPDATE, PRACK, INFO"),
+        ("Allow", "INVITE, ACK, CANCEL, BYE, UPDATE, PRACK, INFO"), *(headers or []),
     ])  # fmt: skip
     route = parse_uri(bob.service_route[0].strip("<>").split(">")[0].split(";")[0])
     hop = Target("UDP", route.host, route.port or 5060)  # type: ignore[union-attr]
@@ -201,7 +208,8 @@ async def test_reinvite_without_sdp_is_answered_on_its_leg(make_lab: LabFactory)
                 alice_ok = await alice.final(alice_sent)
                 assert alice_ok.status == 200 and parse(alice_ok.body).origin == parse(final.body).origin
                 saved = dialog.cseq
-                await wic_ack(alice, dialog, chrome_answer())
+                # the browser's media as they were (its answer's a=setup names its role, RFC 8842 §5.1)
+                await wic_ack(alice, dialog, chrome_offer().replace(b"actpass", b"active"))
                 dialog.cseq = saved
                 await asyncio.sleep(0.3)
                 assert not alice.got("INVITE") and not bob.inbox  # the other legs saw nothing
@@ -337,5 +345,315 @@ async def test_offer_in_a_reliable_18x_answered_in_prack(make_lab: LabFactory) -
                 await alice.ack(alice.dialog_from(sent, ok))
                 (call,) = mgr.calls.values()
                 assert call.answered and call.ims.sdp.last_received is not None
+            finally:
+                await closing(alice)
+
+
+async def test_hold_in_the_ack_answer_is_passed_to_the_wic(make_lab: LabFactory) -> None:
+    """The IMS side re-INVITEs without SDP and puts the call on hold in its ACK's answer (RFC 3264
+    §8, §6.1: sendonly to our sendrecv offer): the WIC hears of it in an offer of its own (UPDATE,
+    which it allows, RFC 3311), one version up on the WIC leg; its answer is recorded; the IMS side,
+    whose exchange is complete, gets nothing more. Resuming the same way goes through again."""
+    async with session_lab(make_lab) as (lab, mgr):
+        (alice,) = await wics(lab, "alice")
+        async with phone(lab) as bob:
+            try:
+                sent = await alice.invite("sip:bob@ims.test")
+                got = await bob.next_request("INVITE")
+                ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
+                final = await alice.final(sent)
+                dialog = alice.dialog_from(sent, final)
+                await alice.ack(dialog)
+                await eventually(lambda: bob.acks)
+                bob_dialog = bob.uas_dialog(got, ok)
+                version = parse(final.body).origin.sess_version
+                (call,) = mgr.calls.values()
+
+                def answered(want: str) -> bool:
+                    got = call.wic.sdp.last_received
+                    return got is not None and got.media[0].direction == want and not call.ims.in_offer
+
+                for n, (theirs, mine) in enumerate((("sendonly", "recvonly"), ("sendrecv", "sendrecv"))):
+                    reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
+                    response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
+                    assert response.status == 200 and b"a=sendrecv" in response.body  # our offer (§8)
+                    await ack_with(bob, bob_dialog, reinvite, rtp_sdp(direction=theirs, version=2 + n))
+                    update = await alice.next_request("UPDATE")
+                    assert update.call_id == dialog.call_id and update.content_type == "application/sdp"
+                    offer = parse(update.body)
+                    assert offer.media[0].direction == theirs  # the far end's new direction
+                    assert offer.media[0].port == 30000
+                    # the WIC leg's session, its version one up per change (RFC 3264 §8)
+                    assert offer.origin.sess_id == parse(final.body).origin.sess_id
+                    assert offer.origin.sess_version == version + 1 + n
+                    # the browser's answer from where its media already are (the same transport)
+                    same_place = chrome_offer(mine, version=3 + n).replace(b"actpass", b"active")
+                    await alice.answer(update, 200, body=same_place)
+                    await eventually(functools.partial(answered, mine))
+                    assert call.ims.sdp.last_received is not None
+                    assert call.ims.sdp.last_received.media[0].direction == theirs
+                await asyncio.sleep(0.3)
+                assert not bob.inbox and not alice.inbox  # nothing else on either leg
+                bye = await alice.in_dialog(dialog, "BYE")
+                assert (await alice.final(bye)).status == 200
+                await bob.next_request("BYE")
+            finally:
+                await closing(alice)
+
+
+async def test_new_address_in_the_wic_ack_answer_is_passed_to_the_ims(make_lab: LabFactory) -> None:
+    """The mirror image: the WIC re-INVITEs without SDP and answers our offer (its leg's SDP) in its
+    ACK from a new address; the IMS side gets it in a re-INVITE when it does not allow UPDATE."""
+    async with session_lab(make_lab) as (lab, mgr):
+        (alice,) = await wics(lab, "alice")
+        async with phone(lab) as bob:
+            try:
+                sent = await alice.invite("sip:bob@ims.test")
+                got = await bob.next_request("INVITE")
+                bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(),
+                            headers=[("Allow", "INVITE, ACK, CANCEL, BYE, PRACK, INFO")])  # fmt: skip
+                final = await alice.final(sent)
+                dialog = alice.dialog_from(sent, final)
+                await alice.ack(dialog)
+                await eventually(lambda: bob.acks)
+                (call,) = mgr.calls.values()
+                assert not call.ims.peer_allows_update  # the phone's 200 did not allow UPDATE
+                sent_offer = call.ims.sdp.last_sent
+                assert sent_offer is not None
+                reinvite = await alice.in_dialog(dialog, "INVITE")
+                answered = await alice.final(reinvite)
+                assert answered.status == 200 and answered.content_type == "application/sdp"
+                saved = dialog.cseq
+                moved = chrome_answer().replace(b" 61527 typ host", b" 61600 typ host")
+                await wic_ack(alice, dialog, moved)
+                dialog.cseq = saved
+                got2 = await bob.next_request("INVITE")
+                assert got2.request.call_id == got.request.call_id  # the IMS leg's own dialog
+                offer = parse(got2.request.body)
+                assert b" 61600 typ host" in got2.request.body  # as it is (media in the IMS)
+                assert offer.origin.sess_id == sent_offer.origin.sess_id
+                assert offer.origin.sess_version == sent_offer.origin.sess_version + 1
+                bob.respond(got2, 200, to_tag="ph1", body=rtp_sdp(version=2))
+                await eventually(lambda: len(bob.acks) == 2)
+                assert call.wic.sdp.last_received is not None
+                assert b" 61600 typ host" in call.wic.sdp.last_received.to_bytes()
+                await asyncio.sleep(0.2)
+                assert not alice.inbox  # the WIC's exchange was complete: nothing more for it
+                bye = await alice.in_dialog(dialog, "BYE")
+                assert (await alice.final(bye)).status == 200
+                await bob.next_request("BYE")
+            finally:
+                await closing(alice)
+
+
+REQUIRE_100REL = [("Supported", "100rel, timer"), ("Require", "100rel")]
+
+
+async def prack(bob: ImsPhone, dialog: Dialog, reliable: Response, body: bytes = b"") -> Response:
+    """The phone's PRACK for a reliable 1xx (RFC 3262 §7.2 RAck), with ``body`` (its answer) when given."""
+    rack = f"{reliable.headers.get('RSeq')} {reliable.cseq.seq} {reliable.cseq.method}"
+    return await bob.send_in(dialog, "PRACK", [("RAck", rack)], body)
+
+
+async def test_offerless_invite_requiring_100rel_media_in_the_ims(make_lab: LabFactory) -> None:
+    """The IMS calls without SDP and requires 100rel; media in the IMS: the gateway has no offer before
+    the WIC's 200, so it sends no 18x at all (RFC 3262 §3: none unreliably; §5: a reliable one would
+    carry the offer) and no 420 (it supports 100rel): the WIC's ringing is withheld, its offer goes in
+    the 200 (RFC 3261 §13.2.1) and the answer in the ACK."""
+    async with session_lab(make_lab) as (lab, mgr):
+        (alice,) = await wics(lab, "alice")
+        async with phone(lab) as bob:
+            try:
+                request, final, provisional = offerless_invite(bob, "sip:alice@ims.test", REQUIRE_100REL)
+                incoming = await alice.next_request("INVITE")
+                assert incoming.body == b""
+                await alice.answer(incoming, 180)
+                await asyncio.sleep(0.3)
+                await alice.answer(incoming, 200, body=chrome_offer())
+                response = await asyncio.wait_for(final, 10)
+                assert response.status == 200 and b"UDP/TLS/RTP/SAVPF" in response.body
+                assert [r.status for r in provisional if r.status > 100] == []
+                bob_dialog = Dialog.from_uac(request, response)
+                await ack_with(bob, bob_dialog, request, rtp_sdp())
+                await eventually(lambda: alice.got("ACK"))
+                assert b"m=audio 30000 RTP/AVP" in alice.got("ACK")[0].body
+                assert (await bob.send_in(bob_dialog, "BYE")).status == 200
+                await eventually(lambda: not mgr.calls)
+            finally:
+                await closing(alice)
+
+
+async def test_offerless_invite_requiring_100rel_external_iwf_offers_in_a_reliable_183(
+    make_lab: LabFactory,
+) -> None:
+    """The IMS calls without SDP and requires 100rel; media through the external IWF: the IWF's own
+    plain-RTP offer goes in a reliable 183 (RFC 3262 §5), the phone answers in its PRACK; the WIC gets
+    an INVITE with the IWF's WebRTC offer, its ringing reaches the phone reliably, its answer stays
+    with the IWF and the 200 to the phone has no SDP (RFC 3264 §4); media flow both ways."""
+    iwf = EmbeddedMediaIWF(
+        EmbeddedConfig(port_min=46800, port_max=46899, ice_timeout=5.0, dtls_timeout=5.0, timer_interval=0.1)
+    )
+    await iwf.start()
+    peers = PortAllocator(46900, 46999)
+    web, rtp = WebRtcPeer(peers), RtpPeer(peers)
+    await rtp.open()
+    try:
+        async with session_lab(make_lab, media="external", iwf=iwf) as (lab, mgr):
+            (alice,) = await wics(lab, "alice")
+            async with phone(lab) as bob:
+                try:
+                    request, final, provisional = offerless_invite(bob, "sip:alice@ims.test", REQUIRE_100REL)
+                    await eventually(lambda: any(r.status == 183 for r in provisional))
+                    early = next(r for r in provisional if r.status == 183)
+                    assert "100rel" in early.option_tags("require") and early.headers.get("RSeq")
+                    ims_offer = parse(early.body)
+                    assert [m.proto for m in ims_offer.media] == ["RTP/AVP"]  # the IWF's own offer
+                    assert {"PCMU", "PCMA"} <= {c.name for c in ims_offer.media[0].codecs}
+                    assert not alice.got("INVITE")  # the WIC's INVITE waits for the phone's answer
+                    bob_dialog = Dialog.from_uac(request, early)
+                    answer = rtp.answer(ims_offer, [PCMU, TELEPHONE_EVENT_8000])
+                    assert (await prack(bob, bob_dialog, early, answer.to_bytes())).status == 200
+                    incoming = await alice.next_request("INVITE")
+                    webrtc_offer = parse(incoming.body)  # the IWF's WebRTC offer, from the phone's answer
+                    assert webrtc_offer.media[0].proto == "UDP/TLS/RTP/SAVPF"
+                    webrtc_answer = await web.answer(webrtc_offer, [PCMU, TELEPHONE_EVENT_8000])
+                    await alice.answer(incoming, 180)
+                    await eventually(lambda: any(r.status == 180 for r in provisional))
+                    ringing = next(r for r in provisional if r.status == 180)
+                    assert "100rel" in ringing.option_tags("require") and not ringing.body
+                    assert (await prack(bob, bob_dialog, ringing)).status == 200
+                    await alice.answer(incoming, 200, body=webrtc_answer.to_bytes())
+                    response = await asyncio.wait_for(final, 10)
+                    assert response.status == 200 and not response.body  # the exchange was complete
+                    bob_dialog.receive_response(response)
+                    await ack_with(bob, bob_dialog, request, b"")
+                    await eventually(lambda: alice.got("ACK"))
+                    assert await web.connected()
+                    await asyncio.gather(web.send_tone(1.0), rtp.send_tone(1.0))
+                    await eventually(lambda: rtp.recorder.count >= 45 and web.recorder.count >= 45)
+                    assert (await bob.send_in(bob_dialog, "BYE")).status == 200
+                    await alice.next_request("BYE")
+                    await eventually(lambda: not iwf.sessions() and not mgr.calls)
+                finally:
+                    await closing(alice)
+    finally:
+        await web.close()
+        rtp.close()
+        await iwf.close()
+
+
+async def test_external_iwf_hold_in_the_ack_answer_reaches_the_wic_translated(make_lab: LabFactory) -> None:
+    """media=external: the phone re-INVITEs without SDP and holds the call in its ACK's answer; the IWF
+    takes that answer as the IMS side's new media (``offer_from_ims``) and the WIC gets a WebRTC offer
+    (sendonly, the established DTLS roles kept) in an UPDATE; the WIC's answer goes through the IWF
+    (``answer_from_webrtc``), whose IMS side has not moved: the phone gets nothing more."""
+    iwf = EmbeddedMediaIWF(
+        EmbeddedConfig(port_min=47000, port_max=47099, ice_timeout=5.0, dtls_timeout=5.0, timer_interval=0.1)
+    )
+    await iwf.start()
+    peers = PortAllocator(47100, 47199)
+    web, rtp = WebRtcPeer(peers), RtpPeer(peers)
+    await rtp.open()
+    try:
+        async with session_lab(make_lab, media="external", iwf=iwf) as (lab, mgr):
+            (alice,) = await wics(lab, "alice")
+            async with phone(lab) as bob:
+                try:
+                    offer = await web.offer([PCMU, TELEPHONE_EVENT_8000])
+                    sent = await alice.invite("sip:bob@ims.test", offer.to_bytes())
+                    got = await bob.next_request("INVITE")
+                    ims_offer = parse(got.request.body)
+                    answer1 = rtp.answer(ims_offer, [PCMU, TELEPHONE_EVENT_8000])
+                    ok = bob.respond(got, 200, to_tag="ph1", body=answer1.to_bytes())
+                    final = await alice.final(sent)
+                    dialog = alice.dialog_from(sent, final)
+                    await alice.ack(dialog)
+                    await web.accept(parse(final.body))
+                    assert await web.connected()
+                    bob_dialog = bob.uas_dialog(got, ok)
+                    (call,) = mgr.calls.values()
+                    wic_version = parse(final.body).origin.sess_version
+                    reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
+                    response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
+                    assert response.status == 200
+                    ours = parse(response.body)
+                    assert ours.media[0].port == ims_offer.media[0].port  # the IWF's IMS side, again (§8)
+                    held = rtp.answer(ours, [PCMU, TELEPHONE_EVENT_8000])
+                    held.media[0].direction = "sendonly"
+                    await ack_with(bob, bob_dialog, reinvite, held.to_bytes())
+                    update = await alice.next_request("UPDATE")
+                    reoffer = parse(update.body)
+                    assert reoffer.media[0].proto == "UDP/TLS/RTP/SAVPF"  # translated by the IWF
+                    assert reoffer.media[0].direction == "sendonly"
+                    assert reoffer.origin.sess_version == wic_version + 1
+                    setup = reoffer.media[0].setup
+                    assert setup in ("active", "passive")  # the established DTLS roles (RFC 8842 §5.5)
+                    answer = offer.copy()  # the browser's media as they are, on hold, in the other DTLS role
+                    answer.media[0].direction = "recvonly"
+                    role = b"a=setup:passive" if setup == "active" else b"a=setup:active"
+                    body = answer.to_bytes().replace(b"a=setup:actpass", role)
+                    await alice.answer(update, 200, body=body)
+                    await eventually(lambda: call.wic.sdp.last_received is not None
+                                     and call.wic.sdp.last_received.media[0].direction == "recvonly"
+                                     and not call.ims.in_offer)  # fmt: skip
+                    await asyncio.sleep(0.3)
+                    assert not bob.inbox  # the IWF's IMS side did not move: no new offer to the phone
+                    assert not call.ended and len(iwf.sessions()) == 1
+                    heard = web.recorder.count  # the held party still hears the phone (sendonly)
+                    await rtp.send_tone(1.0)
+                    await eventually(lambda: web.recorder.count >= heard + 45)
+                    bye = await alice.in_dialog(dialog, "BYE")
+                    assert (await alice.final(bye)).status == 200
+                    await bob.next_request("BYE")
+                    await eventually(lambda: not iwf.sessions() and not mgr.calls)
+                finally:
+                    await closing(alice)
+    finally:
+        await web.close()
+        rtp.close()
+        await iwf.close()
+
+
+async def test_wic_answering_from_elsewhere_is_offered_back_to_the_ims(make_lab: LabFactory) -> None:
+    """Media in the IMS: the phone holds the call in its ACK's answer, the WIC's UPDATE is answered
+    from a new transport (another port and address): what the gateway told the phone about its side
+    (the WIC's media, as they were) no longer holds, so the phone gets a new offer with the WIC's
+    answer, one version up on the IMS leg (RFC 3264 §8), in an UPDATE (the phone allows it)."""
+    async with session_lab(make_lab) as (lab, mgr):
+        (alice,) = await wics(lab, "alice")
+        async with phone(lab) as bob:
+            try:
+                sent = await alice.invite("sip:bob@ims.test")
+                got = await bob.next_request("INVITE")
+                ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
+                final = await alice.final(sent)
+                dialog = alice.dialog_from(sent, final)
+                await alice.ack(dialog)
+                await eventually(lambda: bob.acks)
+                bob_dialog = bob.uas_dialog(got, ok)
+                first = parse(got.request.body)
+                reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
+                response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
+                assert response.status == 200
+                await ack_with(bob, bob_dialog, reinvite, rtp_sdp(direction="sendonly", version=2))
+                update = await alice.next_request("UPDATE")
+                assert parse(update.body).media[0].direction == "sendonly"
+                await alice.answer(update, 200, body=chrome_answer("recvonly"))  # port 9, c=0.0.0.0
+                again = await bob.next_request("UPDATE")
+                offer = parse(again.request.body)
+                assert again.request.call_id == got.request.call_id
+                assert offer.origin.sess_id == first.origin.sess_id
+                assert offer.origin.sess_version == first.origin.sess_version + 1
+                assert offer.media[0].port == 9 and offer.media[0].direction == "recvonly"
+                bob.respond(again, 200, to_tag="ph1", body=rtp_sdp(direction="sendonly", version=3))
+                (call,) = mgr.calls.values()
+                await eventually(lambda: not call.ims.out_offer and not call.ims.in_offer)
+                assert call.ims.sdp.last_received is not None
+                assert call.ims.sdp.last_received.origin.sess_version == 3
+                await asyncio.sleep(0.2)
+                assert not alice.inbox and not bob.inbox  # and no more
+                bye = await alice.in_dialog(dialog, "BYE")
+                assert (await alice.final(bye)).status == 200
+                await bob.next_request("BYE")
             finally:
                 await closing(alice)

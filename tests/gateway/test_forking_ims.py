@@ -6,6 +6,8 @@ tags, as a forking proxy below it would (RFC 3261 §16.7). Each fork's early ans
 §13.2.2.4; JsSIP keeps one per To tag), with that fork's SDP; ringing of a fork
 goes in that fork's dialog; the 2xx picks its fork's WIC dialog; a later 2xx of
 another fork is ACKed and ended with BYE; the gateway keeps no stale early dialog.
+With delayed offer each later 2xx carries an offer, which its ACK answers (every
+stream rejected, RFC 3264 §6) before the BYE.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import AsyncIterator
 from conftest import PASSWORDS, Lab, LabFactory
 from ims_phone import ImsPhone, rtp_sdp
 from session_lab import eventually, session_lab, wics
-from session_wic import closing
+from session_wic import chrome_answer, closing
 
 from webims.sdp import parse
 from webims.sip import Response
@@ -126,5 +128,45 @@ async def test_forks_without_early_answers_share_one_wic_dialog(make_lab: LabFac
                 # fork2's early answer is the first one: it takes the WIC leg's dialog
                 assert len({r.to.tag for r in sent.provisional if r.status > 100}) == 1
                 bob.respond(got, 486, to_tag="fork1")
+            finally:
+                await closing(alice)
+
+
+async def test_delayed_offer_forked_later_2xx_acked_with_an_answer_then_bye(make_lab: LabFactory) -> None:
+    """A WIC calls without SDP; the IMS forks and two forks answer, each 2xx with an offer of its
+    own (RFC 3261 §13.2.1). The first is the call: its offer reaches the WIC in our 200, the WIC's
+    answer in its ACK goes on in that fork's ACK. The second is ACKed at once (§13.2.2.4) with a
+    valid answer — each stream rejected at port 0 (RFC 3264 §6) — and ended with BYE."""
+    async with session_lab(make_lab) as (lab, mgr):
+        (alice,) = await wics(lab, "alice")
+        async with phone(lab) as bob:
+            try:
+                sent = await alice.invite("sip:bob@ims.test", b"")
+                got = await bob.next_request("INVITE")
+                assert not got.request.body
+                bob.respond(got, 200, to_tag="fork1", body=rtp_sdp(30002))
+                bob.respond(got, 200, to_tag="fork2", body=rtp_sdp(30004))
+                ok = await alice.final(sent)
+                assert ok.status == 200 and parse(ok.body).media[0].port == 30002  # fork1's offer
+                # fork2: ACK with an answer rejecting its stream, then BYE
+                bye = await bob.next_request("BYE")
+                assert bye.request.to.tag == "fork2"
+                await eventually(lambda: any(a.to.tag == "fork2" for a in bob.acks))
+                ack2 = next(a for a in bob.acks if a.to.tag == "fork2")
+                assert ack2.content_type == "application/sdp"
+                answer2, offer2 = parse(ack2.body), parse(rtp_sdp(30004))
+                assert len(answer2.media) == len(offer2.media)
+                assert all(m.port == 0 and m.media == o.media and m.proto == o.proto
+                           and set(m.fmts) <= set(o.fmts) and m.fmts
+                           for m, o in zip(answer2.media, offer2.media, strict=True))  # fmt: skip
+                assert not any(a.to.tag == "fork1" for a in bob.acks)  # fork1 waits for the WIC's answer
+                # fork1: the WIC's answer in its ACK goes on in the gateway's ACK
+                await alice.ack(alice.dialog_from(sent, ok), chrome_answer())
+                await eventually(lambda: any(a.to.tag == "fork1" for a in bob.acks))
+                ack1 = next(a for a in bob.acks if a.to.tag == "fork1")
+                assert b"a=setup:active" in ack1.body
+                (call,) = mgr.calls.values()
+                assert call.ims.dialog is not None and call.ims.dialog.id.remote_tag == "fork1"
+                assert not call.ended and len(mgr.dialogs) == 2
             finally:
                 await closing(alice)

@@ -13,7 +13,9 @@ numbers, SDP versions (:class:`~.sdp_media.LegSdp`) and session timer (RFC 4028,
   / ``answer_from_ims`` or ``offer_from_ims`` / ``answer_from_webrtc``); a refresh
   (the same SDP, or none in an UPDATE) is answered on its own leg (RFC 4028 §7.4, §9),
   and so is a re-INVITE without SDP: the leg's current SDP is our offer in the 2xx
-  (RFC 3264 §8), the answer comes in the ACK (:meth:`Call.on_ack`);
+  (RFC 3264 §8), the answer comes in the ACK (:meth:`Call.on_ack`) and, when it changes
+  the media (hold, a new address or codec), goes on to the other leg translated, in an
+  UPDATE or re-INVITE of ours (:meth:`Call.pass_on_answer`);
   an UPDATE from the IMS that only moves preconditions is answered by the gateway
   (RFC 3312 §5.1, NI-O/NI-T for a WIC that knows none of it);
 - glare: an offer arriving while our own is pending on that leg gets 491 (RFC 3261
@@ -44,7 +46,7 @@ from webims.sip import Dialog, DialogError, DialogId, Request, Response, ServerK
 from .prack import ReliableSender
 from .precondition import QosState, apply_preconditions, preconditions_of
 from .relay import RELAYED_METHODS, relay_request
-from .sdp_media import SDP, LegSdp, MediaPlan, parse_sdp
+from .sdp_media import SDP, LegSdp, MediaPlan, parse_sdp, transport_of
 from .session_timer import (
     Negotiation,
     SessionTimer,
@@ -330,8 +332,43 @@ class Call:
             answer = parse_sdp(request.body, request.content_type)
         except SdpError:
             answer = None
-        if answer is not None and leg.sdp.received(answer):
+        if answer is not None and leg.sdp.received(answer, roles=False) and not self.ended:
             log.info("%s: the %s side's answer in ACK changes its media", self, leg.side.value)
+            self.mgr.spawn(self.pass_on_answer(leg, answer))
+
+    async def pass_on_answer(self, leg: Leg, answer: SessionDescription) -> None:
+        """The answer in an ACK to our offer in a 2xx (a re-INVITE without SDP, RFC 3264 §8) changed
+        ``leg``'s media (its peer put the call on hold, moved, took another codec, §6.1): the other
+        leg hears of it in an offer of its own — UPDATE when its peer allows it (RFC 3311 §5.1),
+        else a re-INVITE — translated by the media plan like any offer from ``leg``
+        (:meth:`_relay_offer`: external IWF ``offer_from_ims`` / ``offer_from_webrtc``, then the
+        other side's answer through ``answer_from_webrtc`` / ``answer_from_ims``; media in the IMS:
+        as it is). Both legs' :class:`~.sdp_media.LegSdp` follow: the other leg's version goes up
+        with the new offer and its answer is recorded. ``leg``'s own exchange is complete; the
+        translated answer for it only says again what its peer's answer fixed, unless the IWF's
+        transport toward it moved (address, port, profile), which ``leg`` then hears in a new offer."""
+        leg.in_offer = True  # offers crossing this one get 491 on either leg (RFC 3261 §14.2)
+        try:
+            status, reason, mine, _ = await self._relay_offer(leg, "UPDATE", answer)
+        finally:
+            leg.in_offer = False
+        if status >= 300 or mine is None:
+            log.info("%s: the %s side's new media not taken by the other side: %d %s",
+                     self, leg.side.value, status, reason or "")  # fmt: skip
+            return
+        sent = leg.sdp.last_sent
+        if sent is None or transport_of(mine) == transport_of(sent) or self.ended or not leg.confirmed:
+            return
+        if leg.side is Side.IMS and self.qos.active:
+            mine = apply_preconditions(mine, self.qos.offer_lines())
+        use = "UPDATE" if leg.peer_allows_update else "INVITE"
+        response = await leg.send_offer(use, leg.sdp.stamp(mine))
+        try:
+            again = parse_sdp(response.body, response.content_type) if response.status < 300 else None
+        except SdpError:
+            again = None
+        if again is not None:
+            leg.sdp.received(again)
 
     async def _reinvite(self, leg: Leg, incoming: IncomingRequest) -> None:
         if leg.in_invite:

@@ -23,8 +23,9 @@ Steps, with the seed's numbers (external IWF / IWF in the IMS):
    external IWF one WIC dialog, the IWF following the fork that answers;
 16-21. the 200: ACK toward the IMS, ``confirm`` (final resources), the WIC's 200
    with the WebRTC answer. A second 2xx from another fork is ACKed and ended with BYE
-   (§13.2.2.4). Failures reach the WIC with their status, reason phrase and a Reason
-   header (RFC 3326); 422 from the IMS is retried with its Min-SE (RFC 4028 §7.4);
+   (§13.2.2.4; with delayed offer its ACK answers its offer, :mod:`.forks`). Failures
+   reach the WIC with their status, reason phrase and a Reason header (RFC 3326); 422
+   from the IMS is retried with its Min-SE (RFC 4028 §7.4);
    no answer at all within ``ims_invite_timeout``: 503 with Retry-After.
 CANCEL from the WIC (its 487 is sent by the transaction layer) cancels the IMS
 INVITE; a 2xx that crosses it is ACKed and BYEd. An INVITE without SDP (delayed offer,
@@ -48,8 +49,9 @@ from webims.sip import Dialog, DialogError, DialogSet, NameAddr, ParseError, Req
 
 from .b2bua import ALLOW, Call, Side, reason_header
 from .delayed_offer import AckWait, EarlyOffer, ack_timeout, answer_of_ack
+from .forks import Fork, LateAnswers
 from .identity import aor_of, assert_identity, asserted_identity, charging_vector, same_identity
-from .prack import RSeqTracker, is_reliable
+from .prack import is_reliable
 from .precondition import apply_preconditions, preconditions_of
 from .sdp_media import SDP, LegSdp, parse_sdp
 from .session_settings import ringing_hidden
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from .sessions import SessionManager
     from .state import Binding
 
-__all__ = ["LateAnswers", "Originating", "originate"]
+__all__ = ["Fork", "LateAnswers", "Originating", "originate"]
 
 log = logging.getLogger("webims.gateway.sessions")
 
@@ -121,62 +123,6 @@ async def originate(mgr: SessionManager, incoming: IncomingRequest, flow: Flow, 
     await setup.run(negotiation)
 
 
-class Fork:
-    """One early dialog of the IMS leg (one forked branch, RFC 3261 §12.1.2).
-
-    With media interworking in the IMS (``media = "ims"``) each fork that sends an early
-    answer gets a WIC early dialog of its own (``wic_tag``, its own ``o=`` line in
-    ``wic_sdp``): the WIC (JsSIP) keeps one early dialog per To tag, as it would behind
-    a forking proxy, and the 2xx picks the one that is confirmed (RFC 3261 §13.2.2.4).
-    """
-
-    def __init__(self, dialog: Dialog) -> None:
-        self.dialog = dialog
-        self.rseq = RSeqTracker()
-        self.answer: SessionDescription | None = None  # its SDP answer (in a 18x or the 2xx)
-        self.wic_tag: str | None = None  # the To tag of its WIC early dialog, once it has one
-        self.wic_sdp: LegSdp | None = None  # that dialog's SDP versions (None: the WIC leg's own)
-        self.wic_dialog: Dialog | None = None  # that dialog, when it is not the WIC leg's first one
-
-
-class LateAnswers:
-    """``on_extra_final`` of the IMS INVITE: a 2xx after the first final response (§13.2.2.4).
-
-    The SIP layer keeps this callback while the client transaction is Accepted (Timer M,
-    64*T1, RFC 6026 §8.4), long after the call may have ended; so it holds what ACK and
-    BYE need (the INVITE, the confirmed IMS dialog), not the call and its media.
-    """
-
-    def __init__(self, mgr: SessionManager) -> None:
-        self.mgr = mgr
-        self.invite: Request | None = None  # the INVITE last sent (a 422 retry replaces it)
-        self.dialog: Dialog | None = None  # the IMS leg's dialog, once a 2xx made it
-
-    def __call__(self, response: Response) -> None:
-        """Its retransmission (ACK again), or another fork's (ACK, then BYE)."""
-        if not 200 <= response.status < 300 or self.invite is None:
-            return
-        dialog = self.dialog
-        if dialog is not None and response.to.tag == dialog.id.remote_tag:
-            ack = dialog.ack_for(response)
-            if ack is not None:
-                self.mgr.send_ack_ims(ack)
-            return
-        self.mgr.spawn(self._end_fork(self.invite, response))
-
-    async def _end_fork(self, invite: Request, response: Response) -> None:
-        try:
-            dialog = Dialog.from_uac(invite, response)
-        except (DialogError, ParseError):
-            return
-        mgr = self.mgr
-        mgr.send_ack_ims(dialog.create_ack(invite))
-        bye = dialog.create_request(
-            "BYE", headers=[("Reason", reason_header(200, "Call completed elsewhere"))]
-        )
-        await mgr.send_ims(bye)
-
-
 class Originating:
     """The setup of one WIC-originated call (module docstring)."""
 
@@ -224,6 +170,7 @@ class Originating:
         call.wic.peer_allows_update = "UPDATE" in _allow(self.request)
         body = b""
         if self.offer is not None:
+            call.wic.sdp.received(self.offer)  # (a later re-INVITE with it again is a refresh)
             try:
                 ims_offer = await call.media.offer_from_wic(self.offer)  # steps 2-3
             except MediaError as exc:

@@ -22,7 +22,10 @@ carried the answer). A CANCEL from the IMS (its 487 is sent by the transaction
 layer) cancels the WIC's INVITE; a WIC's 200 that crosses it is ACKed and BYEd.
 An INVITE without SDP (delayed offer, RFC 3261 §13.2.1) reaches the WIC without SDP;
 the WIC's offer in its 200 goes to the IMS in ours, the IMS's answer in its ACK comes
-back in our ACK to the WIC (:mod:`.delayed_offer`; no 100rel or preconditions then).
+back in our ACK to the WIC (:mod:`.delayed_offer`; no preconditions then, and 100rel
+only when the IMS requires it: media through the external IWF, whose own offer goes in a
+reliable 183; media in the IMS, no 18x before the 200 — RFC 3262 §3/§5, the reasons in
+:func:`.delayed_offer.offer_in_reliable_1xx`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from webims.sdp import SdpError, SessionDescription
 from webims.sip import Dialog, DialogError, NameAddr, Request, Response
 
 from .b2bua import ALLOW, Call, Side, reason_header
-from .delayed_offer import AckWait, ack_timeout, answer_of_ack
+from .delayed_offer import AckWait, ack_timeout, answer_of_ack, offer_in_reliable_1xx
 from .prack import ReliableSender
 from .precondition import apply_preconditions, preconditions_of, strip_preconditions
 from .sdp_media import SDP, parse_sdp
@@ -156,6 +159,8 @@ class Terminating:
         self.ims_gone = False  # the IMS cancelled (its 487 is out) or got a final answer
         self.answer_body: bytes | None = None  # our SDP answer toward the IMS
         self.answer_sent_reliably = False
+        self.ims_negotiated = False  # the IMS leg's offer/answer done in our reliable 183 and its PRACK
+        self.prack_request: Request | None = None  # the PRACK of our last reliable 1xx
         self.ringing = False
         self.ring_sent = False
         self.wic_answered = False
@@ -169,9 +174,16 @@ class Terminating:
         call.ims.peer_supports_timer = "timer" in request.option_tags("supported")
         if offer is None:
             # delayed offer (RFC 3261 §13.2.1): no SDP before the WIC's 200, so no reliable 1xx
-            # (the first one would have to carry the offer, RFC 3262 §5) and no preconditions
+            # (the first one would have to carry the offer, RFC 3262 §5) and no preconditions —
+            # unless the IMS requires 100rel and the external IWF can offer (offer_in_reliable_1xx)
             self.delayed = True
             self.use_preconditions = self.use_100rel = False
+            if self.require_100rel and call.media.external and mgr.config.hundred_rel != "off":
+                offer = await offer_in_reliable_1xx(self)  # the IWF's offer first (RFC 3262 §5)
+                if offer is None:
+                    await call.end("", skip=call.ims)
+                    return
+                self.delayed, self.use_100rel = False, True
         if offer is None or (self.use_preconditions and not call.qos.take_offer(preconditions_of(offer))):
             self.use_preconditions = False
         if call.qos.met():
@@ -282,6 +294,9 @@ class Terminating:
             self._drop_wic()
             return False
         call.qos.reserved()
+        if self.ims_negotiated:  # the IWF has the WIC's answer; the IMS leg's exchange is complete
+            self.answer_body = b""
+            return True
         if call.qos.active:
             answer = apply_preconditions(answer, call.qos.answer_lines(confirm=not call.qos.met()))
             if call.qos.met():
@@ -487,6 +502,7 @@ class Terminating:
             if error is not None:
                 incoming.send(error)
             elif self.reliable.match(request):
+                self.prack_request = request
                 incoming.respond(200)
                 self.prack.set()
             else:

@@ -17,14 +17,19 @@ peer that has the media (a WIC's WebRTC stack, the IMS UE):
 - a re-INVITE without SDP (an AS refreshing the session, RFC 4028 §7.4, or asking
   for a new offer): answered on its own leg with the leg's current SDP as the offer
   (RFC 3264 §8: a new offer that may be the same as the last one); the answer in
-  the ACK is recorded (:meth:`.b2bua.Call.on_ack`).
+  the ACK is recorded (:meth:`.b2bua.Call.on_ack`), and a media change in it is passed
+  to the other leg (:meth:`.b2bua.Call.pass_on_answer`);
+- forking: a 2xx after the first, with an offer of its own, is ACKed with an answer
+  rejecting its streams, then BYE (:mod:`.forks`).
 
 A 2xx whose ACK never comes within 64*T1 ends the call (RFC 3261 §13.3.1.4); an ACK
 without a usable answer too (RFC 3261 §13.2.2.4: the ACK is still sent, then BYE).
 While the setup waits for an offer, the gateway offers no preconditions (it has no
 SDP to put them in), and 100rel only when the WIC itself supports it: the IMS may then
 offer in a reliable 1xx (RFC 3262 §5), relayed to the WIC reliably, the answer coming
-back in the WIC's PRACK and going on in ours (:class:`EarlyOffer`).
+back in the WIC's PRACK and going on in ours (:class:`EarlyOffer`). The IMS calling
+without SDP and requiring 100rel: :func:`offer_in_reliable_1xx` (the choice RFC 3262
+§3/§5 leave for each media placement is written there).
 """
 
 from __future__ import annotations
@@ -39,14 +44,16 @@ from webims.sip import Dialog, DialogError, Request, Response
 
 from .b2bua import ALLOW, Side, reason_header
 from .prack import ReliableSender
-from .sdp_media import SDP, parse_sdp
+from .sdp_media import SDP, ExternalIwf, parse_sdp
 from .session_timer import SessionTimer, uac_result
 
 if TYPE_CHECKING:
     from .b2bua import Leg
-    from .call_orig import Fork, Originating
+    from .call_orig import Originating
+    from .call_term import Terminating
+    from .forks import Fork
 
-__all__ = ["AckWait", "EarlyOffer", "ack_timeout", "answer_of_ack"]
+__all__ = ["AckWait", "EarlyOffer", "ack_timeout", "answer_of_ack", "offer_in_reliable_1xx"]
 
 
 def ack_timeout(t1: float) -> float:
@@ -82,6 +89,48 @@ def answer_of_ack(ack: Request | None) -> SessionDescription | None:
         return parse_sdp(ack.body, ack.content_type)
     except SdpError:
         return None
+
+
+async def offer_in_reliable_1xx(setup: Terminating) -> SessionDescription | None:
+    """The IMS calls a WIC without SDP and ``Require: 100rel`` (:mod:`.call_term`), media through
+    the external IWF: the gateway makes the offer itself.
+
+    RFC 3262 §3: with ``Require: 100rel`` in the INVITE every non-100 provisional response
+    MUST be sent reliably (a UAS unwilling to do so rejects the INVITE with 420 — the gateway
+    supports 100rel, so it does not); RFC 3262 §5 with RFC 3261 §13.2.1: when the INVITE had
+    no offer, the first reliable provisional response MUST carry the offer, answered in the
+    PRACK. A WIC (JsSIP) has no SDP before its 200, but the IWF has media of its own: the
+    IWF's IMS-side offer (:meth:`~.sdp_media.ExternalIwf.offer_to_ims`, the IMS-side codecs of
+    its media config) goes in a reliable 183, the PRACK brings the IMS's answer, and the call
+    then goes on as one whose INVITE carried that SDP: the IWF's WebRTC offer (``offer_from_ims``
+    of the IMS's answer) in the INVITE to the WIC, the WIC's answer translated
+    (``answer_from_wic``) for the IWF only — the IMS leg's offer/answer exchange is complete,
+    so our 200 carries no SDP (RFC 3264 §4) — and ringing sent reliably after the 183.
+
+    With media interworking in the IMS (no IWF, ``media = "ims"``) the gateway has no SDP to
+    offer before the WIC's 200; it then sends no provisional response but 100 Trying — ringing
+    is withheld, since RFC 3262 §3 forbids an unreliable 18x and §5 a reliable one without the
+    offer, and provisional responses are optional (RFC 3261 §13.3.1.1) — and the offer goes in
+    its 200 (RFC 3261 §13.2.1), answered in the ACK (:class:`AckWait`).
+
+    Returns the IMS's answer from the PRACK, or None when the call cannot go on (the IMS has
+    its final response then)."""
+    call, mgr = setup.call, setup.mgr
+    assert isinstance(call.media, ExternalIwf)
+    try:
+        offer = await call.media.offer_to_ims()
+    except MediaError as exc:
+        setup._fail_ims(exc.status, exc.reason, [("Warning", mgr.warning(exc.reason))])
+        return None
+    if not await setup._send_reliable(183, "Session Progress", call.ims.sdp.stamp(offer)):
+        return None  # no PRACK (504 sent), or the IMS cancelled
+    answer = answer_of_ack(setup.prack_request)
+    if answer is None:
+        setup._fail_ims(488, "Not Acceptable Here (no SDP answer in the PRACK, RFC 3262 §5)", [])
+        return None
+    call.ims.sdp.received(answer)
+    setup.answer_sent_reliably = setup.ims_negotiated = True
+    return answer
 
 
 class EarlyOffer:

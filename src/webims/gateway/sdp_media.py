@@ -29,7 +29,7 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from webims.media.api import MediaError, MediaSession
-from webims.sdp import Origin, SdpError, SessionDescription, parse, profile_family
+from webims.sdp import Connection, Origin, SdpError, SessionDescription, parse, profile_family, rejected_media
 
 __all__ = [
     "SDP",
@@ -39,7 +39,9 @@ __all__ = [
     "PassThrough",
     "is_webrtc",
     "parse_sdp",
+    "rejecting_answer",
     "signature",
+    "transport_of",
 ]
 
 SDP = "application/sdp"
@@ -59,14 +61,37 @@ def is_webrtc(sdp: SessionDescription) -> bool:
     return families == {"dtls-srtp"}
 
 
-def signature(sdp: SessionDescription) -> str:
+def signature(sdp: SessionDescription, *, roles: bool = True) -> str:
     """The description without its ``o=`` line and precondition attributes: equal
-    signatures mean no media change (a refresh or a precondition-only UPDATE)."""
+    signatures mean no media change (a refresh or a precondition-only UPDATE).
+    ``roles=False`` leaves out ``a=setup`` too: an answer says ``active``/``passive``
+    where the same endpoint's offer said ``actpass`` (RFC 8842 §5.1), no change of media."""
+    skip = _QOS_ATTRIBUTES if roles else (*_QOS_ATTRIBUTES, "a=setup:")
     return "\n".join(
-        line
-        for line in sdp.to_text().splitlines()
-        if not line.startswith("o=") and not line.startswith(_QOS_ATTRIBUTES)
+        line for line in sdp.to_text().splitlines() if not line.startswith("o=") and not line.startswith(skip)
     )
+
+
+def rejecting_answer(offer: SessionDescription, address: str) -> SessionDescription:
+    """An answer to ``offer`` that rejects each of its streams (RFC 3264 §6: the same ``m=`` lines
+    in order, port 0, the media type and one offered format kept), from ``address``: valid
+    whatever the offer's codecs, for an offer the gateway must answer but will not take."""
+    family = "IP6" if ":" in address else "IP4"
+    origin = Origin("-", str(secrets.randbelow(2**62) + 1), 1, "IN", family, address)
+    sdp = SessionDescription.create(origin, "-", Connection(address, family))
+    sdp.media = [rejected_media(m) for m in offer.media]
+    return sdp
+
+
+def transport_of(sdp: SessionDescription) -> list[tuple[str, int, str, str]]:
+    """Where each stream's media go — (media, port, profile, connection address) per ``m=`` line:
+    what an answer alone cannot change for the offerer (RFC 3264 §6.1: the answerer's direction
+    and codec choice are its own; our address is ours)."""
+    out = []
+    for m in sdp.media:
+        conn = m.connection or sdp.connection
+        out.append((m.media, m.port, m.proto, conn.address if conn is not None else ""))
+    return out
 
 
 class LegSdp:
@@ -102,9 +127,11 @@ class LegSdp:
         """The last description sent, unchanged (a session refresh, RFC 4028 §7.4)."""
         return self.last_sent.to_bytes() if self.last_sent is not None else None
 
-    def received(self, sdp: SessionDescription) -> bool:
-        """Record a received description; True when its media differ from the last one."""
-        changed = self.last_received is None or signature(sdp) != signature(self.last_received)
+    def received(self, sdp: SessionDescription, *, roles: bool = True) -> bool:
+        """Record a received description; True when its media differ from the last one
+        (``roles=False``: a change of ``a=setup`` alone is none, as for an answer)."""
+        last = self.last_received
+        changed = last is None or signature(sdp, roles=roles) != signature(last, roles=roles)
         self.last_received = sdp
         return changed
 
@@ -203,6 +230,23 @@ class ExternalIwf:
             return answer.copy()
         return await self._call(self.session.answer_from_webrtc(answer))
 
+    async def offer_to_ims(self) -> SessionDescription:
+        """An offer toward the IMS before the WIC has any SDP (the IMS called without one and
+        requires 100rel: our first reliable 1xx must carry an offer, RFC 3262 §5).
+
+        The IWF's session API makes IMS offers from browser offers; a placeholder browser offer
+        stands in for the WIC's here — the codecs a browser offers (Opus, G.722, PCMU, PCMA,
+        telephone-event), which the IWF narrows to the IMS-side codecs of its media config
+        (``ims_codecs``: shared ones relayed, others transcoded) on its own IMS-side address —
+        with ``a=ice-lite`` so that the IWF takes the ICE controlling role it needs as the
+        WebRTC offerer later. The IMS's answer then goes through :meth:`offer_from_ims` (the
+        IMS's media, the WebRTC offer to the WIC), which replaces every placeholder value, and
+        the WIC's answer through :meth:`answer_from_wic`; nothing of the placeholder is used
+        toward the browser (ICE and DTLS start from the WIC's answer)."""
+        self._applied = None
+        self.session_unused = False
+        return await self._call(self.session.offer_from_webrtc(parse(_placeholder_browser_offer())))
+
     async def confirm(self) -> None:
         if not self.confirmed and not self.bypass:
             self.confirmed = True
@@ -220,3 +264,19 @@ class ExternalIwf:
             return await step
         except SdpError as exc:  # a backend that lets the SDP library's error through
             raise MediaError(exc.reason, exc.status) from exc
+
+
+def _placeholder_browser_offer() -> bytes:
+    """A browser-shaped audio offer with fresh, unused ICE credentials and fingerprint
+    (:meth:`ExternalIwf.offer_to_ims`)."""
+    ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
+    fingerprint = ":".join(f"{b:02X}" for b in secrets.token_bytes(32))
+    return (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 101\r\nc=IN IP4 0.0.0.0\r\n"
+        f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=fingerprint:sha-256 {fingerprint}\r\n"
+        "a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n"
+        "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"
+        "a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+    ).encode()
