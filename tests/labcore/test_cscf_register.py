@@ -369,3 +369,19 @@ async def test_the_icscf_hands_registers_to_its_own_scscf_in_process(core: LabCo
 
         hop.handler = failing
         assert (await ue.register(600)).status == 500
+
+
+async def test_the_200_ok_lists_each_contact_as_registered_with_the_granted_expires(core: LabCore) -> None:
+    inst = '+sip.instance="<urn:uuid:00000000-0000-1000-8000-000a95a0e129>"'
+    async with Ue(core, "judy") as ue:
+        # an expires parameter in the Contact wins over the Expires header (RFC 3261 §10.3 step 7)
+        ok = await ue.register(900, contact=f"<{ue.contact_uri};transport=udp>;expires=300;{inst};reg-id=1")
+        assert ok.status == 200
+        (contact,) = ok.contact
+        assert str(contact.uri) == f"{ue.contact_uri};transport=udp"
+        assert contact.expires == 300 and contact.reg_id == 1
+        assert contact.sip_instance == "urn:uuid:00000000-0000-1000-8000-000a95a0e129"
+        assert ok.headers.get("contact").count("expires=") == 1
+        # without one, the binding's text is echoed as registered, the granted expiry appended
+        again = await ue.register(600, contact=f"<{ue.contact_uri};transport=udp>;{inst};reg-id=1")
+        assert again.headers.get("contact") == f"<{ue.contact_uri};transport=udp>;{inst};reg-id=1;expires=600"

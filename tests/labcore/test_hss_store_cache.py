@@ -158,3 +158,68 @@ def test_the_cache_stays_bounded_and_keeps_unwritten_changes(
             subs.user(f"nobody{i}@ims.test", f"sip:nobody{i}@ims.test")
         assert len(runtime._CACHES[subs.store].users) <= 8  # nothing pending: it started over
         subs.end_batch()
+
+
+def _views(subs: SubscriberStore) -> list[object]:
+    """Every run-time read, for users that exist and ones that do not."""
+    out: list[object] = []
+    for impi, identity in (
+        ("alice@ims.test", ALICE_IMPU),
+        ("alice@ims.test", "tel:+15551000"),
+        ("alice@ims.test", "sip:bob@ims.test"),  # both exist, not linked
+        ("bob@ims.test", "sip:bob@ims.test"),
+        ("nobody@ims.test", "sip:nobody@ims.test"),
+        ("nobody@ims.test", ALICE_IMPU),
+    ):
+        out += [subs.user(impi, identity), subs.impi(impi), subs.impu(identity), subs.impus_of(impi)]
+        out += [subs.implicit_set(identity), subs.impis_of(identity), subs.is_linked(impi, identity)]
+    return out
+
+
+def test_small_tables_are_read_whole_at_the_first_batch_and_answer_as_sqlite_does(tmp_path: Path) -> None:
+    db = tmp_path / "hss.sqlite3"
+    with subscriber_store(db, ALICE, BOB) as subs:
+        outside = _views(subs)  # every call goes to SQLite
+        statements: list[str] = []
+        subs.store.read(lambda c: c.set_trace_callback(statements.append))
+        subs.begin_batch()
+        assert runtime._CACHES[subs.store].complete
+        read_whole = len(statements)
+        assert _views(subs) == outside
+        # no row read one by one: only the wildcarded ranges are looked up (generation, list)
+        assert all("generation" in q or "wildcard" in q for q in statements[read_whole:])
+        subs.end_batch()
+        # Written outside a batch (RTR from the admin, the SQN of AKA): the rows are read again.
+        subs.set_registration([ALICE_IMPU], RegState.REGISTERED, scscf_name=SCSCF)
+        subs.aka_update("alice@ims.test", lambda state: (state.sqn + 32, None))
+        subs.begin_batch()
+        assert runtime._CACHES[subs.store].complete
+        assert subs.impu(ALICE_IMPU).reg_state is RegState.REGISTERED  # type: ignore[union-attr]
+        assert subs.impi("alice@ims.test").sqn == 64  # type: ignore[union-attr]
+        assert _views(subs)[1:] != outside[1:]  # the changed rows, as SQLite has them now
+        subs.end_batch()
+        assert _views(subs) == [*_views_in_batch(subs)]
+        subs.store.read(lambda c: c.set_trace_callback(None))
+
+
+def _views_in_batch(subs: SubscriberStore) -> list[object]:
+    subs.begin_batch()
+    try:
+        return _views(subs)
+    finally:
+        subs.end_batch()
+
+
+def test_tables_larger_than_the_limit_are_read_row_by_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        runtime, "MAX_CACHED_ROWS", 8
+    )  # a quarter of it: 2 rows, fewer than ALICE's 2 + BOB's 1
+    db = tmp_path / "hss.sqlite3"
+    with subscriber_store(db, ALICE, BOB) as subs:
+        outside = _views(subs)
+        subs.begin_batch()
+        assert not runtime._CACHES[subs.store].complete
+        assert _views(subs) == outside
+        subs.end_batch()

@@ -445,10 +445,28 @@ class AvpContainer:
 
 def _inner(a: Avp, parents: tuple[Avp, ...]) -> tuple[Avp, ...]:
     data = a[3]
+    remember = type(data) is bytes and len(data) <= _MAX_REMEMBERED_GROUP
+    if remember:
+        known = _groups.get(data)
+        if known is not None:
+            return known
     avps, err = scan_avps(data, 0, len(data))
     if err is not None:
         raise wrap_error(err, parents)
-    return tuple(avps)
+    found = tuple(avps)
+    if remember:
+        if len(_groups) >= _MAX_REMEMBERED_GROUPS:
+            _groups.clear()
+        _groups[data] = found
+    return found
+
+
+#: The content of small Grouped AVPs, by their bytes: the same few (Experimental-Result,
+#: Vendor-Specific-Application-Id, Server-Capabilities, a user's SIP-Auth-Data-Item...)
+#: come again and again; AVPs are immutable tuples, so the parsed content is shared.
+_groups: dict[bytes, tuple[Avp, ...]] = {}
+_MAX_REMEMBERED_GROUP = 256
+_MAX_REMEMBERED_GROUPS = 4096
 
 
 @dataclass(frozen=True, slots=True)

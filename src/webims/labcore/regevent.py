@@ -23,7 +23,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from webims.endpoint import IncomingRequest, SipEndpoint
-from webims.sip import URI, ParseError, Request, SipURI, new_tag, parse_name_addr, parse_uri
+from webims.sip import URI, NameAddr, ParseError, Request, SipURI, new_tag, parse_name_addr, parse_uri
 from webims.transport import host_key
 
 from .identities import canonical, canonical_text
@@ -306,9 +306,10 @@ class RegEventServer:
             request.from_.tag,
             _without_tag(request, "to"),
             _without_tag(request, "from"),
-            str(contacts[0].uri),
+            contacts[0].uri_text,
             tuple(request.headers.get_all("record-route")),
             self.now() + expires,
+            target_uri=contacts[0].uri,  # parsed with the Contact (its text is taken first)
         )
         incoming.respond(200, to_tag=tag, headers=self._headers(expires))
         if expires == 0:  # a fetch (RFC 6665 §4.4.3): one NOTIFY, then done
@@ -453,7 +454,9 @@ def _without_tag(request: Request, name: str) -> str:
         return request.headers.get(name, "")
     if "tag" not in na.params:
         return str(na)
-    return str(na.replace(params={k: v for k, v in na.params.items() if k != "tag"}))
+    params = {k: v for k, v in na.params.items() if k != "tag"}
+    # the URI as text (the URI object is not built for this; its text is the same)
+    return str(NameAddr(display=na.display, params=params, uri_text=na.uri_text))
 
 
 def event_is_reg(values: Iterable[str]) -> bool:

@@ -43,10 +43,20 @@ class Binding:
     state: str = "active"
     #: the end of its reginfo ``<contact>`` element (:func:`webims.labcore.regevent.reginfo_xml`)
     reginfo_tail: str | None = field(default=None, repr=False, compare=False)
+    #: ``str(contact)``, made once (each 200 OK to a REGISTER lists every binding)
+    contact_text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
         return binding_key(self.contact)
+
+    def contact_with_expires(self, now: float) -> str:
+        """The Contact of a 200 OK to REGISTER: the binding with its remaining expiry
+        (RFC 3261 §10.3 step 8)."""
+        text = self.contact_text
+        if text is None:
+            text = self.contact_text = str(self.contact)
+        return f"{text};expires={self.expires_in(now)}"
 
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))

@@ -260,7 +260,9 @@ class Registrar:
             old = reg.bindings.get(key)
             if old is not None and old.call_id == request.call_id and old.cseq >= request.cseq.seq:
                 continue  # RFC 3261 §10.3 step 7: an older request
-            plain = contact.replace(params={k: v for k, v in contact.params.items() if k != "expires"})
+            plain = contact  # as registered (its text too), without an expires parameter
+            if "expires" in contact.params:
+                plain = contact.replace(params={k: v for k, v in contact.params.items() if k != "expires"})
             if expires == 0:
                 if old is not None:
                     self._terminate(reg, old, "unregistered")
@@ -295,7 +297,7 @@ class Registrar:
         now = self.now()
         headers: list[tuple[str, str]] = []
         for b in reg.bindings.values():
-            headers.append(("Contact", str(b.contact.with_param("expires", str(b.expires_in(now))))))
+            headers.append(("Contact", b.contact_with_expires(now)))
         for value in path:
             headers.append(("Path", value))
         if path:

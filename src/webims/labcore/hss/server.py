@@ -130,6 +130,10 @@ class HssServer:
         )
         sock = self._server.sockets[0].getsockname()
         self.host, self.port = str(sock[0]), int(sock[1])
+        # the row cache is filled now rather than at the first request (small tables are
+        # read whole: webims.labcore.hss.store.runtime)
+        self.subscribers.begin_batch()
+        self.subscribers.end_batch()
         log.info("HSS %s listening for Diameter on %s:%d", self.config.origin_host, self.host, self.port)
 
     async def stop(self, timeout: float = 2.0) -> None:

@@ -127,7 +127,8 @@ class ImsSubscription:
             raise UserDataError(f"User-Data is not well-formed XML: {exc}") from None
         if _local(root.tag) != "IMSSubscription":
             raise UserDataError(f"root element is {_local(root.tag)!r}, not IMSSubscription")
-        private_id = _text(_child(root, "PrivateID"))
+        first = _first_children(root)
+        private_id = _text(first.get("PrivateID"))
         if not private_id:
             raise UserDataError("IMSSubscription without PrivateID")
         profiles = tuple(_profile(sp) for sp in _children(root, "ServiceProfile"))
@@ -151,6 +152,15 @@ def _child(node: ET.Element | None, name: str) -> ET.Element | None:
     return found[0] if found else None
 
 
+def _first_children(node: ET.Element | None) -> dict[str, ET.Element]:
+    """The first child of each local name (what :func:`_child` finds), in one pass."""
+    first: dict[str, ET.Element] = {}
+    if node is not None:
+        for c in node:
+            first.setdefault(_local(c.tag), c)
+    return first
+
+
 def _text(node: ET.Element | None) -> str:
     return (node.text or "").strip() if node is not None else ""
 
@@ -158,18 +168,20 @@ def _text(node: ET.Element | None) -> str:
 def _profile(sp: ET.Element) -> ServiceProfile:
     ids = []
     for pi in _children(sp, "PublicIdentity"):
-        identity = _text(_child(pi, "Identity"))
+        # each element's children are looked at once (this runs for every first registration)
+        f0 = _first_children(pi)
+        identity = _text(f0.get("Identity"))
         if not identity:
             raise UserDataError("PublicIdentity without Identity")
-        ext1 = _child(pi, "Extension")
-        ext2 = _child(ext1, "Extension")
-        ext3 = _child(ext2, "Extension")
-        itype = _text(_child(ext1, "IdentityType")) or "0"
+        f1 = _first_children(f0.get("Extension"))
+        f2 = _first_children(f1.get("Extension"))
+        f3 = _first_children(f2.get("Extension"))
+        itype = _text(f1.get("IdentityType")) or "0"
         if not itype.isdigit():
             raise UserDataError(f"IdentityType {itype!r} is not a number")
-        barring = _text(_child(pi, "BarringIndication")).lower()
-        display = _child(ext2, "DisplayName")
-        wildcard = _child(ext3, "WildcardedIMPU")
+        barring = _text(f0.get("BarringIndication")).lower()
+        display = f2.get("DisplayName")
+        wildcard = f3.get("WildcardedIMPU")
         ids.append(
             PublicIdentity(
                 identity=identity,
