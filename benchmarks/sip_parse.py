@@ -5,7 +5,10 @@ REGISTER; the last line is ``parse+serialize INVITE: <N> msg/s``.  Before it, th
 SIP-core cost of one relayed registration (issue 5): what a gateway does with the
 core API for a WIC REGISTER relayed to the IMS (parse, server transaction, typed
 views, a new REGISTER in a client transaction, the IMS 200 parsed and matched, the
-200 to the WIC built and sent, the transactions ended), in microseconds of CPU.
+200 to the WIC built and sent, the transactions ended), in microseconds of CPU; and a
+registration relayed through :class:`webims.endpoint.SipEndpoint` with in-memory
+connections (the event pump, futures and the handler's task on top; its handler reads
+fewer headers than the core flow does): the gateway's SIP side without kernel and TLS.
 
 Rates are per CPU-second of the benchmark process (one core), best of five rounds.
 Each iteration parses a distinct message (Call-ID, branch, tags and user parts
@@ -17,17 +20,24 @@ vary) so that no cache sees the same header twice in a row.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 
+from webims.endpoint import IncomingRequest, SipEndpoint
 from webims.sip import (
+    Message,
     Request,
     RequestReceived,
+    Response,
     ResponseReceived,
     SendMessage,
     TransactionLayer,
     Via,
     parse,
 )
+from webims.transport import Connection
+from webims.transport.base import Source
+from webims.transport.loop import loop_factory
 
 SDP = (
     "v=0\r\n"
@@ -183,6 +193,84 @@ def relay_flow(count: int) -> float:
     return cpu / count
 
 
+class _MemoryConnection(Connection):
+    """A connection that keeps what is sent (the endpoint benchmark: no sockets)."""
+
+    __slots__ = ("outgoing", "sent", "source")
+
+    def __init__(self, transport: str, n: int) -> None:
+        self.source = Source(transport, f"127.0.0.{n}", 5000 + n, "127.0.0.1", 5070, n)
+        self.outgoing = False
+        self.sent: list[bytes] = []
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def send(self, data: Message | bytes) -> None:
+        self.sent.append(data if isinstance(data, bytes) else data.serialize())
+
+    def send_response(self, response: Response) -> None:
+        self.sent.append(response.serialize())
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def _endpoint_flow(count: int) -> float:
+    """CPU seconds per relayed registration through :class:`SipEndpoint` (WIC side: server
+    transaction over a reliable connection, the handler coroutine; IMS side: the REGISTER in
+    a client transaction over UDP, its 200), with in-memory connections: the SIP core plus
+    the endpoint's event pump, futures and tasks, without the kernel."""
+    done: list[int] = []
+    udp = _MemoryConnection("UDP", 3)
+    wss = _MemoryConnection("WSS", 2)
+
+    async def on_request(incoming: IncomingRequest) -> None:
+        request = incoming.request
+        to = request.to
+        out = Request("REGISTER", "sip:ims.test", [
+            ("Max-Forwards", "70"), ("From", f"<{to.uri_text}>;tag=gw"), ("To", f"<{to.uri_text}>"),
+            ("Call-ID", f"gw-{request.call_id}"), ("CSeq", "1 REGISTER"),
+            ("Contact", "<sip:gw@127.0.0.1:5070;ob>;expires=3600"), ("Expires", "3600"),
+            ("Supported", "outbound, path"), ("Path", "<sip:gw@127.0.0.1:5070;lr;ob>"),
+        ])  # fmt: skip
+        answer = ims.start_request(out, udp)
+        ims.message_received(parse(ims_ok(udp.sent[-1])), udp)
+        final = await answer
+        incoming.respond(200, "OK", to_tag=final.to.tag, headers=[
+            ("Contact", f"{request.contact[0]};expires=3600"), ("Expires", "3600"),
+            ("P-Associated-URI", f"<{to.uri_text}>"), ("Require", "outbound"),
+        ])  # fmt: skip
+        done.append(1)
+
+    wic = SipEndpoint(on_request, send_trying=False)
+    ims = SipEndpoint(uas_core=False)
+    incoming = [wic_register(i) for i in range(count)]
+    cpu = 0.0
+    for start in range(0, count, 500):
+        t0 = time.process_time()
+        for data in incoming[start : start + 500]:
+            wic.message_received(parse(data), wss)
+            await asyncio.sleep(0)  # the handler runs to its await
+            await asyncio.sleep(0)  # and on, once the 200 has set its future
+        cpu += time.process_time() - t0
+        wss.sent.clear()
+        udp.sent.clear()
+    assert len(done) == count
+    await wic.close()
+    await ims.close()
+    return cpu / count
+
+
+def endpoint_flow(count: int) -> float:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(_endpoint_flow(count))
+
+
 def rate(make: object, serialize: bool, seconds: float) -> float:
     """Messages per CPU-second of this process (so other load on the machine does not
     count against it), best of five rounds."""
@@ -212,6 +300,8 @@ def main() -> None:
     print(f"INVITE size: {len(invite(0))} bytes, REGISTER size: {len(register(0))} bytes")
     flow = min(relay_flow(max(500, int(2500 * args.seconds))) for _ in range(3))
     print(f"relayed registration (SIP core): {flow * 1e6:.1f} us CPU")
+    flow = min(endpoint_flow(max(500, int(1500 * args.seconds))) for _ in range(3))
+    print(f"relayed registration (SipEndpoint, in-memory connections): {flow * 1e6:.1f} us CPU")
     results = {}
     for name, make in (("REGISTER", register), ("INVITE", invite)):
         for ser in (False, True):

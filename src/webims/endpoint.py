@@ -52,6 +52,11 @@ __all__ = ["IncomingRequest", "SipEndpoint", "Target", "target_of"]
 
 log = logging.getLogger("webims.endpoint")
 
+#: Longest a due timer waits while datagrams are still waiting in a UDP socket (see
+#: :meth:`SipEndpoint._on_timer`): T1 (RFC 3261 §17.1.1.1), so a Timer E/A retransmission
+#: leaves at most one initial interval late, and only while the loop is behind its input.
+MAX_TIMER_DEFERRAL = 0.5
+
 
 @dataclass(frozen=True)
 class Target:
@@ -78,7 +83,7 @@ def target_of(uri: Any, default_transport: str = "UDP") -> Target:
     return Target(transport, host.strip("[]"), port)
 
 
-@dataclass
+@dataclass(slots=True)
 class IncomingRequest:
     """A request received in a server transaction, with what is needed to answer it."""
 
@@ -144,8 +149,9 @@ class SipEndpoint(Handler):
         self.layer = TransactionLayer(timers, uas_core=uas_core, send_trying=send_trying)
         self._pending: dict[ClientKey, _Pending] = {}
         self._incoming: dict[ServerKey, IncomingRequest] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._timer_at: float | None = None
+        self._deferred_since: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection_classes: set[type] = set()  # classes known to be Connections
@@ -158,7 +164,10 @@ class SipEndpoint(Handler):
         return self._loop
 
     def now(self) -> float:
-        return self.loop.time()
+        loop = self._loop  # (the property once: every message asks for the time)
+        if loop is None:
+            loop = self.loop
+        return loop.time()
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -385,13 +394,31 @@ class SipEndpoint(Handler):
         self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        """Fire the due timers, once the datagrams already waiting have been read.
+
+        A busy loop finds its timers due together with the input that arrived meanwhile,
+        and runs the timers first (uvloop runs timers before polling; asyncio reads one
+        datagram per socket and loop iteration): Timer E/A would retransmit requests whose
+        responses are already in the socket buffer, which the peer answers again. So while
+        a UDP socket has input waiting (and for at most :data:`MAX_TIMER_DEFERRAL`), the
+        timers wait for the next loop iteration."""
         self._timer = None
         self._timer_at = None
-        self.layer.handle_timer(self.now())
+        now = self.now()
+        if self.transport.input_pending():
+            since = self._deferred_since
+            if since is None:
+                since = self._deferred_since = now
+            if now - since < MAX_TIMER_DEFERRAL:
+                self._timer_at = now
+                self._timer = self.loop.call_soon(self._on_timer)
+                return
+        self._deferred_since = None
+        self.layer.handle_timer(now)
         self._pump()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     future: asyncio.Future[Response]
     on_provisional: Callable[[Response], None] | None

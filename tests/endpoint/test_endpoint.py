@@ -98,3 +98,54 @@ async def test_handler_exception_answers_500() -> None:
     finally:
         await client.close()
         await server.close()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_responses_waiting_stop_retransmissions(loop_kind: str) -> None:
+    """The loop was blocked past Timer E with the answers already in the socket buffer:
+    they are read before the timer fires, so no request goes out twice (the peer would
+    answer each copy again)."""
+    import socket
+    import time
+
+    import uvloop
+
+    from webims.sip import Response, parse
+
+    async def scenario() -> tuple[list[int], int]:
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(2)
+        port = peer.getsockname()[1]
+        client = SipEndpoint(timers=TimerSettings(t1=0.05, t2=0.2, t4=0.25, d=0.5))
+        await client.transport.listen_udp("127.0.0.1", 0)
+        try:
+            uri = f"sip:b@127.0.0.1:{port}"
+            tasks = [asyncio.ensure_future(client.request(options(uri))) for _ in range(6)]
+            await asyncio.sleep(0.01)  # the requests leave
+            for _ in tasks:
+                data, addr = peer.recvfrom(65535)
+                request = parse(data)
+                assert isinstance(request, Request)
+                peer.sendto(request.response(200, to_tag="peer").serialize(), addr)
+            time.sleep(0.15)  # a busy loop: Timer E (50 ms) due, the 200s waiting
+            responses: list[Response] = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+            await asyncio.sleep(0.12)  # a retransmission (if any) would be out by now
+            peer.settimeout(0.05)
+            again = 0
+            try:
+                while True:
+                    peer.recvfrom(65535)
+                    again += 1
+            except TimeoutError:
+                pass
+            return [r.status for r in responses], again
+        finally:
+            peer.close()
+            await client.close()
+
+    factory = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        statuses, retransmitted = runner.run(scenario())
+    assert statuses == [200] * 6
+    assert retransmitted == 0

@@ -614,18 +614,33 @@ class Request(Message):
             elif key == "timestamp" and status == 100:
                 copied.append(h)  # §8.2.6.1
         canonical = _CANONICAL.get
-        extra = [Header(name, _checked_value(value), None, canonical(name) or canonical_name(name))
-                 for name, value in headers]  # fmt: skip
-        out = Headers._parsed(copied + extra if extra else copied)
+        extra_keys: set[str] | tuple[()] = ()
+        if headers:
+            extra_keys = set()
+            for name, value in headers:
+                if "\r" in value or "\n" in value:
+                    _checked_value(value)  # raises
+                key = canonical(name) or canonical_name(name)
+                extra_keys.add(key)
+                copied.append(Header(name, value, None, key))
+        out = Headers._parsed(copied)
         # the same header lines: the same parsed views (From, CSeq; To unless tagged here)
         views = self.headers._cache
         shared = out._cache
-        extra_keys = {h.key for h in extra} if extra else ()
         for key in _RESPONSE_VIEWS if not tagged else _RESPONSE_VIEWS_TAGGED:
             view = views.get(key)
             if view is not None and key not in extra_keys:
                 shared[key] = view
-        return Response(status, reason if reason is not None else REASON_PHRASES.get(status, ""), out, body)
+        response = Response.__new__(Response)  # Response(...) without its Headers check
+        response.headers = out
+        response._body = body
+        response._body_dirty = True
+        response._raw = None
+        response._start = ()
+        response.version = "SIP/2.0"
+        response.status = status
+        response.reason = reason if reason is not None else REASON_PHRASES.get(status, "")
+        return response
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import select
 import socket
 import ssl
 from collections.abc import Awaitable
@@ -113,6 +114,18 @@ class TransportLayer:
         """An open connection to ``host:port`` over ``transport``, if any (no UDP)."""
         conn = self._by_key.get((via_transport(transport), host_key(host), port))
         return conn if conn is not None and not conn.closed else None
+
+    def input_pending(self) -> bool:
+        """Whether datagrams wait in a UDP socket of this layer (polled, not read): the
+        endpoint reads them before firing retransmission timers (see
+        :meth:`webims.endpoint.SipEndpoint._on_timer`)."""
+        fds = [udp.fileno for udp in self._udp if udp.fileno >= 0 and not udp.closed]
+        if not fds:
+            return False
+        try:
+            return bool(select.select(fds, (), (), 0)[0])
+        except (OSError, ValueError):  # a socket closed meanwhile
+            return False
 
     @property
     def connections(self) -> list[Connection]:

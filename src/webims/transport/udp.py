@@ -47,7 +47,7 @@ class UdpConnection(Connection):
         return self.listener.closed
 
     def send(self, data: Message | bytes) -> None:
-        self.listener.send_to(data if isinstance(data, bytes) else data.serialize(), self.remote)
+        self.listener.send_to(data if isinstance(data, bytes) else data.serialize(), self.source.remote)
 
     def send_response(self, response: Response) -> None:
         """To the top Via's received/rport/maddr (RFC 3261 §18.2.2, RFC 3581 §4);
@@ -73,6 +73,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
         self.family = socket.AF_INET
+        self.fileno = -1  # the socket's descriptor once made (for input_pending)
         self._flows: OrderedDict[tuple[str, int], UdpConnection] = OrderedDict()
         self._closed = asyncio.get_running_loop().create_future()
 
@@ -81,11 +82,12 @@ class UdpListener(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
         self.family = sock.family
+        self.fileno = sock.fileno()
         name = transport.get_extra_info("sockname")
         self.local = (host_key(str(name[0])), int(name[1]))
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        remote = (host_key(str(addr[0])), int(cast(int, addr[1])))
+        remote = (host_key(str(addr[0])), int(addr[1]))  # type: ignore[arg-type]
         try:
             event = parse_frame(data, self.layer.limits)
         except ParseError as exc:
@@ -97,7 +99,7 @@ class UdpListener(asyncio.DatagramProtocol):
         if isinstance(event, Ping | Pong):
             return  # CRLF keep-alives are for stream transports (RFC 5626 §4.4.1); STUN is §4.4.2
         try:
-            self.layer.deliver(event, self.flow(remote))
+            self.layer.deliver(event, self._flow(remote))
         except Exception:  # never let one datagram stop the socket
             log.exception("error handling datagram from %s:%d", remote[0], remote[1])
 
@@ -115,7 +117,10 @@ class UdpListener(asyncio.DatagramProtocol):
 
     def flow(self, remote: tuple[str, int]) -> UdpConnection:
         """The flow to ``remote`` (an IP address and port) from this socket."""
-        key = (host_key(remote[0]), remote[1])
+        return self._flow((host_key(remote[0]), remote[1]))
+
+    def _flow(self, key: tuple[str, int]) -> UdpConnection:
+        """:meth:`flow` for an address already in :func:`host_key` form."""
         conn = self._flows.get(key)
         if conn is not None:
             self._flows.move_to_end(key)
