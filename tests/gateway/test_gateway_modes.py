@@ -14,6 +14,7 @@ from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, REALM, Lab, LabFactory, t
 from wicclient import Wic, bearer, password_header
 
 from webims.labcore.registrations import Binding as CoreBinding
+from webims.sip import Request
 from webims.sip.auth_header import parse_challenge
 
 
@@ -93,6 +94,41 @@ async def test_ims_aka_relay_drops_ck_ik(lab: Lab) -> None:
         assert binding.mode == "ims-aka" and binding.impi == "carol@ims.test"
         assert core_bindings(lab, "sip:carol@ims.test")
     finally:
+        await wic.close()
+
+
+async def test_relayed_credentials_keep_their_text(lab: Lab) -> None:
+    """TS 24.229 §5.2.2.1: the WIC's Digest credentials reach the S-CSCF as the WIC wrote them,
+    with the gateway's integrity-protected (WSS, flow not yet bound: tls-pending) appended; one
+    the WIC wrote itself is replaced, never kept beside ours."""
+    builder = lab.gateway.register_builder
+    built: list[tuple[str | None, str | None]] = []
+    build = builder.build
+
+    def spy(**kw: Any) -> Request:  # records what the gateway asked for, builds it as ever
+        wic_request = kw.get("wic_request")
+        built.append((wic_request.headers.get("Authorization") if wic_request else None, kw["authorization"]))
+        return build(**kw)
+
+    builder.build = spy  # type: ignore[method-assign]
+    wic = Wic(lab.url, origin=ORIGIN, user="bob")
+    await wic.connect()
+    try:
+        first, second = await wic.register_digest(PASSWORDS["bob"])
+        assert (first.status, second.status) == (401, 200), second
+        (_, none), (theirs, ours) = built
+        assert none is None and theirs is not None
+        assert ours == f'{theirs}, integrity-protected="tls-pending"'
+        wrote = (
+            'Digest username="bob@ims.test", realm="ims.test", nonce="", uri="sip:ims.test", '
+            'response="", integrity-protected="yes"'
+        )
+        refused = await wic.register(headers=[("Authorization", wrote)])
+        assert refused.status in (401, 403)
+        sent = built[-1][1] or ""
+        assert sent.count("integrity-protected") == 1 and 'integrity-protected="yes"' not in sent
+    finally:
+        builder.build = build  # type: ignore[method-assign]
         await wic.close()
 
 

@@ -25,7 +25,7 @@ from webims.gateway.resolver import Resolver
 from webims.gateway.state import Binding, MemoryRegistrationStore, SqliteRegistrationStore
 from webims.gateway.wic import FlowTokens
 from webims.labcore import LabCore
-from webims.sip import ParseError, Request, SipURI, parse_uri
+from webims.sip import ParseError, Request, Response, SipURI, parse_uri
 from webims.store import Store
 
 # --------------------------------------------------------------------------- flow tokens
@@ -480,3 +480,83 @@ async def test_verified_tokens_are_cached_but_rechecked_on_each_use() -> None:
     clock[0] += 700  # past exp + leeway
     with pytest.raises(InvalidToken, match="expired"):
         await gw.verify_token(first, scope="register")
+
+
+def _response(*lines: str, status: str = "401 Unauthorized") -> Response:
+    from webims.sip import parse
+
+    head = (
+        f"SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 127.0.0.2:5064;branch=z9hG4bK1\r\n"
+        "From: <sip:dave@ims.test>;tag=a\r\nTo: <sip:dave@ims.test>;tag=b\r\nCall-ID: c1\r\n"
+        "CSeq: 1 REGISTER\r\n" + "".join(f"{line}\r\n" for line in lines) + "Content-Length: 0\r\n\r\n"
+    )
+    response = parse(head.encode())
+    assert isinstance(response, Response)
+    return response
+
+
+def test_challenge_mode_read_from_the_text_agrees_with_the_parser() -> None:
+    """A 401's mode (TS 24.229 §5.2.2.1: AKA or digest), read from a plain challenge's text,
+    is what the parsed challenge says; quoted strings and odd challenges go to the parser."""
+    from webims.gateway.regmsg import aka_algorithm, challenge_mode, first_digest_challenge
+
+    cases = [
+        ('WWW-Authenticate: Digest realm="ims.test", nonce="bm9uY2U=", algorithm=AKAv1-MD5', "ims-aka"),
+        ('WWW-Authenticate: Digest realm="ims.test", nonce="bm9uY2U=", algorithm="AKAv2-MD5"', "ims-aka"),
+        ('WWW-Authenticate: Digest realm="ims.test", nonce="n", algorithm=MD5, qop="auth"', "ims-digest"),
+        ('WWW-Authenticate: Digest realm="ims.test", nonce="n", qop="auth"', "ims-digest"),  # MD5
+        ('WWW-Authenticate: Digest realm="x, algorithm=AKAv1-MD5", nonce="n"', "ims-digest"),  # quoted
+        ('WWW-Authenticate: Digest realm="algorithm", nonce="n", algorithm=AKAv1-MD5', "ims-aka"),
+        ('WWW-Authenticate: Digest realm="a\\"b", nonce="n", algorithm=AKAv1-MD5', "ims-aka"),
+        ('WWW-Authenticate: DIGEST nonce="n",algorithm=akav1-md5', "ims-aka"),
+        ('Proxy-Authenticate: Digest realm="ims.test", nonce="n", algorithm=AKAv1-MD5', "ims-aka"),
+        ('WWW-Authenticate: Bearer realm="ims.test"', "ims-digest"),
+    ]
+    for line, want in cases:
+        response = _response(line)
+        assert challenge_mode(response) == want, line
+        challenge = first_digest_challenge(response)
+        parsed = "ims-aka" if challenge is not None and aka_algorithm(challenge.algorithm) else "ims-digest"
+        assert parsed == want, line
+
+
+def test_notify_without_news_is_not_parsed_but_any_change_is() -> None:
+    """RFC 3680 §5.3: a reginfo document with nothing terminated or shortened changes no binding
+    (read without an XML parse); one that could is always parsed, so nothing is missed."""
+    from webims.gateway.regevent import _no_news
+
+    active = REGINFO.replace(b' state="terminated" event="deactivated"', b' state="active" event="created"')
+    assert _no_news(active) and not _no_news(REGINFO)
+    assert _no_news(active + b"\n")
+    instance = b'<unknown-param name="+sip.instance">&quot;&lt;urn:uuid:1&gt;&quot;</unknown-param></contact>'
+    assert _no_news(active.replace(b"</contact>", instance, 1))  # predefined entities spell nothing
+    shortened = active.replace(b'event="created"', b'event="shortened"')
+    assert not _no_news(shortened)
+    for sneaky in (
+        active.replace(b'state="active" event="created"', b'state="&#116;erminated" event="expired"'),
+        active.replace(b'state="active" event="created"', b'state="&#x74;erminated" event="expired"'),
+        active.replace(b"<registration", b"<!-- x --><registration"),
+        active[:-3],  # not a whole document: parsed, and refused
+        active.replace(b"<reginfo", b"<!DOCTYPE reginfo><reginfo"),
+    ):
+        assert not _no_news(sneaky)
+    with pytest.raises(RegInfoError):
+        parse_reginfo(active[:-3])
+
+
+def test_plain_contact_of_a_notifier() -> None:
+    """The remote target of a reg-event subscription (RFC 6665 §4.1.2.4) from a lone
+    ``Contact: <uri>`` is read from the text; anything else is left to the parser."""
+    from webims.gateway.regevent import _plain_contact
+
+    target = "sip:scscf@127.0.0.2:5064;transport=tcp"
+    assert _plain_contact([f"<{target}>"]) == target
+    for values in (
+        [],
+        ["<sip:a@x>", "<sip:b@x>"],
+        ["<sip:a@x>;expires=60"],
+        ['"S-CSCF" <sip:a@x>'],
+        ["sip:a@x"],
+        ["<tel:+1234>"],
+    ):
+        assert _plain_contact(values) is None, values

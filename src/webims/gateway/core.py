@@ -248,7 +248,10 @@ class Gateway:
 
     # ------------------------------------------------------------------ helpers for the parts
     def token_of(self, binding: Binding) -> str:
-        return self.tokens.make("b", binding.id)
+        token = binding.flow_token
+        if token is None:  # the binding id never changes: one HMAC per binding
+            token = binding.flow_token = self.tokens.make("b", binding.id)
+        return token
 
     def ims_contact_for(self, binding: Binding, wic_contact: NameAddr) -> str:
         """The Contact registered at the IMS: the WIC's own as the P-CSCF, ours (with the
@@ -264,7 +267,7 @@ class Gateway:
 
     def presented(self, request: Request, flow: Flow) -> Presented:
         """What the WIC offers (precedence: Authorization, then a session cookie)."""
-        digest = None
+        digest = digest_raw = None
         for value in request.headers.get_all("Authorization"):
             bearer = _BEARER.fullmatch(value)
             if bearer is not None:  # RFC 6750 §2.1 b64token: what parse_credentials would find
@@ -278,9 +281,9 @@ class Gateway:
             if cred.scheme.lower() == PASSWORD_SCHEME.lower():
                 return Presented("password", username=cred.param("username"), password=cred.param("password"))
             if cred.is_digest and digest is None:
-                digest = cred
+                digest, digest_raw = cred, value
         if digest is not None:
-            return Presented("digest", credentials=digest)
+            return Presented("digest", credentials=digest, raw=digest_raw)
         cookie = cookie_value(request.headers.get("Cookie")) or flow.cookie
         if cookie:
             return Presented("session", token=cookie)

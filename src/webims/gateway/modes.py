@@ -28,14 +28,17 @@ from typing import TYPE_CHECKING, Any
 from webims.auth.errors import TokenError
 from webims.auth.identity import Identity
 from webims.sip import ParseError, Request, Response, parse_name_addr, parse_uri
-from webims.sip.auth_header import Challenge, Credentials, parse_challenge
-from webims.sip.digest import DigestClient, DigestError, parse_algorithm
+from webims.sip.auth_header import Challenge, Credentials
+from webims.sip.digest import DigestClient, DigestError
 
 from .identity import aor_of, associated_uris, same_identity
 from .ims import Unreachable
 from .registrar import AUTH_WAIT, RegisterAttempt
 from .regmsg import (
     COPIED_RESPONSE_HEADERS,
+    aka_algorithm,
+    challenge_mode,
+    first_digest_challenge,
     granted_expires,
     integrity_value,
     service_routes,
@@ -68,6 +71,7 @@ class Presented:
     username: str | None = None
     password: str | None = None
     credentials: Credentials | None = None
+    raw: str | None = None  # the Authorization value ``credentials`` was parsed from
 
 
 def impi_of(aor: str) -> str:
@@ -79,10 +83,7 @@ def impi_of(aor: str) -> str:
 def _is_aka(challenge_or_cred: Challenge | Credentials | None) -> bool:
     if challenge_or_cred is None:
         return False
-    try:
-        return parse_algorithm(challenge_or_cred.algorithm).aka_version is not None
-    except DigestError:
-        return False
+    return aka_algorithm(challenge_or_cred.algorithm)
 
 
 class Modes:
@@ -153,7 +154,7 @@ class Modes:
             if wanted not in allowed:
                 self._refuse(attempt, wanted)
                 return
-        await self._relay(attempt, cred, tuple(relay))
+        await self._relay(attempt, cred, tuple(relay), presented.raw)
 
     def _refuse(self, attempt: RegisterAttempt, mode: str) -> None:
         attempt.reply(403, f"Forbidden (mode {mode} not allowed for this client)")
@@ -301,7 +302,11 @@ class Modes:
 
     # ================================================================== relay
     async def _relay(
-        self, attempt: RegisterAttempt, cred: Credentials | None, relay: tuple[str, ...]
+        self,
+        attempt: RegisterAttempt,
+        cred: Credentials | None,
+        relay: tuple[str, ...],
+        raw: str | None = None,
     ) -> None:
         binding = self.registrar.find(attempt)
         if binding is not None and binding.mode not in RELAY:
@@ -322,18 +327,22 @@ class Modes:
                         secure=attempt.flow.connection.source.secure,
                         bound=binding.tls_bound and same_flow,
                     )
-                cred = cred.without("integrity-protected")
-                if value is not None:
-                    cred = cred.with_param("integrity-protected", value)
-                authorization = cred.format()
+                if raw is not None and "integrity-protected" not in raw.lower():
+                    # the usual case: the WIC's credentials as they came, the parameter appended
+                    # (what without + with_param + format give, without re-formatting them)
+                    authorization = raw if value is None else f'{raw}, integrity-protected="{value}"'
+                else:
+                    cred = cred.without("integrity-protected")
+                    if value is not None:
+                        cred = cred.with_param("integrity-protected", value)
+                    authorization = cred.format()
                 if cred.username:
                     binding.impi = cred.username
             response = await self.send_register(
                 binding, expires=attempt.expires, authorization=authorization, attempt=attempt
             )
             if response.status in (401, 407):
-                challenge = _first_digest_challenge(response)
-                mode = "ims-aka" if _is_aka(challenge) else "ims-digest"
+                mode = challenge_mode(response)
                 if mode not in relay:
                     self._refuse(attempt, mode)
                     if not binding.confirmed:
@@ -341,8 +350,10 @@ class Modes:
                     return
                 if not binding.confirmed:
                     binding.mode = mode
-                    binding.expires_at = time.time() + AUTH_WAIT
-                    self.registrar.schedule(binding)
+                    deadline = time.time() + AUTH_WAIT
+                    if deadline - binding.expires_at > 1.0:  # a new binding waits AUTH_WAIT already
+                        binding.expires_at = deadline
+                        self.registrar.schedule(binding)
                 # Only the IMS's challenge: clients such as JsSIP keep just the last
                 # WWW-Authenticate, so a Bearer challenge beside it would hide it.
                 self._relay_answer(attempt, response)
@@ -488,7 +499,7 @@ class Modes:
         client = binding.digest_state
         if response.status not in (401, 407) or not isinstance(client, DigestClient):
             return response
-        challenge = _first_digest_challenge(response)
+        challenge = first_digest_challenge(response)
         if challenge is None or _is_aka(challenge):
             log.info(
                 "the IMS asks %s of %s: cannot answer it with a password",
@@ -662,18 +673,6 @@ def _shared_scopes(scopes: frozenset[str]) -> list[str]:
         if len(_SCOPES) < 1024:
             _SCOPES[scopes] = shared
     return shared
-
-
-def _first_digest_challenge(response: Response) -> Challenge | None:
-    for name in ("WWW-Authenticate", "Proxy-Authenticate"):
-        for value in response.headers.get_all(name):
-            try:
-                challenge = parse_challenge(value)
-            except ParseError:
-                continue
-            if challenge.is_digest:
-                return challenge
-    return None
 
 
 def _granted(response: Response, binding: Binding, default: int) -> int:

@@ -54,6 +54,9 @@ class Decision:
     close: bool = False
 
 
+_ALLOWED = Decision(True)  # frozen: one for every allowed request
+
+
 class _ConnState:
     """A connection's buckets, each made on its first use (a WIC that only registers has one)."""
 
@@ -119,7 +122,7 @@ class RateLimiter:
             ok = bucket.take(now)
         if ok:
             state.violations = 0
-            return Decision(True)
+            return _ALLOWED
         state.violations += 1
         retry = max(1, math.ceil(bucket.wait_time(now)))
         return Decision(False, retry, state.violations >= self.max_violations)

@@ -42,7 +42,8 @@ import re
 import sys
 
 from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr, parse_uri
-from webims.sip.auth_header import Credentials, parse_challenge, parse_credentials
+from webims.sip.auth_header import Challenge, Credentials, parse_challenge, parse_credentials
+from webims.sip.digest import DigestError, parse_algorithm
 from webims.sip.headers import format_params, is_list_header, iter_tokens, split_list
 
 from .identity import charging_vector, random_hex
@@ -259,3 +260,52 @@ def new_dialog() -> tuple[str, str]:
 
 
 __all__ += ["RegisterBuilder", "granted_expires", "new_dialog", "service_routes"]
+
+
+def first_digest_challenge(response: Response) -> Challenge | None:
+    """The first Digest challenge of a 401/407 (WWW-Authenticate, then Proxy-Authenticate)."""
+    for name in ("WWW-Authenticate", "Proxy-Authenticate"):
+        for value in response.headers.get_all(name):
+            try:
+                challenge = parse_challenge(value)
+            except ParseError:
+                continue
+            if challenge.is_digest:
+                return challenge
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def aka_algorithm(algorithm: str | None) -> bool:
+    """Whether a Digest ``algorithm`` is AKAv1/AKAv2 (RFC 3310, RFC 4169): the same few values."""
+    try:
+        return parse_algorithm(algorithm).aka_version is not None
+    except DigestError:
+        return False
+
+
+def challenge_mode(response: Response) -> str:
+    """``ims-aka`` when the first Digest challenge of a 401/407 asks AKAv1/AKAv2 (RFC 3310),
+    else ``ims-digest``: what :func:`first_digest_challenge` and :func:`aka_algorithm` answer,
+    read from the text when it is plain (the usual S-CSCF challenge: no quoted-pair,
+    ``algorithm`` once, outside any quoted string), else from the parsed challenges."""
+    values = response.headers.get_all("WWW-Authenticate")
+    if len(values) == 1:
+        value = values[0]
+        if "\\" not in value and _DIGEST.match(value) is not None:
+            count = value.lower().count("algorithm")
+            if count == 0:
+                return "ims-digest"  # RFC 3261 §22.4: no algorithm is MD5
+            if count == 1 and _ALGORITHM.search(_QUOTED.sub('""', value)) is not None:
+                found = _ALGORITHM.search(value)
+                if found is not None:
+                    return "ims-aka" if aka_algorithm(found.group(1)) else "ims-digest"
+    challenge = first_digest_challenge(response)
+    return "ims-aka" if challenge is not None and aka_algorithm(challenge.algorithm) else "ims-digest"
+
+
+_DIGEST = re.compile(r"\s*Digest\s", re.IGNORECASE)
+_QUOTED = re.compile(r'"[^"]*"')
+_ALGORITHM = re.compile(r'(?:^|[\s,])algorithm\s*=\s*"?([A-Za-z0-9._-]+)', re.IGNORECASE)
+
+__all__ += ["aka_algorithm", "challenge_mode", "first_digest_challenge"]

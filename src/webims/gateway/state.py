@@ -98,6 +98,7 @@ class Binding:
     grace_until: float | None = None
     busy: asyncio.Future[None] | None = None  # held by one task at a time (see ``lock``)
     digest_state: Any = None  # webims.sip.digest.DigestClient for on-behalf refreshes
+    flow_token: str | None = None  # Gateway.token_of, made once (an HMAC of the constant id)
 
     @property
     def lock(self) -> BindingLock:
