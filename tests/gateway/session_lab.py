@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from conftest import ORIGIN, PASSWORDS, Lab, LabFactory
+from ims_phone import ImsPhone
 from session_wic import SessionWic, registered
 
 from webims.gateway.session_settings import SessionConfig
@@ -51,3 +52,15 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
         if loop.time() > end:
             raise AssertionError(f"condition not reached within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
+    """A SIP phone registered to the lab core as ``user`` (closed on exit)."""
+    p = ImsPhone(lab.core, user, PASSWORDS[user])
+    await p.start()
+    assert (await p.register()).status == 200
+    try:
+        yield p
+    finally:
+        await p.close()

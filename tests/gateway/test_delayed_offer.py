@@ -17,14 +17,12 @@ while requiring 100rel (RFC 3262 §3, §5): the IWF's own offer in a reliable 18
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import secrets
-from collections.abc import AsyncIterator
 
-from conftest import PASSWORDS, Lab, LabFactory
+from conftest import LabFactory
 from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, session_lab, wics
+from session_lab import eventually, phone, session_lab, wics
 from session_wic import Dialog as WicDialog
 from session_wic import SessionWic, chrome_answer, chrome_offer, closing
 
@@ -36,17 +34,6 @@ from webims.sip import Dialog, Request, Response, new_tag, parse_uri
 from webims.testing.media_peers import RtpPeer, WebRtcPeer
 
 SDP = [("Content-Type", "application/sdp")]
-
-
-@contextlib.asynccontextmanager
-async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
-    p = ImsPhone(lab.core, user, PASSWORDS[user])
-    await p.start()
-    assert (await p.register()).status == 200
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 def offerless_invite(

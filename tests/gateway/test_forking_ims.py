@@ -12,27 +12,13 @@ stream rejected, RFC 3264 §6) before the BYE.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-from conftest import PASSWORDS, Lab, LabFactory
-from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, session_lab, wics
+from conftest import LabFactory
+from ims_phone import rtp_sdp
+from session_lab import eventually, phone, session_lab, wics
 from session_wic import chrome_answer, closing
 
 from webims.sdp import parse
 from webims.sip import Response
-
-
-@contextlib.asynccontextmanager
-async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
-    p = ImsPhone(lab.core, user, PASSWORDS[user])
-    await p.start()
-    assert (await p.register()).status == 200
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 def early(provisional: list[Response]) -> dict[str, Response]:

@@ -12,13 +12,11 @@ answer's status brought back on the transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, Lab, LabFactory, token_for
+from conftest import ORIGIN, POOL_PASSWORD, LabFactory, token_for
 from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, session_lab, wics
+from session_lab import eventually, phone, session_lab, wics
 from session_wic import Dialog as WicDialog
 from session_wic import SessionWic, closing
 from wicclient import bearer
@@ -26,17 +24,6 @@ from wicclient import bearer
 from webims.sip import Dialog, Request
 
 SIPFRAG = [("Content-Type", "message/sipfrag;version=2.0")]
-
-
-@contextlib.asynccontextmanager
-async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
-    p = ImsPhone(lab.core, user, PASSWORDS[user])
-    await p.start()
-    assert (await p.register()).status == 200
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def call_up(wic: SessionWic, bob: ImsPhone) -> tuple[WicDialog, Dialog, Request]:

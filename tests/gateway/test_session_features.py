@@ -9,13 +9,11 @@ hidden ringing, pool identities, an IMS that does not answer, a WIC gone offline
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
-from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, WEB_PASSWORD, Lab, LabFactory, token_for
+from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, WEB_PASSWORD, LabFactory, token_for
 from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, session_lab, wics
+from session_lab import eventually, phone, session_lab, wics
 from session_wic import SessionWic, chrome_offer, closing, direction_of
 from wicclient import bearer
 
@@ -23,17 +21,6 @@ from webims.auth.identity import DestinationRules
 from webims.gateway.sessions import SessionManager
 
 DTMF = b"Signal=5\r\nDuration=160\r\n"
-
-
-@contextlib.asynccontextmanager
-async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
-    p = ImsPhone(lab.core, user, PASSWORDS[user])
-    await p.start()
-    assert (await p.register()).status == 200
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def established(alice: SessionWic, bob: ImsPhone, *, answer_headers: tuple[tuple[str, str], ...] = ()):  # type: ignore[no-untyped-def]
