@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
+from pathlib import Path
 
 from conftest import LabFactory
 from ims_phone import ImsPhone, rtp_sdp
@@ -476,7 +477,8 @@ async def test_offerless_invite_requiring_100rel_external_iwf_offers_in_a_reliab
     """The IMS calls without SDP and requires 100rel; media through the external IWF: the IWF's own
     plain-RTP offer goes in a reliable 183 (RFC 3262 §5), the phone answers in its PRACK; the WIC gets
     an INVITE with the IWF's WebRTC offer, its ringing reaches the phone reliably, its answer stays
-    with the IWF and the 200 to the phone has no SDP (RFC 3264 §4); media flow both ways."""
+    with the IWF and the 200 to the phone has no SDP (RFC 3264 §4). Both offer/answer exchanges are
+    complete at the WIC's 183: early media flows both ways before the 200, and after it."""
     iwf = EmbeddedMediaIWF(
         EmbeddedConfig(port_min=46800, port_max=46899, ice_timeout=5.0, dtls_timeout=5.0, timer_interval=0.1)
     )
@@ -504,6 +506,12 @@ async def test_offerless_invite_requiring_100rel_external_iwf_offers_in_a_reliab
                     webrtc_offer = parse(incoming.body)  # the IWF's WebRTC offer, from the phone's answer
                     assert webrtc_offer.media[0].proto == "UDP/TLS/RTP/SAVPF"
                     webrtc_answer = await web.answer(webrtc_offer, [PCMU, TELEPHONE_EVENT_8000])
+                    await alice.answer(incoming, 183, body=webrtc_answer.to_bytes())  # early media
+                    assert await web.connected()
+                    await asyncio.gather(web.send_tone(1.0), rtp.send_tone(1.0))
+                    await eventually(lambda: rtp.recorder.count >= 45 and web.recorder.count >= 45)
+                    assert not final.done()  # both ways before the 200
+                    heard = rtp.recorder.count, web.recorder.count
                     await alice.answer(incoming, 180)
                     await eventually(lambda: any(r.status == 180 for r in provisional))
                     ringing = next(r for r in provisional if r.status == 180)
@@ -515,9 +523,9 @@ async def test_offerless_invite_requiring_100rel_external_iwf_offers_in_a_reliab
                     bob_dialog.receive_response(response)
                     await ack_with(bob, bob_dialog, request, b"")
                     await eventually(lambda: alice.got("ACK"))
-                    assert await web.connected()
                     await asyncio.gather(web.send_tone(1.0), rtp.send_tone(1.0))
-                    await eventually(lambda: rtp.recorder.count >= 45 and web.recorder.count >= 45)
+                    await eventually(lambda: rtp.recorder.count >= heard[0] + 45
+                                     and web.recorder.count >= heard[1] + 45)  # fmt: skip
                     assert (await bob.send_in(bob_dialog, "BYE")).status == 200
                     await alice.next_request("BYE")
                     await eventually(lambda: not iwf.sessions() and not mgr.calls)
@@ -644,3 +652,49 @@ async def test_wic_answering_from_elsewhere_is_offered_back_to_the_ims(make_lab:
                 await bob.next_request("BYE")
             finally:
                 await closing(alice)
+
+
+async def test_offerless_invite_requiring_100rel_rtpengine_offers_in_the_200(
+    make_lab: LabFactory, tmp_path: Path
+) -> None:
+    """The same with rtpengine as the external IWF: its ng protocol only rewrites an SDP it is
+    given, so it cannot offer before the WIC has (MediaError 488); the gateway goes on as with
+    media in the IMS — no 18x, the WIC's offer translated to RTP/AVP in the 200, the phone's answer
+    in its ACK translated back into the WIC's ACK — instead of failing the call."""
+    from webims.media.rtpengine import RtpengineIWF
+    from webims.testing.rtpengine import Rtpengine
+
+    peers = PortAllocator(45600, 45699)
+    with Rtpengine(tmp_path / "rtpengine") as daemon:
+        iwf = RtpengineIWF(daemon.ng_address)
+        await iwf.start()
+        web = WebRtcPeer(peers)
+        try:
+            async with session_lab(make_lab, media="external", iwf=iwf) as (lab, mgr):
+                (alice,) = await wics(lab, "alice")
+                async with phone(lab) as bob:
+                    try:
+                        request, final, provisional = offerless_invite(
+                            bob, "sip:alice@ims.test", REQUIRE_100REL
+                        )
+                        incoming = await alice.next_request("INVITE")
+                        assert incoming.body == b""
+                        await alice.answer(incoming, 180)
+                        offer = await web.offer([PCMU, TELEPHONE_EVENT_8000])
+                        await alice.answer(incoming, 200, body=offer.to_bytes())
+                        response = await asyncio.wait_for(final, 10)
+                        assert response.status == 200 and daemon.calls()
+                        assert parse(response.body).media[0].proto == "RTP/AVP"
+                        assert [r.status for r in provisional if r.status > 100] == []
+                        bob_dialog = Dialog.from_uac(request, response)
+                        await ack_with(bob, bob_dialog, request, rtp_sdp())
+                        await eventually(lambda: alice.got("ACK"))
+                        assert parse(alice.got("ACK")[0].body).media[0].proto == "UDP/TLS/RTP/SAVPF"
+                        assert (await bob.send_in(bob_dialog, "BYE")).status == 200
+                        await eventually(lambda: not mgr.calls)
+                        await eventually(lambda: not daemon.calls())  # released on BYE
+                    finally:
+                        await closing(alice)
+        finally:
+            await web.close()
+            await iwf.close()

@@ -76,6 +76,12 @@ class FakeSession:
         self.calls.append("answer_from_webrtc")
         return webrtc_to_ims(answer, IWF_RTP, offer=self.ims_offer)
 
+    async def offer_to_ims(self) -> SessionDescription:  # (the MRF never offers first)
+        raise MediaError("no offer without a source SDP", 488)
+
+    async def answer_from_ims_to_own_offer(self, answer: SessionDescription) -> SessionDescription:
+        raise MediaError("no own offer", 500)
+
     async def confirm(self) -> None:
         self.calls.append("confirm")
 

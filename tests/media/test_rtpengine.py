@@ -436,3 +436,17 @@ async def test_backend_satisfies_the_media_api(rtpe: Rtpengine) -> None:
     await session.release()
     await backend.close()
     assert backend.sessions() == []
+
+
+async def test_no_offer_without_a_source_sdp(iwf: RtpengineIWF, rtpe: Rtpengine) -> None:
+    """rtpengine's ng ``offer`` rewrites a given SDP: the IWF's own offer toward the IMS (an IMS
+    INVITE without SDP requiring 100rel, RFC 3262 §5) is 488, and no call is made."""
+    session = await iwf.create_session("own-offer-1")
+    with pytest.raises(MediaError) as info:
+        await session.offer_to_ims()
+    assert info.value.status == 488 and "source SDP" in info.value.reason
+    assert session.call_id not in rtpe.calls()
+    with pytest.raises(MediaError):
+        await session.answer_from_ims_to_own_offer(fixture("ims_volte_offer.sdp"))
+    await session.release("not possible")
+    assert iwf.sessions() == []

@@ -180,10 +180,13 @@ class Terminating:
             self.use_preconditions = self.use_100rel = False
             if self.require_100rel and call.media.external and mgr.config.hundred_rel != "off":
                 offer = await offer_in_reliable_1xx(self)  # the IWF's offer first (RFC 3262 §5)
-                if offer is None:
+                if offer is None and self.ims_gone:  # failed: the IMS has its final response
                     await call.end("", skip=call.ims)
                     return
-                self.delayed, self.use_100rel = False, True
+                if offer is not None:
+                    self.delayed, self.use_100rel = False, True
+                # else the IWF cannot offer without a source SDP (rtpengine): no 18x, the offer
+                # goes in our 200 and the answer comes in the ACK, as with media=ims
         if offer is None or (self.use_preconditions and not call.qos.take_offer(preconditions_of(offer))):
             self.use_preconditions = False
         if call.qos.met():

@@ -35,6 +35,7 @@ without SDP and requiring 100rel: :func:`offer_in_reliable_1xx` (the choice RFC 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from webims.endpoint import IncomingRequest
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from .call_orig import Originating
     from .call_term import Terminating
     from .forks import Fork
+
+log = logging.getLogger("webims.gateway.sessions")
 
 __all__ = ["AckWait", "EarlyOffer", "ack_timeout", "answer_of_ack", "offer_in_reliable_1xx"]
 
@@ -103,9 +106,13 @@ async def offer_in_reliable_1xx(setup: Terminating) -> SessionDescription | None
     IWF's IMS-side offer (:meth:`~.sdp_media.ExternalIwf.offer_to_ims`, the IMS-side codecs of
     its media config) goes in a reliable 183, the PRACK brings the IMS's answer, and the call
     then goes on as one whose INVITE carried that SDP: the IWF's WebRTC offer (``offer_from_ims``
-    of the IMS's answer) in the INVITE to the WIC, the WIC's answer translated
+    of the IMS's answer, which the IWF takes as the answer to its own offer:
+    ``answer_from_ims_to_own_offer``) in the INVITE to the WIC, the WIC's answer translated
     (``answer_from_wic``) for the IWF only — the IMS leg's offer/answer exchange is complete,
-    so our 200 carries no SDP (RFC 3264 §4) — and ringing sent reliably after the 183.
+    so our 200 carries no SDP (RFC 3264 §4) — and ringing sent reliably after the 183. Both
+    exchanges complete at the WIC's answer, early media flows both ways before the 200.
+    An IWF that cannot offer without a source SDP (rtpengine's ng protocol) raises
+    ``MediaError(488)``: the gateway then goes on as with media in the IMS (below).
 
     With media interworking in the IMS (no IWF, ``media = "ims"``) the gateway has no SDP to
     offer before the WIC's 200; it then sends no provisional response but 100 Trying — ringing
@@ -113,13 +120,17 @@ async def offer_in_reliable_1xx(setup: Terminating) -> SessionDescription | None
     offer, and provisional responses are optional (RFC 3261 §13.3.1.1) — and the offer goes in
     its 200 (RFC 3261 §13.2.1), answered in the ACK (:class:`AckWait`).
 
-    Returns the IMS's answer from the PRACK, or None when the call cannot go on (the IMS has
-    its final response then)."""
+    Returns the IMS's answer from the PRACK; None when the IWF cannot offer (no 18x, the offer
+    in the 200) or when the call cannot go on (the IMS has its final response then:
+    ``setup.ims_gone``)."""
     call, mgr = setup.call, setup.mgr
     assert isinstance(call.media, ExternalIwf)
     try:
         offer = await call.media.offer_to_ims()
     except MediaError as exc:
+        if exc.status == 488:  # the IWF cannot offer without a source SDP (rtpengine)
+            log.info("%s: %s; the offer goes in the 200 (no 18x)", call, exc.reason)
+            return None
         setup._fail_ims(exc.status, exc.reason, [("Warning", mgr.warning(exc.reason))])
         return None
     if not await setup._send_reliable(183, "Session Progress", call.ims.sdp.stamp(offer)):

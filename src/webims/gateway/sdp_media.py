@@ -194,11 +194,13 @@ class ExternalIwf:
         self.bypass = False  # the call turned out to need no interworking (WebRTC on both sides)
         self.session_unused = True
         self._applied: tuple[str, SessionDescription] | None = None  # the IMS answer the IWF has
+        self._own_offer = False  # offer_to_ims made an offer: the IMS's next SDP answers it
 
     async def offer_from_wic(self, offer: SessionDescription) -> SessionDescription:
         if self.bypass:
             return offer.copy()
         self._applied = None
+        self._own_offer = False
         self.session_unused = False
         return await self._call(self.session.offer_from_webrtc(offer))
 
@@ -223,6 +225,9 @@ class ExternalIwf:
         if self.bypass:
             return offer.copy()
         self.session_unused = False
+        if self._own_offer:  # the IMS's answer to our offer_to_ims: the IWF makes the WIC's offer
+            self._own_offer = False
+            return await self._call(self.session.answer_from_ims_to_own_offer(offer))
         return await self._call(self.session.offer_from_ims(offer))
 
     async def answer_from_wic(self, answer: SessionDescription) -> SessionDescription:
@@ -232,20 +237,18 @@ class ExternalIwf:
 
     async def offer_to_ims(self) -> SessionDescription:
         """An offer toward the IMS before the WIC has any SDP (the IMS called without one and
-        requires 100rel: our first reliable 1xx must carry an offer, RFC 3262 §5).
-
-        The IWF's session API makes IMS offers from browser offers; a placeholder browser offer
-        stands in for the WIC's here — the codecs a browser offers (Opus, G.722, PCMU, PCMA,
-        telephone-event), which the IWF narrows to the IMS-side codecs of its media config
-        (``ims_codecs``: shared ones relayed, others transcoded) on its own IMS-side address —
-        with ``a=ice-lite`` so that the IWF takes the ICE controlling role it needs as the
-        WebRTC offerer later. The IMS's answer then goes through :meth:`offer_from_ims` (the
-        IMS's media, the WebRTC offer to the WIC), which replaces every placeholder value, and
-        the WIC's answer through :meth:`answer_from_wic`; nothing of the placeholder is used
-        toward the browser (ICE and DTLS start from the WIC's answer)."""
+        requires 100rel: our first reliable 1xx must carry an offer, RFC 3262 §5): the IWF's own
+        IMS-side offer (:meth:`~webims.media.api.MediaSession.offer_to_ims`, the IMS-side codecs
+        of its media config). The IMS's answer then comes through :meth:`offer_from_ims` (the
+        gateway goes on as if the IMS had offered it), which hands it to the IWF as the answer to
+        that offer (``answer_from_ims_to_own_offer``, the WebRTC offer for the WIC out); the WIC's
+        answer goes through :meth:`answer_from_wic`. A backend that cannot offer without a
+        source SDP (rtpengine) raises ``MediaError(488)``."""
         self._applied = None
+        offer = await self._call(self.session.offer_to_ims())
         self.session_unused = False
-        return await self._call(self.session.offer_from_webrtc(parse(_placeholder_browser_offer())))
+        self._own_offer = True
+        return offer
 
     async def confirm(self) -> None:
         if not self.confirmed and not self.bypass:
@@ -264,19 +267,3 @@ class ExternalIwf:
             return await step
         except SdpError as exc:  # a backend that lets the SDP library's error through
             raise MediaError(exc.reason, exc.status) from exc
-
-
-def _placeholder_browser_offer() -> bytes:
-    """A browser-shaped audio offer with fresh, unused ICE credentials and fingerprint
-    (:meth:`ExternalIwf.offer_to_ims`)."""
-    ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
-    fingerprint = ":".join(f"{b:02X}" for b in secrets.token_bytes(32))
-    return (
-        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n"
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 101\r\nc=IN IP4 0.0.0.0\r\n"
-        f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=fingerprint:sha-256 {fingerprint}\r\n"
-        "a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n"
-        "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"
-        "a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
-    ).encode()

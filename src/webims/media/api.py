@@ -10,6 +10,10 @@ The methods follow the seed's steps:
   ("answered: allocate final resources, two-way media");
 - terminating (an IMS user calls the WIC): ``offer_from_ims`` then
   ``answer_from_webrtc`` then ``confirm``;
+- terminating without an IMS offer whose first reliable 18x must carry one (RFC 3262
+  §5): ``offer_to_ims`` (the IWF's own IMS-side offer), then
+  ``answer_from_ims_to_own_offer`` (the IMS's answer in, the WebRTC offer for the WIC
+  out), then ``answer_from_webrtc`` and ``confirm``;
 - re-INVITE/UPDATE (hold, resume, codec change): the same calls again on the
   established session; ``release`` at the end.
 
@@ -119,7 +123,20 @@ class MediaSession(Protocol):
         """IMS offer in; the offer for the WIC out."""
 
     async def answer_from_webrtc(self, answer: SessionDescription) -> SessionDescription:
-        """WIC's answer in; the answer toward the IMS out."""
+        """WIC's answer in; the answer toward the IMS out (after :meth:`answer_from_ims_to_own_offer`
+        the IMS leg's exchange is already complete: the result only restates its media)."""
+
+    async def offer_to_ims(self) -> SessionDescription:
+        """The IWF's own offer toward the IMS, before any WebRTC SDP (an IMS INVITE without SDP
+        that requires 100rel: the first reliable 18x must carry the offer, RFC 3262 §5 with RFC
+        3261 §13.2.1): the legs open and the offer has the backend's IMS-side codecs on the IMS
+        leg's address. The IMS's answer goes to :meth:`answer_from_ims_to_own_offer`.
+        A backend that cannot offer without a source SDP raises ``MediaError(488)``."""
+
+    async def answer_from_ims_to_own_offer(self, answer: SessionDescription) -> SessionDescription:
+        """The IMS's answer to :meth:`offer_to_ims` in; the offer for the WIC out (its answer then
+        goes to :meth:`answer_from_webrtc`). Both legs' exchanges are then complete: early
+        media flows both ways before :meth:`confirm`."""
 
     async def confirm(self) -> None:
         """The call is answered: final resources, two-way media."""

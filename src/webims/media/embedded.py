@@ -23,16 +23,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..sdp import (
+    G722,
+    OPUS,
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT_8000,
+    TELEPHONE_EVENT_16000,
+    TELEPHONE_EVENT_48000,
     Codec,
+    MediaDescription,
+    Origin,
+    Rtcp,
+    RtpEndpoint,
     SdpError,
     SessionDescription,
     Setup,
+    Timing,
     answer_setup,
     ims_to_webrtc,
     webrtc_to_ims,
@@ -58,6 +71,10 @@ __all__ = ["EmbeddedConfig", "EmbeddedMediaIWF", "EmbeddedSession"]
 
 log = logging.getLogger(__name__)
 _SAVP = ("RTP/SAVP", "RTP/SAVPF")
+#: The codecs a browser offers (RFC 7874 §3: Opus and G.711 mandatory; G.722 common): the IWF's own
+#: IMS offer (:meth:`EmbeddedSession.offer_to_ims`) has the ``ims_codecs`` it relays or transcodes to them.
+_BROWSER_CODECS = (OPUS, G722, PCMU, PCMA)
+_EVENTS = {e.clock_rate: e for e in (TELEPHONE_EVENT_8000, TELEPHONE_EVENT_16000, TELEPHONE_EVENT_48000)}
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,38 @@ def _ignore_failure(kind: MediaEventKind, reason: str) -> None:
     """A released session's legs report nothing."""
 
 
+def own_ims_codecs(names: tuple[str, ...]) -> list[Codec]:
+    """The codecs of the IWF's own IMS offer: each of ``names`` (config order) that the IWF
+    relays to a browser or transcodes to and from one of a browser's codecs, then the
+    telephone-event of each of their clock rates (RFC 4733 §7.1.1)."""
+    media: list[Codec] = []
+    for name in names:
+        try:
+            found = ims_offer_codecs(_BROWSER_CODECS, [name])
+        except MediaError:  # a codec the IWF can neither relay nor transcode
+            continue
+        media += [c for c in found if all(c.encoding != m.encoding for m in media)]
+    if not media:
+        raise MediaError(f"no IMS-side codec the IWF can offer in ims_codecs {list(names)}", 488)
+    events = [_EVENTS[rate] for rate in dict.fromkeys(c.clock_rate for c in media) if rate in _EVENTS]
+    return media + events
+
+
+def own_ims_offer(endpoint: RtpEndpoint, codecs: list[Codec], ptime_ms: int) -> SessionDescription:
+    """An RTP/AVP audio offer (RFC 3264 §5) on ``endpoint`` with ``codecs``, sendrecv."""
+    connection = endpoint.connection
+    origin = Origin("-", str(secrets.randbits(62)), 1, "IN", connection.addrtype, endpoint.address)
+    sdp = SessionDescription.create(origin, "-", connection, Timing())
+    m = MediaDescription.create("audio", endpoint.port, "RTP/AVP")
+    m.set_codecs(codecs)
+    m.ptime = ptime_ms
+    if endpoint.rtcp_port is not None and endpoint.rtcp_port != endpoint.port + 1:
+        m.add_attribute(Rtcp(endpoint.rtcp_port).to_attribute())
+    m.direction = "sendrecv"
+    sdp.media.append(m)
+    return sdp
+
+
 class EmbeddedSession:
     """One call's media through the embedded IWF (implements :class:`~.api.MediaSession`)."""
 
@@ -113,6 +162,8 @@ class EmbeddedSession:
         self._to_webrtc: Forwarder | None = None
         self._sends = {LegSide.WEBRTC: True, LegSide.IMS: True}
         self._dtls_role: DtlsRole | None = None
+        self._own_offer: SessionDescription | None = None  # offer_to_ims's, until its answer
+        self._ims_offered = False  # offer_to_ims: both legs answered before the 200, early media both ways
 
     # -- legs --------------------------------------------------------------------------------
 
@@ -183,7 +234,7 @@ class EmbeddedSession:
 
     def _from_ims(self, data: bytes, now: float) -> None:
         fwd, webrtc = self._to_webrtc, self.webrtc
-        if fwd is None or webrtc is None or not (self.confirmed or self.originating):
+        if fwd is None or webrtc is None or not (self.confirmed or self.originating or self._ims_offered):
             return
         packet = fwd.relay(data, now)
         if packet is not None:
@@ -290,20 +341,64 @@ class EmbeddedSession:
         if self.originating is None:
             self.originating = False
         await self._open_legs(controlling=True)
-        assert self.webrtc is not None and self.ims is not None
         self._ims_remote(stream)
         self._ims_offer = offer
+        return self._offer_to_webrtc(offer, codecs)
+
+    def _offer_to_webrtc(self, ims: SessionDescription, codecs: list[Codec]) -> SessionDescription:
+        """The WebRTC offer for the IMS side's media ``ims`` (its offer, or its answer to ours)."""
+        assert self.webrtc is not None
         setup: Setup = "actpass"
         if self._dtls_role is not None:  # a re-offer keeps the established DTLS roles (RFC 8842 §5.5)
             setup = "active" if self._dtls_role == "client" else "passive"
         try:
             out = ims_to_webrtc(
-                offer, self.webrtc.local_endpoint(setup), codecs=[replace(c, rtcp_fb=()) for c in codecs]
+                ims, self.webrtc.local_endpoint(setup), codecs=[replace(c, rtcp_fb=()) for c in codecs]
             )
         except SdpError as exc:
             raise MediaError(f"cannot write the WebRTC offer: {exc}", 488) from exc
         self._webrtc_offer = out
         return out
+
+    # -- terminating, the IMS offered nothing: the IWF offers (RFC 3262 §5) ----------------------
+
+    async def offer_to_ims(self) -> SessionDescription:
+        """The IWF's own IMS-side offer: the ``ims_codecs`` of the config that it relays or
+        transcodes to a browser's codecs (config order), telephone-event at their clock rates
+        (RFC 4733 §7.1.1), on the IMS leg's RTP endpoint (RTP/SAVP with SDES when ``ims_srtp``).
+        The WebRTC leg is ICE controlling: the IWF offers to the WIC later (RFC 8445 §6.1.1)."""
+        self._check()
+        if self.originating is not None:
+            raise MediaError("offer_to_ims on a session that already has an offer/answer", 500)
+        codecs = own_ims_codecs(self.config.ims_codecs)
+        self.originating = False
+        await self._open_legs(controlling=True)
+        assert self.ims is not None
+        offer = own_ims_offer(self.ims.endpoint, codecs, self.config.ptime_ms)
+        if self.config.ims_srtp:
+            self._add_crypto(offer, 0, "AES_CM_128_HMAC_SHA1_80", 1)
+        self._own_offer = offer
+        self._ims_offered = True
+        return offer
+
+    async def answer_from_ims_to_own_offer(self, answer: SessionDescription) -> SessionDescription:
+        """The IMS's answer to :meth:`offer_to_ims` in (its media: remote address, codec, SDES key);
+        the WebRTC offer for the WIC out, with the answer's codecs (relayed) and the
+        ``webrtc_codecs`` the IWF transcodes to. The WIC's answer then goes to
+        :meth:`answer_from_webrtc`, planned against the IMS's answer."""
+        self._check()
+        own = self._own_offer
+        if own is None or self.webrtc is None:
+            raise MediaError("IMS answer without an offer of the IWF", 500)
+        stream = audio_stream(answer)
+        offered = {c.encoding for c in audio_stream(own).codecs}
+        chosen = next((c for c in stream.codecs if not c.is_auxiliary), None)
+        if chosen is None or chosen.encoding not in offered:  # RFC 3264 §6.1: one of the offered
+            raise MediaError("the IMS answer's codec was not in the IWF's offer (RFC 3264 §6.1)", 488)
+        self._ims_remote(stream)
+        self._own_offer = None
+        self._ims_offer = answer  # the IMS side's negotiated media: answer_from_webrtc plans on it
+        return self._offer_to_webrtc(answer, webrtc_offer_codecs(stream.codecs, self.config.webrtc_codecs))
 
     async def answer_from_webrtc(self, answer: SessionDescription) -> SessionDescription:
         self._check()

@@ -262,6 +262,19 @@ class RtpengineSession:
     async def answer_from_webrtc(self, answer: SessionDescription) -> SessionDescription:
         return await self._answer(IMS_TAG, WEBRTC_TAG, answer, LegSide.IMS)
 
+    async def offer_to_ims(self) -> SessionDescription:
+        """Not possible: rtpengine's ng ``offer`` (and ``publish``/``subscribe request``) rewrites
+        an SDP it is given and has no command that makes an offer from nothing, so the gateway
+        offers in its 200 instead (a delayed offer, RFC 3261 §13.2.1)."""
+        self._check_usable("offer_to_ims")
+        raise MediaError(
+            "rtpengine cannot make an offer without a source SDP (the ng offer rewrites a given SDP)", 488
+        )
+
+    async def answer_from_ims_to_own_offer(self, answer: SessionDescription) -> SessionDescription:
+        """Never reached: :meth:`offer_to_ims` makes no offer."""
+        raise MediaError("no offer of the IWF to answer (rtpengine makes none)", 500)
+
     async def confirm(self) -> None:
         """rtpengine forwards both ways as soon as the answer is in: nothing to send."""
         self._check_usable("confirm")
