@@ -276,43 +276,41 @@ class SessionManager:
     # ------------------------------------------------------------------ dispatch (Gateway.sessions)
     async def from_wic(self, incoming: IncomingRequest, flow: Flow) -> None:
         t0 = time.perf_counter()
-        request = incoming.request
-        if not self._enabled(incoming):
+        found = await self._dialog_of(incoming, Side.WIC, lambda: originate(self, incoming, flow, t0))
+        if found is None:
             return
-        if request.to.tag is None:
-            if request.method == "INVITE":
-                await originate(self, incoming, flow, t0)
-            elif request.method != "ACK":
-                incoming.respond(481 if request.method in _IN_DIALOG_ONLY else 405)
-            return
-        found = self._find(request)
-        if found is None or found[1].side is not Side.WIC:
-            if request.method != "ACK":
-                incoming.respond(481)
-            return
-        call = found[0]
-        if call.binding not in self.gw.bindings.on_connection(flow.id):
+        if found[0].binding not in self.gw.bindings.on_connection(flow.id):
             incoming.respond(403, "Forbidden (not this WIC's call)")
             return
         await self._in_dialog(found, incoming, t0)
 
     async def from_ims(self, incoming: IncomingRequest, binding: Binding) -> None:
         t0 = time.perf_counter()
+        found = await self._dialog_of(incoming, Side.IMS, lambda: terminate(self, incoming, binding, t0))
+        if found is not None:
+            await self._in_dialog(found, incoming, t0)
+
+    async def _dialog_of(
+        self, incoming: IncomingRequest, side: Side, new_call: Callable[[], Awaitable[None]]
+    ) -> tuple[Call, Leg, Dialog] | None:
+        """The B2BUA dialog of a request from ``side``; None when it was dealt with here: an
+        initial INVITE starts ``new_call``, other out-of-dialog requests get 481/405, and a
+        request for no dialog of that side 481 (RFC 3261 §12.2.2; never an answer to ACK)."""
         request = incoming.request
         if not self._enabled(incoming):
-            return
+            return None
         if request.to.tag is None:
             if request.method == "INVITE":
-                await terminate(self, incoming, binding, t0)
+                await new_call()
             elif request.method != "ACK":
                 incoming.respond(481 if request.method in _IN_DIALOG_ONLY else 405)
-            return
+            return None
         found = self._find(request)
-        if found is None or found[1].side is not Side.IMS:
+        if found is None or found[1].side is not side:
             if request.method != "ACK":
                 incoming.respond(481)
-            return
-        await self._in_dialog(found, incoming, t0)
+            return None
+        return found
 
     def _enabled(self, incoming: IncomingRequest) -> bool:
         if self.config.enabled:
