@@ -79,6 +79,19 @@ def reason_header(status: int, text: str | None) -> str:
     return f'SIP ;cause={status} ;text="{safe}"'
 
 
+def final_response(incoming: IncomingRequest, status: int, reason: str | None, to_tag: str | None,
+                   headers: list[tuple[str, str]]) -> None:  # fmt: skip
+    """Answer an INVITE finally with ``status``, a Reason header (RFC 3326) added unless given."""
+    if not any(n.lower() == "reason" for n, _ in headers):
+        headers = [*headers, ("Reason", reason_header(status, reason))]
+    incoming.send(incoming.request.response(status, reason, to_tag=to_tag, headers=headers))
+
+
+def allow_of(message: Request | Response) -> set[str]:
+    """The methods a peer's Allow header fields name (RFC 3261 §20.5), upper case."""
+    return {m.strip().upper() for v in message.headers.get_all("Allow") for m in v.split(",")}
+
+
 class Leg:
     """One dialog of a call, toward the WIC or toward the IMS."""
 

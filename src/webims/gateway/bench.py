@@ -134,6 +134,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --------------------------------------------------------------------------- a small WebSocket client
 
 
+
+def client_frame(data: bytes, opcode: int = 0x1) -> bytes:
+    """One masked client frame (RFC 6455 §5.2); a zero masking key leaves the payload as it is."""
+    n = len(data)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    return header + b"\0\0\0\0" + data
+
 class WsClient:
     """One WIC: TLS + RFC 6455 client framing (zero masking key) + just enough SIP."""
 
@@ -203,14 +215,7 @@ class WsClient:
 
     def _send(self, data: bytes, opcode: int = 0x1) -> None:
         assert self.writer is not None
-        n = len(data)
-        if n < 126:
-            header = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-        self.writer.write(header + b"\0\0\0\0" + data)  # a zero masking key leaves the payload as it is
+        self.writer.write(client_frame(data, opcode))
 
     async def request(self, headers: str) -> bytes:
         self.cseq += 1

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bench import client_frame, cpu_seconds
+
 __all__ = ["add_arguments", "main"]
 
 REALM = "ims.test"
@@ -76,11 +78,6 @@ def _free_port() -> int:
         port = int(t.getsockname()[1])
         u.bind(("127.0.0.1", port))
         return port
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -274,14 +271,7 @@ class Wic:
 
     def _send(self, data: bytes, opcode: int = 0x1) -> None:
         assert self.writer is not None
-        n = len(data)
-        if n < 126:
-            header = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-        self.writer.write(header + b"\0\0\0\0" + data)  # a zero masking key leaves the payload as it is
+        self.writer.write(client_frame(data, opcode))
 
     def _request(self, method: str, uri: str, call_id: str, cseq: int, from_tag: str, to: str,
                  extra: str = "", body: bytes = b"") -> asyncio.Future[tuple[float, bytes]]:  # fmt: skip

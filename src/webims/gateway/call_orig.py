@@ -47,7 +47,7 @@ from webims.media.api import MediaError
 from webims.sdp import SdpError, SessionDescription
 from webims.sip import Dialog, DialogError, DialogSet, NameAddr, ParseError, Request, Response, new_tag
 
-from .b2bua import ALLOW, Call, Side, reason_header
+from .b2bua import ALLOW, Call, Side, allow_of, final_response, reason_header
 from .delayed_offer import AckWait, EarlyOffer, ack_timeout, answer_of_ack
 from .forks import Fork, LateAnswers
 from .identity import aor_of, assert_identity, asserted_identity, charging_vector, same_identity
@@ -167,7 +167,7 @@ class Originating:
         mgr, call = self.mgr, self.call
         self.wic_negotiation = negotiation
         call.wic.call_id = self.request.call_id
-        call.wic.peer_allows_update = "UPDATE" in _allow(self.request)
+        call.wic.peer_allows_update = "UPDATE" in allow_of(self.request)
         body = b""
         if self.offer is not None:
             call.wic.sdp.received(self.offer)  # (a later re-INVITE with it again is a refresh)
@@ -459,7 +459,7 @@ class Originating:
         if self.wic_gone:
             await call.end(reason_header(487, "Request Terminated"), skip=call.wic)
             return
-        call.ims.peer_allows_update = "UPDATE" in _allow(response)
+        call.ims.peer_allows_update = "UPDATE" in allow_of(response)
         fork = self.forks.get(tag) or Fork(dialog)
         self._choose_wic_dialog(fork)
         try:
@@ -493,7 +493,7 @@ class Originating:
         assert self.invite is not None and self.dialogs is not None
         for other in self.dialogs.terminate_early():
             mgr.unregister(other)
-        call.ims.peer_allows_update = "UPDATE" in _allow(response)
+        call.ims.peer_allows_update = "UPDATE" in allow_of(response)
         if self.early_offer is not None and self.early_offer.done:
             await self.early_offer.answered(response, dialog, t0)
             return
@@ -626,10 +626,4 @@ class Originating:
         if self.wic_gone:
             return
         self.wic_gone = True
-        if not any(n.lower() == "reason" for n, _ in headers):
-            headers = [*headers, ("Reason", reason_header(status, reason))]
-        self.incoming.send(self.request.response(status, reason, to_tag=self.call.wic.tag, headers=headers))
-
-
-def _allow(message: Request | Response) -> set[str]:
-    return {m.strip().upper() for v in message.headers.get_all("Allow") for m in v.split(",")}
+        final_response(self.incoming, status, reason, self.call.wic.tag, headers)

@@ -41,7 +41,7 @@ from webims.media.api import MediaError
 from webims.sdp import SdpError, SessionDescription
 from webims.sip import Dialog, DialogError, NameAddr, Request, Response
 
-from .b2bua import ALLOW, Call, Side, reason_header
+from .b2bua import ALLOW, Call, Side, allow_of, final_response, reason_header
 from .delayed_offer import AckWait, ack_timeout, answer_of_ack, offer_in_reliable_1xx
 from .prack import ReliableSender
 from .precondition import apply_preconditions, preconditions_of, strip_preconditions
@@ -170,7 +170,7 @@ class Terminating:
     async def run(self, offer: SessionDescription | None) -> None:
         mgr, call, request = self.mgr, self.call, self.request
         call.ims.call_id = request.call_id
-        call.ims.peer_allows_update = "UPDATE" in _allow(request)
+        call.ims.peer_allows_update = "UPDATE" in allow_of(request)
         call.ims.peer_supports_timer = "timer" in request.option_tags("supported")
         if offer is None:
             # delayed offer (RFC 3261 §13.2.1): no SDP before the WIC's 200, so no reliable 1xx
@@ -358,7 +358,7 @@ class Terminating:
             return
         mgr.send_ack(call.wic, dialog.create_ack(self.wic_invite))
         self.wic_answered = True
-        call.wic.peer_allows_update = "UPDATE" in _allow(response)
+        call.wic.peer_allows_update = "UPDATE" in allow_of(response)
         result = uac_result(response)
         loop = asyncio.get_running_loop()
         call.wic.start_timer(SessionTimer.after_request_sent(result, loop.time()) if result else None)
@@ -387,7 +387,7 @@ class Terminating:
         plan into our 200 to the IMS; the IMS's answer in its ACK comes back in our ACK to the WIC."""
         call, mgr = self.call, self.mgr
         assert self.wic_invite is not None
-        call.wic.peer_allows_update = "UPDATE" in _allow(response)
+        call.wic.peer_allows_update = "UPDATE" in allow_of(response)
         result = uac_result(response)
         loop = asyncio.get_running_loop()
         call.wic.start_timer(SessionTimer.after_request_sent(result, loop.time()) if result else None)
@@ -577,10 +577,4 @@ class Terminating:
         if self.ims_gone:
             return
         self.ims_gone = True
-        if not any(n.lower() == "reason" for n, _ in headers):
-            headers = [*headers, ("Reason", reason_header(status, reason))]
-        self.incoming.send(self.request.response(status, reason, to_tag=self.call.ims.tag, headers=headers))
-
-
-def _allow(message: Request | Response) -> set[str]:
-    return {m.strip().upper() for v in message.headers.get_all("Allow") for m in v.split(",")}
+        final_response(self.incoming, status, reason, self.call.ims.tag, headers)
