@@ -196,7 +196,7 @@ def relay_flow(count: int) -> float:
 class _MemoryConnection(Connection):
     """A connection that keeps what is sent (the endpoint benchmark: no sockets)."""
 
-    __slots__ = ("outgoing", "sent", "source")
+    __slots__ = ("sent",)  # source, outgoing: declared by Connection
 
     def __init__(self, transport: str, n: int) -> None:
         self.source = Source(transport, f"127.0.0.{n}", 5000 + n, "127.0.0.1", 5070, n)

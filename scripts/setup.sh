@@ -108,6 +108,18 @@ npm_env() {
     fi
 }
 
+# ---------------------------------------------------------------- 4. compiled hot path
+# mypyc compiles the SIP core, transports and endpoint (webims.native.COMPILED) when a
+# source changed; without a C compiler webims runs as pure Python (slower, same behaviour).
+compile_env() {
+    if [ -n "${WEBIMS_PURE:-}" ]; then
+        "$VENV/bin/python" scripts/compile.py --clean
+    else
+        "$VENV/bin/python" scripts/compile.py || say "warning: compiling the hot path failed; running pure Python"
+    fi
+}
+
 apt_packages
 python_env
 npm_env
+compile_env

@@ -400,7 +400,6 @@ NAME_ADDR_PARTS_RE = re.compile(
     rf"(?:(?:({_QS})|({_T}(?:[ \t]++{_T})*+))[ \t]*+)?<({_FAST_SIP_URI})>({_GEN_PARAMS})"
 )
 VIA_PARTS_RE = re.compile(rf"SIP/2\.0/([A-Za-z]++)[ \t]++({_FAST_HOST})(?::({_PORT}))?({_FAST_VIA_PARAMS})")
-_new_name_addr = object.__new__
 
 
 def _valid_params(rest: str) -> dict[str, str | None]:
@@ -421,13 +420,8 @@ def name_addr_from(m: re.Match[str], text: str) -> NameAddr:
     """The NameAddr of ``text``, a full match of :data:`NAME_ADDR_PARTS_RE`: the URI stays
     text (valid: built on first use)."""
     quoted, tokens, uri_text, rest = m.groups()
-    na = _new_name_addr(NameAddr)
-    na._uri = None
-    na._uri_text = uri_text
-    na.display = unquote(quoted) if quoted is not None else tokens
-    na.params = _valid_params(rest) if rest else {}
-    na.raw = text
-    return na
+    return NameAddr(None, unquote(quoted) if quoted is not None else tokens,
+                    _valid_params(rest) if rest else {}, text, uri_text=uri_text)
 
 
 def via_from(m: re.Match[str], text: str) -> Via:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
+
+from mypy_extensions import mypyc_attr
 
 from .errors import ParseError
 from .headers import (
@@ -149,10 +151,8 @@ class Headers:
 
     @classmethod
     def _parsed(cls, fields: list[Header]) -> Headers:
-        headers = cls.__new__(cls)
+        headers = cls()
         headers._list = fields
-        headers._cache = {}
-        headers.dirty = False
         return headers
 
     def _changed(self, key: str) -> None:
@@ -189,7 +189,11 @@ class Headers:
         """The header lines themselves (read-only use; mutate through methods)."""
         return self._list
 
-    def get(self, name: str, default: _T = None) -> str | _T:  # type: ignore[assignment]
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
+    def get(self, name: str, default: object = None) -> object:
         key = _CANONICAL.get(name) or canonical_name(name)
         for h in self._list:
             if h.key == key:
@@ -282,6 +286,7 @@ class Headers:
         self._cache[key] = value
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # Response is subclassed outside (gateway.ims.Unreachable)
 class Message:
     """Common part of requests and responses."""
 
@@ -569,22 +574,14 @@ class Request(Message):
     def skeleton(self) -> Request:
         """This request with only the header fields that identify it (Via, From, To, Call-ID,
         CSeq; shared) and no body: what a finished transaction still needs of it."""
-        copy = Request.__new__(Request)
         fields = [h for h in self.headers.fields if h.key in _IDENTIFYING]
-        Message.__init__(copy, Headers._parsed(fields), b"", self.version)
-        copy.method = self.method
-        copy._uri = self._uri
-        copy._uri_text = self._uri_text if self._uri is None else None
-        return copy
+        uri = self._uri if self._uri is not None else self.uri_text
+        return Request(self.method, uri, Headers._parsed(fields), b"", self.version)
 
     def copy(self) -> Request:
         """A new request with the same start line, header fields (copied) and body."""
-        copy = Request.__new__(Request)
-        Message.__init__(copy, self.headers.copy(), self._body, self.version)
-        copy.method = self.method
-        copy._uri = self._uri
-        copy._uri_text = self._uri_text if self._uri is None else None
-        return copy
+        uri = self._uri if self._uri is not None else self.uri_text
+        return Request(self.method, uri, self.headers.copy(), self._body, self.version)
 
     def start_line(self) -> str:
         uri = self._uri_text if self._uri_text is not None else str(self._uri)
@@ -631,21 +628,13 @@ class Request(Message):
             view = views.get(key)
             if view is not None and key not in extra_keys:
                 shared[key] = view
-        response = Response.__new__(Response)  # Response(...) without its Headers check
-        response.headers = out
-        response._body = body
-        response._body_dirty = True
-        response._raw = None
-        response._start = ()
-        response.version = "SIP/2.0"
-        response.status = status
-        response.reason = reason if reason is not None else REASON_PHRASES.get(status, "")
-        return response
+        return Response(status, reason, out, body)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class Response(Message):
     """A SIP response (RFC 3261 §7.2)."""
 

@@ -21,7 +21,6 @@ from .headers import (
     COMPACT_FORMS,
     CSEQ_RE,
     FAST_NAME_ADDR_RE,
-    FAST_SIP_URI_RE,
     FAST_VIA_RE,
     NAME_ADDR_PARTS_RE,
     VIA_PARTS_RE,
@@ -34,7 +33,7 @@ from .headers import (
     split_list,
 )
 from .message import DEFAULT_LIMITS, Header, Headers, Limits, Request, Response
-from .uri import AbsoluteURI, SipURI, parse_uri
+from .uri import AbsoluteURI, SipURI
 
 __all__ = ["parse"]
 
@@ -70,7 +69,6 @@ _METHODS = frozenset((
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
 ))  # fmt: skip
-_new_object = object.__new__
 # Header lines whose text recurs from message to message (the same User-Agent, Allow,
 # Max-Forwards, Content-Length...): each is split once and its Header shared.  Lines of
 # the headers that identify a dialog or a transaction (Via, From, To, Call-ID...) are new
@@ -169,11 +167,7 @@ def _parse_start(line: str) -> Request | Response:
         code = parts[1]
         if len(code) != 3 or not (code.isdigit() and code.isascii()) or not 100 <= int(code) <= 699:
             raise ParseError("Bad status code", line=line)
-        response = Response.__new__(Response)
-        response.status = int(code)
-        response.reason = parts[2] if len(parts) == 3 else ""
-        response.version = parts[0]
-        return response
+        return Response(int(code), parts[2] if len(parts) == 3 else "", (), b"", parts[0])
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise ParseError("Bad request line", line=line)
@@ -184,13 +178,9 @@ def _parse_start(line: str) -> Request | Response:
         if _VERSION_RE.fullmatch(version):
             raise ParseError("Version Not Supported", 505, line=line)
         raise ParseError("Bad request line", line=line)
-    request = Request.__new__(Request)
-    request.method = method
-    request.version = version
-    request._uri = None
-    request._uri_text = uri_text
-    if FAST_SIP_URI_RE.fullmatch(uri_text) is None:
-        uri = request._uri = parse_uri(uri_text)
+    request = Request(method, uri_text, (), b"", version)  # the URI is parsed now unless in the fast form
+    uri = request._uri
+    if uri is not None:
         if isinstance(uri, AbsoluteURI):
             raise ParseError("Unsupported URI Scheme", 416, line=line)
         if isinstance(uri, SipURI) and uri.headers is not None:
@@ -361,10 +351,8 @@ def _parse(data: bytes, limits: Limits, stream: bool) -> Request | Response:
                     raise ParseError(f"Multiple {_long_name(name)} headers", line=value)
                 else:
                     first[key] = value
-    headers = msg.headers = _new_object(Headers)  # Headers._parsed(fields), inline
-    headers._list = fields
+    headers = msg.headers = Headers._parsed(fields)
     headers._cache = _validate(msg, first, vias, contacts)
-    headers.dirty = False
     body = data[body_at:]
     cl_text = first.get("content-length")
     if cl_text is not None:

@@ -21,6 +21,8 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from webims.sip import ParseError, Request, Response, parse_cseq, parse_name_addr
 from webims.sip.headers import parse_vias
 from webims.sip.message import REASON_PHRASES
@@ -163,6 +165,7 @@ def _canonical_host(host: str) -> str:
         return host.rstrip(".")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class Connection(abc.ABC):
     """One flow to a peer: a TCP/TLS connection, a WebSocket, or for UDP the pair
     (local socket, remote address).  ``send`` never blocks: it queues bytes in
@@ -224,6 +227,7 @@ class Connection(abc.ABC):
 MessageCallback = Callable[[Message, Connection], Awaitable[None] | None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class Handler:
     """What a :class:`TransportLayer` delivers to.
 

@@ -84,9 +84,9 @@ class StreamConnection(asyncio.Protocol, Connection):
                 self._answer(window, exc)
                 self.close()
                 return
-            except ParseError as exc:
-                log.info("bad message on %s: %d %s", self.source, exc.status, exc.reason)
-                self._answer(window, exc)
+            except ParseError as error:  # (not ``exc``: compiled, one name has one type)
+                log.info("bad message on %s: %d %s", self.source, error.status, error.reason)
+                self._answer(window, error)
                 continue
             except Exception:  # a parser bug: the framing state is unknown, so close
                 log.exception("unexpected error reading from %s", self.source)
@@ -187,7 +187,8 @@ class StreamListener:
     def __init__(self, server: asyncio.Server, transport_name: str) -> None:
         self.server = server
         self.transport = transport_name
-        name = server.sockets[0].getsockname()
+        sockets = getattr(server, "sockets")  # noqa: B009  a tuple in typeshed, a list from uvloop (compiled: checked)
+        name = sockets[0].getsockname()
         self.local: tuple[str, int] = (host_key(str(name[0])), int(name[1]))
 
     def close(self) -> None:
