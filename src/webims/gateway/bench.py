@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webims.native import compiled
+
 __all__ = ["add_arguments", "main", "run"]
 
 REALM = "ims.test"
@@ -675,6 +677,7 @@ class Result:
             "gateway_kib_per_wic": round((self.rss_after - self.rss_before) / 1024 / max(1, self.clients), 1),
             "gateway_kib_per_connection_unregistered": round(
                 (self.rss_connected - self.rss_before) / 1024 / max(1, self.clients), 1),
+            "compiled": compiled(),  # webims.native: the mypyc build, or pure Python
         }  # fmt: skip
 
 

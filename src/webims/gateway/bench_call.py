@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webims.native import compiled
+
 from .bench import client_frame, cpu_seconds
 
 __all__ = ["add_arguments", "main"]
@@ -619,6 +621,7 @@ def main(options: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="webims-bench-call-") as tmp:
         result = run_loop(_run(options, Path(tmp)))
+    result["compiled"] = compiled()  # webims.native: the mypyc build, or pure Python
     print(json.dumps(result))
     return 0
 
