@@ -44,76 +44,55 @@ from pathlib import Path
 
 REALM = "ims.test"
 
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ims registration benchmark">
-<send retrans="500"><![CDATA[
+#: The SIP Digest credentials of a first REGISTER (no challenge answered yet): the private
+#: identity for the I-CSCF's UAR and the S-CSCF's MAR (TS 24.229 §5.1.1.2.1).
+EMPTY_CREDENTIALS = (
+    'Authorization: Digest username="[field0]@[field2]", realm="[field2]", nonce="", uri="sip:[field2]", '
+    'response=""'
+)
+
+
+def register(cseq: int, authorization: str) -> str:
+    """One REGISTER of user [field0] in [field2] through a P-CSCF (Path, P-Visited-Network-ID)."""
+    return f"""<send retrans="500"><![CDATA[
 REGISTER sip:[field2] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
 Max-Forwards: 70
 From: <sip:[field0]@[field2]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:[field0]@[field2]>
 Call-ID: [call_id]
-CSeq: 1 REGISTER
+CSeq: {cseq} REGISTER
 Contact: <sip:[field0]@[local_ip]:[local_port]>
 Path: <sip:pcscf@[local_ip]:[local_port];lr>
 Supported: path
 P-Visited-Network-ID: "[field2]"
-Authorization: Digest username="[field0]@[field2]", realm="[field2]", nonce="", uri="sip:[field2]", \
-response=""
+{authorization}
 Expires: 3600
 Content-Length: 0
 
 ]]></send>
 <recv response="100" optional="true"/>
-<recv response="401" auth="true"/>
-<send retrans="500"><![CDATA[
-REGISTER sip:[field2] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:[field0]@[field2]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[field0]@[field2]>
-Call-ID: [call_id]
-CSeq: 2 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Path: <sip:pcscf@[local_ip]:[local_port];lr>
-Supported: path
-P-Visited-Network-ID: "[field2]"
-[field1]
-Expires: 3600
-Content-Length: 0
-
-]]></send>
-<recv response="100" optional="true"/>
-<recv response="200"/>
-{reg_event}</scenario>
 """
 
-#: Trusted Node Authentication (TS 24.229 §5.4.1.2.2F): one REGISTER with
-#: integrity-protected="auth-done" from a trusted address (SIPp's, 127.0.0.1) -> UAR, SAR, 200.
-SCENARIO_TNA = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ims tna registration benchmark">
-<send retrans="500"><![CDATA[
-REGISTER sip:[field2] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-Max-Forwards: 70
-From: <sip:[field0]@[field2]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[field0]@[field2]>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Path: <sip:pcscf@[local_ip]:[local_port];lr>
-Supported: path
-P-Visited-Network-ID: "[field2]"
-Authorization: Digest username="[field0]@[field2]", realm="[field2]", nonce="", uri="sip:[field2]", \
-response="", integrity-protected="auth-done"
-Expires: 3600
-Content-Length: 0
 
-]]></send>
-<recv response="100" optional="true"/>
-<recv response="200"/>
-{reg_event}</scenario>
-"""
+def scenario(mode: str, reg_event: str) -> str:
+    """The SIPp scenario of one registration (then ``reg_event``, the SUBSCRIBE steps, if any).
+
+    md5: REGISTER, 401 with the digest challenge (SIPp computes the response from the
+    injection file's credentials, [field1]), REGISTER with it, 200. tna: Trusted Node
+    Authentication (TS 24.229 §5.4.1.2.2F), one REGISTER with integrity-protected="auth-done"
+    from a trusted address (SIPp's, 127.0.0.1), 200.
+    """
+    if mode == "md5":
+        steps = register(1, EMPTY_CREDENTIALS) + '<recv response="401" auth="true"/>\n'
+        steps += register(2, "[field1]")
+    else:
+        steps = register(1, EMPTY_CREDENTIALS + ', integrity-protected="auth-done"')
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        f'<scenario name="ims {mode} registration benchmark">\n'
+        f'{steps}<recv response="200"/>\n{reg_event}</scenario>\n'
+    )
 
 
 #: What the gateway (as P-CSCF) does after each first registration (TS 24.229 §5.2.3):
@@ -281,8 +260,7 @@ def main() -> None:
         proc.start()
         (host, port), (scscf_host, scscf_port) = parent.recv()
         reg_event = REG_EVENT.format(host=scscf_host, port=scscf_port) if args.reg_event else ""
-        scenario = SCENARIO if args.mode == "md5" else SCENARIO_TNA
-        (state / "register.xml").write_text(scenario.replace("{reg_event}", reg_event))
+        (state / "register.xml").write_text(scenario(args.mode, reg_event))
 
         def sample() -> tuple[float, float, int, float]:
             parent.send("cpu")

@@ -149,9 +149,10 @@ async def start_labcore(
         stack.push_async_callback(scscf.stop)
         icscf.scscfs = [ScscfEntry(scscf.server_name, settings.capabilities), *settings.scscf_entries]
         _add_local_hop(icscf, scscf)
-        if hss is not None:  # Cx requests to the embedded HSS skip the codec and TCP
+        if hss is not None:  # Cx requests to the embedded HSS skip the messages and TCP
             for client in clients:
                 client.local = hss.answer_local
+                client.local_cx = hss.local_cx
         opened = await asyncio.gather(*(c.start(wait=connect_timeout) for c in clients))
         if not all(opened):
             log.warning("Cx to the HSS at %s:%d not open yet (the CSCFs keep trying)", hss_host, hss_port)

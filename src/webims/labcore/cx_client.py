@@ -10,6 +10,10 @@ the initiator role); :class:`DiameterClient` adds what a CSCF needs around it:
   identifier, RFC 6733 §6.2), or raises :class:`CxTimeout` when none comes in
   time and :class:`CxUnavailable` when no connection is open (the CSCFs turn both
   into 480 / 504 answers, TS 24.229 §5.3.1.2, §5.3.2.1);
+- :meth:`DiameterClient.uar`, :meth:`~DiameterClient.sar`, :meth:`~DiameterClient.mar`:
+  one Cx procedure each, request built and answer read (:mod:`webims.diameter.cx_parse`);
+  with the HSS in this process (``local_cx``) the same answers come from its procedures
+  without any Diameter message (:mod:`webims.labcore.hss.local_cx`);
 - requests from the HSS go to ``on_request(message) -> answer | None``; without a
   handler they get DIAMETER_UNABLE_TO_COMPLY;
 - a lost connection (or a refused one) is re-established with a growing delay
@@ -23,7 +27,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from webims.diameter import (
     CX_APPLICATION,
@@ -31,12 +35,22 @@ from webims.diameter import (
     Capabilities,
     DiameterError,
     Message,
+    MultimediaAuthAnswer,
     ResultCode,
     Role,
+    ServerAssignmentAnswer,
     SessionIdGenerator,
+    SipAuthDataItem,
+    UserAuthorizationAnswer,
+    UserDataAlreadyAvailable,
+    build_mar,
+    build_sar,
+    build_uar,
     error_answer,
 )
 from webims.labcore.hss.connection import ConnectionClosed, DiameterConnection
+from webims.labcore.hss.local_cx import LocalCx
+from webims.labcore.hss.user_data import ImsSubscription
 
 __all__ = ["CxError", "CxTimeout", "CxUnavailable", "DiameterClient", "RequestHandler"]
 
@@ -101,6 +115,9 @@ class DiameterClient:
         #: :meth:`~webims.labcore.hss.HssServer.answer_local`): requests go to it directly
         #: while the connection is open (which still carries RTR/PPR from the HSS).
         self.local: Callable[[Message], asyncio.Future[Message]] | None = None
+        #: The same HSS's typed procedures (:attr:`~webims.labcore.hss.HssServer.local_cx`):
+        #: :meth:`uar`, :meth:`sar` and :meth:`mar` then make no Diameter message at all.
+        self.local_cx: LocalCx | None = None
         self.connections = 0  # successful capabilities exchanges so far
         self._open = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -219,15 +236,20 @@ class DiameterClient:
         """A fresh Session-Id (RFC 6733 §8.8) for a new Cx request."""
         return self.sessions.next()
 
+    async def _opened(self, timeout: float) -> DiameterConnection:
+        """The open connection, waited for (at most ``timeout`` and the connect timeout)."""
+        if self._stopping or not await self.wait_open(min(timeout, self.connect_timeout)):
+            raise CxUnavailable(f"no open Diameter connection to {self.peer_host}:{self.peer_port}")
+        conn = self.connection
+        assert conn is not None
+        return conn
+
     async def request(self, message: Message, timeout: float | None = None) -> Message:
         """Send ``message`` (identifiers are stamped by the peer layer) and return the answer."""
         timeout = self.request_timeout if timeout is None else timeout
         conn = self.connection
         if conn is None or not conn.is_open:
-            if self._stopping or not await self.wait_open(min(timeout, self.connect_timeout)):
-                raise CxUnavailable(f"no open Diameter connection to {self.peer_host}:{self.peer_port}")
-            conn = self.connection
-            assert conn is not None
+            conn = await self._opened(timeout)
         if self.local is not None:
             try:
                 return await self.local(message)
@@ -243,6 +265,121 @@ class DiameterClient:
             raise CxUnavailable(str(exc)) from None
         finally:
             timer.cancel()
+
+    # -- Cx procedures (TS 29.229 §6.1) ------------------------------------------------------------------
+    async def uar(
+        self,
+        user_name: str,
+        public_identity: str,
+        visited_network_identifier: str,
+        user_authorization_type: int,
+    ) -> UserAuthorizationAnswer:
+        """UAR -> UAA (TS 29.228 §6.1.1), from the I-CSCF."""
+        local = self.local_cx
+        if local is not None:
+            conn = self.connection
+            if conn is None or not conn.is_open:
+                await self._opened(self.request_timeout)
+            try:
+                return await local.uar(
+                    self.sessions.next(),
+                    user_name,
+                    public_identity,
+                    visited_network_identifier,
+                    user_authorization_type,
+                )
+            except ConnectionClosed as exc:
+                raise CxUnavailable(str(exc)) from None
+        uar = build_uar(
+            session_id=self.sessions.next(),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            destination_realm=self.destination_realm,
+            destination_host=self.destination_host,
+            user_name=user_name,
+            public_identity=public_identity,
+            visited_network_identifier=visited_network_identifier,
+            user_authorization_type=user_authorization_type,
+        )
+        return UserAuthorizationAnswer.from_message(await self.request(uar))
+
+    async def sar(
+        self,
+        server_name: str,
+        server_assignment_type: int,
+        user_name: str | None,
+        public_identities: Sequence[str],
+        user_data_already_available: int = UserDataAlreadyAvailable.USER_DATA_NOT_AVAILABLE,
+    ) -> tuple[ServerAssignmentAnswer, ImsSubscription | None]:
+        """SAR -> SAA (TS 29.228 §6.1.2), from the S-CSCF named ``server_name``; with it, what
+        the answer's User-Data reads as when an HSS in this process had that object (else None:
+        read ``user_data``)."""
+        local = self.local_cx
+        if local is not None:
+            conn = self.connection
+            if conn is None or not conn.is_open:
+                await self._opened(self.request_timeout)
+            try:
+                return await local.sar(
+                    self.sessions.next(),
+                    (self.origin_host, self.origin_realm),
+                    server_name,
+                    server_assignment_type,
+                    user_name,
+                    public_identities,
+                    user_data_already_available,
+                )
+            except ConnectionClosed as exc:
+                raise CxUnavailable(str(exc)) from None
+        sar = build_sar(
+            session_id=self.sessions.next(),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            destination_realm=self.destination_realm,
+            destination_host=self.destination_host,
+            server_name=server_name,
+            server_assignment_type=server_assignment_type,
+            user_data_already_available=user_data_already_available,
+            user_name=user_name,
+            public_identities=public_identities,
+        )
+        return ServerAssignmentAnswer.from_message(await self.request(sar)), None
+
+    async def mar(
+        self, server_name: str, user_name: str, public_identity: str, item: SipAuthDataItem, count: int = 1
+    ) -> MultimediaAuthAnswer:
+        """MAR -> MAA (TS 29.228 §6.3), from the S-CSCF named ``server_name``: ``item`` names the
+        scheme (and carries RAND||AUTS for a resynchronisation), ``count`` vectors wanted."""
+        local = self.local_cx
+        if local is not None:
+            conn = self.connection
+            if conn is None or not conn.is_open:
+                await self._opened(self.request_timeout)
+            try:
+                return await local.mar(
+                    self.sessions.next(),
+                    (self.origin_host, self.origin_realm),
+                    server_name,
+                    user_name,
+                    public_identity,
+                    item,
+                    count,
+                )
+            except ConnectionClosed as exc:
+                raise CxUnavailable(str(exc)) from None
+        mar = build_mar(
+            session_id=self.sessions.next(),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            destination_realm=self.destination_realm,
+            destination_host=self.destination_host,
+            user_name=user_name,
+            public_identity=public_identity,
+            server_name=server_name,
+            sip_auth_data_item=item,
+            sip_number_auth_items=count,
+        )
+        return MultimediaAuthAnswer.from_message(await self.request(mar))
 
 
 def _expire(future: asyncio.Future[Message], command: int, timeout: float) -> None:

@@ -27,10 +27,8 @@ from webims.diameter import (
     ExperimentalResultCode,
     LocationInfoAnswer,
     ServerCapabilities,
-    UserAuthorizationAnswer,
     UserAuthorizationType,
     build_lir,
-    build_uar,
 )
 from webims.endpoint import IncomingRequest, SipEndpoint, Target, target_of
 from webims.sip import DEFAULT_TIMERS, ParseError, Request, SipURI, TelURI, TimerSettings, parse_uri
@@ -185,20 +183,8 @@ class ICscf:
             impi = _username(value) or impi
         visited = (request.headers.get("p-visited-network-id") or self.config.domain).split(",")[0].strip()
         visited = visited.strip('"')
-        cx = self.cx
-        uar = build_uar(
-            session_id=cx.session_id(),
-            origin_host=cx.origin_host,
-            origin_realm=cx.origin_realm,
-            destination_realm=cx.destination_realm,
-            destination_host=cx.destination_host,
-            user_name=impi,
-            public_identity=impu,
-            visited_network_identifier=visited,
-            user_authorization_type=_registration_type(request),
-        )
         try:
-            uaa = UserAuthorizationAnswer.from_message(await cx.request(uar))
+            uaa = await self.cx.uar(impi, impu, visited, _registration_type(request))
         except (CxError, DiameterError) as exc:
             log.warning("UAR for %s failed: %s", impu, exc)
             proxy.respond(incoming, 480, "Temporarily Unavailable (HSS)")

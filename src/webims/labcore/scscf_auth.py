@@ -40,7 +40,6 @@ from webims.diameter import (
     DiameterError,
     MultimediaAuthAnswer,
     SipAuthDataItem,
-    build_mar,
 )
 from webims.endpoint import IncomingRequest
 from webims.sip import ParseError, Request
@@ -217,20 +216,7 @@ class Authenticator:
         return _ALGORITHM_SCHEME.get(algorithm, self.config.auth_scheme)
 
     async def _mar(self, impi: str, impu: str, item: SipAuthDataItem) -> MultimediaAuthAnswer:
-        cx = self.cx
-        mar = build_mar(
-            session_id=cx.session_id(),
-            origin_host=cx.origin_host,
-            origin_realm=cx.origin_realm,
-            destination_realm=cx.destination_realm,
-            destination_host=cx.destination_host,
-            user_name=impi,
-            public_identity=impu,
-            server_name=self.server_name,
-            sip_auth_data_item=item,
-            sip_number_auth_items=1,
-        )
-        return MultimediaAuthAnswer.from_message(await cx.request(mar))
+        return await self.cx.mar(self.server_name, impi, impu, item, 1)
 
     async def _challenge(
         self,

@@ -44,7 +44,6 @@ from webims.diameter import (
     ServerAssignmentType,
     build_ppa,
     build_rta,
-    build_sar,
 )
 from webims.diameter.cx_parse import PushProfileRequest
 from webims.endpoint import IncomingRequest
@@ -180,19 +179,8 @@ class Registrar:
 
     # ------------------------------------------------------------------ SAR
     async def _sar(self, impi: str, impus: Sequence[str], assignment: int) -> ServerAssignmentAnswer:
-        cx = self.cx
-        sar = build_sar(
-            session_id=cx.session_id(),
-            origin_host=cx.origin_host,
-            origin_realm=cx.origin_realm,
-            destination_realm=cx.destination_realm,
-            destination_host=cx.destination_host,
-            server_name=self.server_name,
-            server_assignment_type=assignment,
-            user_name=impi,
-            public_identities=list(impus),
-        )
-        return ServerAssignmentAnswer.from_message(await cx.request(sar))
+        saa, _ = await self.cx.sar(self.server_name, assignment, impi, impus)
+        return saa
 
     async def assign_unregistered(self, identity: str) -> bool | None:
         """SAR UNREGISTERED_USER for a terminating request to an identity not registered here
@@ -229,7 +217,7 @@ class Registrar:
         first = reg is None or impi not in reg.impis
         assignment = ServerAssignmentType.REGISTRATION if first else ServerAssignmentType.RE_REGISTRATION
         try:
-            saa = await self._sar(impi, [impu], assignment)
+            saa, parsed = await self.cx.sar(self.server_name, assignment, impi, [impu])
         except (CxError, DiameterError) as exc:
             log.warning("SAR for %s failed: %s", impu, exc)
             self._reply(incoming, 480, "Temporarily Unavailable (HSS)")
@@ -239,8 +227,8 @@ class Registrar:
             return
         subscription = None
         if saa.user_data:
-            try:
-                subscription = self._subscription(saa.user_data)
+            try:  # the HSS in this process may give it read already
+                subscription = parsed if parsed is not None else self._subscription(saa.user_data)
             except UserDataError as exc:
                 log.warning("User-Data of %s unusable: %s", impu, exc)
         reg = self._by_identity.get(impu) if reg is None else reg

@@ -16,17 +16,20 @@ _BLOCK = 4096
 
 
 class _Pool:
-    __slots__ = ("data",)
+    __slots__ = ("data", "offset")
 
     def __init__(self) -> None:
         self.data = b""
+        self.offset = 0  # the bytes before it are used
 
     def take(self, n: int) -> bytes:
-        data = self.data
-        if len(data) < n:
-            data = os.urandom(max(_BLOCK, n))
-        self.data = data[n:]
-        return data[:n]
+        start = self.offset
+        end = start + n
+        if end > len(self.data):
+            self.data = os.urandom(max(_BLOCK, n))
+            start, end = 0, n
+        self.offset = end
+        return self.data[start:end]
 
 
 _pool = _Pool()

@@ -10,7 +10,8 @@
 from .admin import REASONS, AdminClientError, AdminServer, admin_call
 from .client import CxClient
 from .connection import ConnectionClosed, DiameterConnection
-from .cx_handlers import CxHandlers, Deregistration
+from .cx_handlers import CxHandlers
+from .cx_outcomes import Deregistration
 from .run import open_subscribers, run_hss, running_hss, serve
 from .server import AdminError, AdminResult, HssServer
 from .settings import HssConfig

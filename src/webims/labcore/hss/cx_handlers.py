@@ -45,7 +45,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypedDict
 
 from webims.aka import (
@@ -71,6 +70,7 @@ from webims.diameter import (
     ServerAssignmentRequest,
     ServerAssignmentType,
     ServerCapabilities,
+    SipDigestAuthenticate,
     UserAuthorizationRequest,
     UserAuthorizationType,
     UserDataAlreadyAvailable,
@@ -81,6 +81,7 @@ from webims.diameter import (
 )
 
 from .answers import Answers
+from .cx_outcomes import Assignment, AuthData, Authorization, Deregistration, Origin, Refused
 from .documents import UserDataDocuments
 from .settings import HssConfig
 from .store import AkaState, ImpiRecord, ImpuMatch, ImpuRecord, RegState, SubscriberStore
@@ -109,29 +110,12 @@ _UAT_VALUES = frozenset(int(v) for v in UserAuthorizationType)
 #: AVPs that only answers carry (RFC 6733 §10.1 gives them "0" for requests).
 _ANSWER_ONLY = ("Result-Code", "Experimental-Result", "Failed-AVP", "Error-Reporting-Host")
 #: SIP-Authorization of a resynchronisation: RAND (16) || AUTS (14), TS 29.229 §6.3.10.
-_RESYNC_LENGTH = 30
+RESYNC_LENGTH = 30
 
 
 class _Origin(TypedDict):
     origin_host: str
     origin_realm: str
-
-
-class _Answer(Exception):
-    """Internal: stop processing and send this answer."""
-
-    def __init__(self, answer: Message) -> None:
-        super().__init__("answer")
-        self.answer = answer
-
-
-@dataclass(frozen=True, slots=True)
-class Deregistration:
-    """An RTR to send (TS 29.228 §6.1.3) and the identities to mark not registered once answered."""
-
-    request: Message
-    destination_host: str
-    impus: tuple[str, ...]
 
 
 class CxHandlers:
@@ -148,10 +132,17 @@ class CxHandlers:
         self.config = config
         self.rand_source = rand_source if rand_source is not None else (lambda: secrets.token_bytes(16))
         self._origin: _Origin = {"origin_host": config.origin_host, "origin_realm": config.origin_realm}
-        capabilities = ServerCapabilities(
+        #: Server-Capabilities of a UAA/LIA that asks the I-CSCF to select an S-CSCF
+        self.capabilities = ServerCapabilities(
             mandatory=config.mandatory_capabilities, server_names=tuple(config.scscf_names)
         )
-        self._a = Answers(config.origin_host, config.origin_realm, capabilities)
+        self._a = Answers(config.origin_host, config.origin_realm, self.capabilities)
+        self._refusals: dict[int, Callable[..., Message]] = {
+            CommandCode.USER_AUTHORIZATION: self._a.uaa,
+            CommandCode.SERVER_ASSIGNMENT: self._a.saa,
+            CommandCode.LOCATION_INFO: self._a.lia,
+            CommandCode.MULTIMEDIA_AUTH: self._a.maa,
+        }
         self._documents = UserDataDocuments()
         self._handlers: dict[int, Callable[[Message], Message]] = {
             CommandCode.USER_AUTHORIZATION: self.uar,
@@ -176,8 +167,8 @@ class CxHandlers:
             self._check_destination(request)
             self._check_answer_only(request)
             return handler(request)
-        except _Answer as a:
-            return a.answer
+        except Refused as r:
+            return self._refusals[request.command_code](request, result=r.result)
         except DiameterError as exc:
             return error_answer(exc.with_context(request=request), **self._origin)
         except Exception:
@@ -208,10 +199,6 @@ class CxHandlers:
 
     # --- helpers -----------------------------------------------------------------------------------------
     @staticmethod
-    def _fail(request: Message, build: Callable[..., Message], result: int) -> _Answer:
-        return _Answer(build(request, result=result))
-
-    @staticmethod
     def _enum(request: Message, name: str, value: int, allowed: frozenset[int]) -> None:
         """RFC 6733 §7.1.5: an unknown enumerated value is DIAMETER_INVALID_AVP_VALUE with the AVP."""
         if value not in allowed:
@@ -222,15 +209,14 @@ class CxHandlers:
                 failed_avp=avp.encode() if avp is not None else None,
             )
 
-    def _user(
-        self, request: Message, build: Callable[..., Message], impi_name: str, identity: str
-    ) -> tuple[ImpiRecord, ImpuMatch]:
-        """The IMPI and IMPU of a request: 5001 when either is unknown, 5002 when not linked."""
+    def user(self, impi_name: str, identity: str) -> tuple[ImpiRecord, ImpuMatch]:
+        """The IMPI and IMPU of a request: :class:`Refused` 5001 when either is unknown, 5002
+        when they are not linked."""
         found = self.subscribers.user(impi_name, identity)
         if found.impi is None or found.match is None:
-            raise self._fail(request, build, _X.DIAMETER_ERROR_USER_UNKNOWN)
+            raise Refused(_X.DIAMETER_ERROR_USER_UNKNOWN)
         if not found.linked:
-            raise self._fail(request, build, _X.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
+            raise Refused(_X.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
         return found.impi, found.match
 
     def _stored_name(self, impi: str, rec: ImpuRecord) -> str | None:
@@ -246,26 +232,30 @@ class CxHandlers:
     def uar(self, request: Message) -> Message:
         u = UserAuthorizationRequest.from_message(request)
         self._enum(request, "User-Authorization-Type", u.user_authorization_type, _UAT_VALUES)
-        impi, match = self._user(request, self._a.uaa, u.user_name, u.public_identity)
+        vni = u.visited_network_identifier.decode("utf-8", "replace")
+        a = self.authorize(u.user_name, u.public_identity, vni, u.user_authorization_type)
+        return self._a.uaa(request, result=a.result, server_name=a.server_name, capabilities=a.capabilities)
+
+    def authorize(self, user_name: str, public_identity: str, vni: str, uat: int) -> Authorization:
+        """The UAR procedure (§6.1.1.1) on the request's values; raises :class:`Refused`."""
+        impi, match = self.user(user_name, public_identity)
         rec = match.record
-        uat = u.user_authorization_type
         if uat != UserAuthorizationType.DE_REGISTRATION:
             if rec.barred and all(x.barred for x in self.subscribers.implicit_set(rec.irs)):
                 # §6.1.1.1 step 3: no non-barred identity to register with.
-                return self._a.uaa(request, result=ResultCode.DIAMETER_AUTHORIZATION_REJECTED)
-            vni = u.visited_network_identifier.decode("utf-8", "replace")
+                return Authorization(ResultCode.DIAMETER_AUTHORIZATION_REJECTED)
             if not self._roaming_allowed(impi, vni):
-                return self._a.uaa(request, result=_X.DIAMETER_ERROR_ROAMING_NOT_ALLOWED)
+                return Authorization(_X.DIAMETER_ERROR_ROAMING_NOT_ALLOWED)
         if uat == UserAuthorizationType.REGISTRATION_AND_CAPABILITIES:
-            return self._a.uaa(request, result=ResultCode.DIAMETER_SUCCESS, capabilities=True)
+            return Authorization(ResultCode.DIAMETER_SUCCESS, capabilities=True)
         if uat == UserAuthorizationType.DE_REGISTRATION:
             if rec.reg_state is not RegState.NOT_REGISTERED and rec.scscf_name:
-                return self._a.uaa(request, result=ResultCode.DIAMETER_SUCCESS, server_name=rec.scscf_name)
-            return self._a.uaa(request, result=_X.DIAMETER_ERROR_IDENTITY_NOT_REGISTERED)
+                return Authorization(ResultCode.DIAMETER_SUCCESS, server_name=rec.scscf_name)
+            return Authorization(_X.DIAMETER_ERROR_IDENTITY_NOT_REGISTERED)
         name = self._stored_name(impi.impi, rec)
         if name is not None:
-            return self._a.uaa(request, result=_X.DIAMETER_SUBSEQUENT_REGISTRATION, server_name=name)
-        return self._a.uaa(request, result=_X.DIAMETER_FIRST_REGISTRATION, capabilities=True)
+            return Authorization(_X.DIAMETER_SUBSEQUENT_REGISTRATION, server_name=name)
+        return Authorization(_X.DIAMETER_FIRST_REGISTRATION, capabilities=True)
 
     def _roaming_allowed(self, impi: ImpiRecord, vni: str) -> bool:
         """Visited-Network-Identifier policy (TS 29.228 §6.1.1.1 step 4); the home network always passes."""
@@ -279,43 +269,68 @@ class CxHandlers:
     def mar(self, request: Message) -> Message:
         # Direct reads (not MultimediaAuthRequest.from_message): this is the hottest command.
         public_identity = request.require_str("Public-Identity")
-        impi, match = self._user(request, self._a.maa, request.require_str("User-Name"), public_identity)
+        impi, match = self.user(request.require_str("User-Name"), public_identity)
         item = request.require_group("SIP-Auth-Data-Item")
-        asked = item.get_str("SIP-Authentication-Scheme") or ""
-        scheme = self._choose_scheme(impi, asked.strip().lower())
-        if scheme is None:
-            return self._a.maa(request, result=_X.DIAMETER_ERROR_AUTH_SCHEME_NOT_SUPPORTED)
+        scheme = self.scheme_for(impi, item.get_str("SIP-Authentication-Scheme") or "")
         resync = item.get_bytes("SIP-Authorization") if scheme != AUTH_SCHEME_SIP_DIGEST else None
-        if resync is not None and len(resync) != _RESYNC_LENGTH:
+        if resync is not None and len(resync) != RESYNC_LENGTH:
             raise DiameterError(
                 ResultCode.DIAMETER_INVALID_AVP_VALUE,
                 f"SIP-Authorization of {len(resync)} bytes is not RAND||AUTS",
                 failed_avp=request.require("SIP-Auth-Data-Item").encode(),
             )
         server_name = request.require_str("Server-Name")
-        self._store_server_name(request, match.record, server_name, resync=resync is not None)
-        if scheme == AUTH_SCHEME_SIP_DIGEST:
-            ha1 = impi.ha1()
-            assert ha1 is not None
-            qop = self.config.digest_qop
-            items = [self._a.digest_item(scheme, impi.realm, qop, ha1, impi.digest_algorithm)]
+        count = request.require_int("SIP-Number-Auth-Items") if scheme != AUTH_SCHEME_SIP_DIGEST else 1
+        origin = (request.origin_host, request.origin_realm)
+        data = self.auth_data(impi, match, public_identity, scheme, resync, server_name, count, origin)
+        if data.digest is not None:
+            d = data.digest
+            items = [self._a.digest_item(scheme, d.realm, d.qop, d.ha1, d.algorithm)]
         else:
-            count = max(1, min(request.require_int("SIP-Number-Auth-Items"), self.config.max_auth_items))
-            vectors = self._vectors(impi.impi, count, resync)
-            if vectors is None:
-                # TS 33.102 §6.3.5: MAC-S does not verify, the resynchronisation is refused.
-                return self._a.maa(request, result=ResultCode.DIAMETER_AUTHORIZATION_REJECTED)
             items = [
                 self._a.aka_item(scheme, n, v.rand + v.autn, v.xres, v.ck, v.ik)
-                for n, v in enumerate(vectors, 1)
+                for n, v in enumerate(data.vectors, 1)
             ]
         return self._a.maa(
             request,
             result=ResultCode.DIAMETER_SUCCESS,
-            user_name=impi.impi,
-            public_identity=public_identity,
+            user_name=data.user_name,
+            public_identity=data.public_identity,
             items=items,
         )
+
+    def scheme_for(self, impi: ImpiRecord, asked: str) -> str:
+        """The SIP-Authentication-Scheme to answer ``asked`` with; :class:`Refused` 5006 if none."""
+        scheme = self._choose_scheme(impi, asked.strip().lower())
+        if scheme is None:
+            raise Refused(_X.DIAMETER_ERROR_AUTH_SCHEME_NOT_SUPPORTED)
+        return scheme
+
+    def auth_data(
+        self,
+        impi: ImpiRecord,
+        match: ImpuMatch,
+        public_identity: str,
+        scheme: str,
+        resync: bytes | None,
+        server_name: str,
+        count: int,
+        origin: Origin,
+    ) -> AuthData:
+        """The MAR procedure (§6.3.1) once the request is read (``origin``: its Origin-Host and
+        -Realm): stores the S-CSCF name, then the SIP Digest item or ``count`` AKA vectors
+        (RAND||AUTS in ``resync``: after resynchronisation); raises :class:`Refused`."""
+        self._store_server_name(match.record, server_name, origin, resync=resync is not None)
+        if scheme == AUTH_SCHEME_SIP_DIGEST:
+            ha1 = impi.ha1()
+            assert ha1 is not None
+            digest = SipDigestAuthenticate(impi.realm, self.config.digest_qop, ha1, impi.digest_algorithm)
+            return AuthData(impi.impi, public_identity, scheme, digest=digest)
+        vectors = self._vectors(impi.impi, max(1, min(count, self.config.max_auth_items)), resync)
+        if vectors is None:
+            # TS 33.102 §6.3.5: MAC-S does not verify, the resynchronisation is refused.
+            raise Refused(ResultCode.DIAMETER_AUTHORIZATION_REJECTED)
+        return AuthData(impi.impi, public_identity, scheme, vectors=tuple(vectors))
 
     def _choose_scheme(self, impi: ImpiRecord, asked: str) -> str | None:
         aka = impi.has_aka
@@ -359,7 +374,7 @@ class CxHandlers:
             vectors = result
         return vectors
 
-    def _store_server_name(self, request: Message, rec: ImpuRecord, name: str, *, resync: bool) -> None:
+    def _store_server_name(self, rec: ImpuRecord, name: str, origin: Origin, *, resync: bool) -> None:
         """§6.3.1, §8.1: MAR stores the S-CSCF name; a resynchronisation never overwrites it."""
         if rec.scscf_name == name or (resync and rec.scscf_name):
             return
@@ -368,51 +383,81 @@ class CxHandlers:
             impus,
             rec.reg_state,
             scscf_name=name,
-            scscf_host=request.origin_host,
-            scscf_realm=request.origin_realm,
+            scscf_host=origin[0],
+            scscf_realm=origin[1],
         )
 
     # --- SAR / SAA (TS 29.228 §6.1.2) -----------------------------------------------------------------
     def sar(self, request: Message) -> Message:
         s = ServerAssignmentRequest.from_message(request)
         self._enum(request, "Server-Assignment-Type", s.server_assignment_type, _SAT_VALUES)
-        sat = s.server_assignment_type
+        a = self.assign(
+            s.user_name,
+            s.public_identities,
+            s.wildcarded_public_identity,
+            s.server_name,
+            s.server_assignment_type,
+            s.user_data_already_available,
+            (request.origin_host, request.origin_realm),
+        )
+        return self._a.saa(
+            request,
+            result=a.result,
+            user_name=a.user_name,
+            user_data=a.user_data,
+            associated_identities=a.associated_identities,
+            wildcarded_public_identity=a.wildcarded_public_identity,
+        )
+
+    def assign(
+        self,
+        user_name: str | None,
+        public_identities: Sequence[str],
+        wildcarded_public_identity: str | None,
+        server_name: str,
+        sat: int,
+        user_data_already_available: int,
+        origin: Origin,
+    ) -> Assignment:
+        """The SAR procedure (§6.1.2.1) on the request's values (``origin``: its Origin-Host and
+        -Realm, kept with the S-CSCF name); raises :class:`Refused` and :class:`DiameterError`."""
         if sat in (_SAT.AAA_USER_DATA_REQUEST, _SAT.PGW_UPDATE, _SAT.RESTORATION):
-            return self._a.saa(request, result=_X.DIAMETER_ERROR_IN_ASSIGNMENT_TYPE)
-        identities = list(s.public_identities)
-        if s.wildcarded_public_identity and not identities:
-            identities = [s.wildcarded_public_identity]
-        if sat in (_SAT.REGISTRATION, _SAT.RE_REGISTRATION) and s.user_name is None:
+            return Assignment(_X.DIAMETER_ERROR_IN_ASSIGNMENT_TYPE)
+        identities = list(public_identities)
+        if wildcarded_public_identity and not identities:
+            identities = [wildcarded_public_identity]
+        if sat in (_SAT.REGISTRATION, _SAT.RE_REGISTRATION) and user_name is None:
             raise DiameterError(
                 ResultCode.DIAMETER_MISSING_AVP,
                 "User-Name is required for a registration (TS 29.228 Table 6.1.2.1)",
                 failed_avp=_example("User-Name"),
             )
-        impi, targets, wildcard, first_set = self._sar_targets(request, s.user_name, identities)
+        impi, targets, wildcard, first_set = self._sar_targets(user_name, identities)
         first = targets[0]
         stored = first.scscf_name
-        other_scscf = stored is not None and stored != s.server_name
+        other_scscf = stored is not None and stored != server_name
         if sat in (_SAT.REGISTRATION, _SAT.RE_REGISTRATION, _SAT.UNREGISTERED_USER):
             if other_scscf and first.reg_state is not RegState.NOT_REGISTERED:
-                return self._a.saa(request, result=_X.DIAMETER_ERROR_IDENTITY_ALREADY_REGISTERED)
+                return Assignment(_X.DIAMETER_ERROR_IDENTITY_ALREADY_REGISTERED)
             state = RegState.REGISTERED
             if sat == _SAT.UNREGISTERED_USER and first.reg_state is not RegState.REGISTERED:
                 state = RegState.UNREGISTERED
-            self._assign(request, targets, state, s.server_name)
-            return self._saa_with_data(request, s, impi, first, wildcard, first_set)
+            self._assign(origin, targets, state, server_name)
+            send = user_data_already_available == UserDataAlreadyAvailable.USER_DATA_NOT_AVAILABLE
+            return self._saa_with_data(public_identities, impi, first, wildcard, first_set, send=send)
         if sat == _SAT.NO_ASSIGNMENT:
-            if stored != s.server_name:
-                return self._a.saa(request, result=ResultCode.DIAMETER_UNABLE_TO_COMPLY)
-            return self._saa_with_data(request, s, impi, first, wildcard, first_set, force=True)
+            if stored != server_name:
+                return Assignment(ResultCode.DIAMETER_UNABLE_TO_COMPLY)
+            return self._saa_with_data(public_identities, impi, first, wildcard, first_set, send=True)
         if other_scscf and first.reg_state is not RegState.NOT_REGISTERED:
             # A de-registration from an S-CSCF that does not serve the user changes nothing.
-            return self._a.saa(request, result=ResultCode.DIAMETER_UNABLE_TO_COMPLY)
+            return Assignment(ResultCode.DIAMETER_UNABLE_TO_COMPLY)
         result: int = ResultCode.DIAMETER_SUCCESS
         if sat in _DEREGISTRATIONS:
             self._clear(targets, keep_name=None)
         elif sat in _STORE_NAME:
             if self.config.keep_server_name:
-                self._clear(targets, keep_name=s.server_name, request=request)
+                self._clear(targets, keep_name=server_name, origin=origin)
             else:
                 self._clear(targets, keep_name=None)
                 result = _X.DIAMETER_SUCCESS_SERVER_NAME_NOT_STORED
@@ -420,17 +465,17 @@ class CxHandlers:
             # Registered users keep their S-CSCF; otherwise the name MAR stored is removed.
             unregistered = [t for t in targets if t.reg_state is RegState.NOT_REGISTERED]
             self._clear(unregistered, keep_name=None)
-        return self._a.saa(request, result=result, user_name=impi.impi if s.user_name else None)
+        return Assignment(result, user_name=impi.impi if user_name else None)
 
     def _sar_targets(
-        self, request: Message, user_name: str | None, identities: list[str]
+        self, user_name: str | None, identities: list[str]
     ) -> tuple[ImpiRecord, list[ImpuRecord], str | None, list[ImpuRecord] | None]:
         """The IMPI, the IMPUs (whole implicit sets) a SAR acts on, the wildcard matched, and the
         rows of the first identity's implicit set in provisioning order (None without identities)."""
         if not identities:
             impi = self.subscribers.impi(user_name) if user_name is not None else None
             if user_name is not None and impi is None:
-                raise self._fail(request, self._a.saa, _X.DIAMETER_ERROR_USER_UNKNOWN)
+                raise Refused(_X.DIAMETER_ERROR_USER_UNKNOWN)
             if impi is None:
                 raise DiameterError(
                     ResultCode.DIAMETER_MISSING_AVP,
@@ -447,22 +492,22 @@ class CxHandlers:
             if user_name is not None:
                 found = self.subscribers.user(user_name, identity)  # one query: IMPI, IMPU, link
                 if found.impi is None or found.match is None:
-                    raise self._fail(request, self._a.saa, _X.DIAMETER_ERROR_USER_UNKNOWN)
+                    raise Refused(_X.DIAMETER_ERROR_USER_UNKNOWN)
                 if not found.linked:
-                    raise self._fail(request, self._a.saa, _X.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
+                    raise Refused(_X.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
                 impi, match = found.impi, found.match
             else:
                 lookup = self.subscribers.lookup_impu(identity)
                 if lookup is None:
-                    raise self._fail(request, self._a.saa, _X.DIAMETER_ERROR_USER_UNKNOWN)
+                    raise Refused(_X.DIAMETER_ERROR_USER_UNKNOWN)
                 match = lookup
                 if impi is None:
                     owners = self.subscribers.impis_of(match.record.impu)
                     impi = self.subscribers.impi(owners[0]) if owners else None
                     if impi is None:
-                        raise self._fail(request, self._a.saa, _X.DIAMETER_ERROR_USER_UNKNOWN)
+                        raise Refused(_X.DIAMETER_ERROR_USER_UNKNOWN)
                 elif not self.subscribers.is_linked(impi.impi, match.record.impu):
-                    raise self._fail(request, self._a.saa, _X.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
+                    raise Refused(_X.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
             if n == 0:
                 wildcard = match.wildcard
             if match.record.irs in seen_sets:
@@ -477,8 +522,8 @@ class CxHandlers:
         assert impi is not None
         return impi, targets, wildcard, first_set
 
-    def _assign(self, request: Message, targets: list[ImpuRecord], state: RegState, name: str) -> None:
-        host, realm = request.origin_host, request.origin_realm
+    def _assign(self, origin: Origin, targets: list[ImpuRecord], state: RegState, name: str) -> None:
+        host, realm = origin
         if all(
             t.reg_state is state and t.scscf_name == name and t.scscf_host == host and t.scscf_realm == realm
             for t in targets
@@ -489,12 +534,12 @@ class CxHandlers:
         )
 
     def _clear(
-        self, targets: list[ImpuRecord], *, keep_name: str | None, request: Message | None = None
+        self, targets: list[ImpuRecord], *, keep_name: str | None, origin: Origin | None = None
     ) -> None:
         if not targets:
             return
-        host = request.origin_host if request is not None and keep_name else None
-        realm = request.origin_realm if request is not None and keep_name else None
+        host = origin[0] if origin is not None and keep_name else None
+        realm = origin[1] if origin is not None and keep_name else None
         self.subscribers.set_registration(
             [t.impu for t in targets],
             RegState.NOT_REGISTERED,
@@ -505,26 +550,27 @@ class CxHandlers:
 
     def _saa_with_data(
         self,
-        request: Message,
-        s: ServerAssignmentRequest,
+        public_identities: Sequence[str],
         impi: ImpiRecord,
         first: ImpuRecord,
         wildcard: str | None,
         rows: list[ImpuRecord] | None,
         *,
-        force: bool = False,
-    ) -> Message:
-        send = force or s.user_data_already_available == UserDataAlreadyAvailable.USER_DATA_NOT_AVAILABLE
-        specific = s.public_identities[0] if wildcard is not None and s.public_identities else None
-        data = self.user_data(impi, first.irs, specific_identity=specific, records=rows) if send else None
+        send: bool,
+    ) -> Assignment:
+        specific = public_identities[0] if wildcard is not None and public_identities else None
+        data, subscription = None, None
+        if send:
+            rows = self.subscribers.implicit_set(first.irs) if rows is None else rows
+            data, subscription = self._documents.subscription(impi, rows, specific)
         owners = self.subscribers.impis_of(first.impu)
-        return self._a.saa(
-            request,
-            result=ResultCode.DIAMETER_SUCCESS,
+        return Assignment(
+            ResultCode.DIAMETER_SUCCESS,
             user_name=impi.impi,
             user_data=data,
-            associated_identities=owners if len(owners) > 1 else (),
+            associated_identities=tuple(owners) if len(owners) > 1 else (),
             wildcarded_public_identity=wildcard,
+            subscription=subscription,
         )
 
     def user_data(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .store import ImpiRecord, ImpuRecord
-from .user_data import IdentityType, ImsSubscription, PublicIdentity, ServiceProfile
+from .user_data import MAX_USER_DATA, IdentityType, ImsSubscription, PublicIdentity, ServiceProfile
 
-__all__ = ["MAX_DOCUMENTS", "UserDataDocuments", "build_user_data"]
+__all__ = ["MAX_DOCUMENTS", "UserDataDocuments", "build_user_data", "reads_back", "user_data_subscription"]
 
 #: Documents remembered; the cache simply starts over when full.
 MAX_DOCUMENTS = 10_000
@@ -22,6 +22,13 @@ MAX_DOCUMENTS = 10_000
 def build_user_data(
     impi: ImpiRecord, rows: Sequence[ImpuRecord], specific_identity: str | None = None
 ) -> str:
+    """The document of :func:`user_data_subscription`."""
+    return user_data_subscription(impi, rows, specific_identity).to_xml()
+
+
+def user_data_subscription(
+    impi: ImpiRecord, rows: Sequence[ImpuRecord], specific_identity: str | None = None
+) -> ImsSubscription:
     """The IMSSubscription of ``impi`` with one ServiceProfile listing ``rows`` (one implicit
     registration set, in provisioning order). ``specific_identity``: an identity that matched
     a wildcarded range; it is listed first as a NON_DISTINCT_IMPU carrying its WildcardedIMPU
@@ -51,29 +58,59 @@ def build_user_data(
             )
         else:
             ids.append(PublicIdentity(r.impu, r.barred, display_name=r.display_name))
-    return ImsSubscription(impi.impi, (ServiceProfile(tuple(ids), impi.ifc_xml),)).to_xml()
+    return ImsSubscription(impi.impi, (ServiceProfile(tuple(ids), impi.ifc_xml),))
+
+
+def _plain(text: str | None) -> bool:
+    return text is None or (text == text.strip() and text.isprintable())
+
+
+def reads_back(subscription: ImsSubscription, document: str) -> bool:
+    """Whether ``ImsSubscription.from_xml(document)`` (its :meth:`~ImsSubscription.to_xml`) gives
+    ``subscription`` again, so that a reader in this process may take the object itself: no
+    iFC (kept as re-serialised XML), texts that reading neither strips nor normalises (line
+    ends) nor refuses, identities and a private identity to read, not too large."""
+    if len(document) > MAX_USER_DATA or not subscription.private_id or not _plain(subscription.private_id):
+        return False
+    for profile in subscription.service_profiles:
+        if profile.ifc_xml or not profile.public_identities:
+            return False
+        for p in profile.public_identities:
+            if not p.identity or not _plain(p.identity) or not _plain(p.display_name):
+                return False
+            if not _plain(p.wildcarded_impu) or not 0 <= p.identity_type <= 9:
+                return False
+    return bool(subscription.service_profiles)
 
 
 class UserDataDocuments:
-    """:func:`build_user_data`, remembered."""
+    """:func:`build_user_data`, remembered (with the subscription when it :func:`reads_back`)."""
 
     def __init__(self, limit: int = MAX_DOCUMENTS) -> None:
         self.limit = limit
-        self._documents: dict[tuple[object, ...], str] = {}
+        self._documents: dict[tuple[object, ...], tuple[str, ImsSubscription | None]] = {}
 
     def document(
         self, impi: ImpiRecord, rows: Sequence[ImpuRecord], specific_identity: str | None = None
     ) -> str:
+        return self.subscription(impi, rows, specific_identity)[0]
+
+    def subscription(
+        self, impi: ImpiRecord, rows: Sequence[ImpuRecord], specific_identity: str | None = None
+    ) -> tuple[str, ImsSubscription | None]:
+        """The document, and the subscription it is read as when it :func:`reads_back` (else None)."""
         key = (
             impi.impi,
             impi.ifc_xml,
             specific_identity,
             tuple((r.impu, r.barred, r.wildcard, r.display_name) for r in rows),
         )
-        xml = self._documents.get(key)
-        if xml is None:
-            xml = build_user_data(impi, rows, specific_identity)
+        found = self._documents.get(key)
+        if found is None:
+            subscription = user_data_subscription(impi, rows, specific_identity)
+            xml = subscription.to_xml()
+            found = (xml, subscription if reads_back(subscription, xml) else None)
             if len(self._documents) >= self.limit:
                 self._documents.clear()
-            self._documents[key] = xml
-        return xml
+            self._documents[key] = found
+        return found

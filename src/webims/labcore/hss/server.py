@@ -43,6 +43,7 @@ from webims.diameter import (
 
 from .connection import ConnectionClosed, DiameterConnection
 from .cx_handlers import CxHandlers
+from .local_cx import LocalCx
 from .settings import HssConfig
 from .store import SubscriberStore
 
@@ -119,8 +120,14 @@ class HssServer:
         self._server: asyncio.Server | None = None
         self.host = config.listen_host
         self.port = config.listen_port
-        self.requests_answered = 0
-        self._local: list[tuple[asyncio.Future[Message], Message | None]] = []
+        self._answered = 0  # over Diameter connections
+        #: Cx for CSCFs in this process (typed, without Diameter messages)
+        self.local_cx = LocalCx(self.cx)
+
+    @property
+    def requests_answered(self) -> int:
+        """Cx requests answered so far: over Diameter and from CSCFs in this process."""
+        return self._answered + self.local_cx.requests
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,7 +180,7 @@ class HssServer:
         return conn
 
     def _on_request(self, conn: DiameterConnection, request: Message) -> Message | None:
-        self.requests_answered += 1
+        self._answered += 1
         return self.cx.handle(request)
 
     def answer_local(self, request: Message) -> asyncio.Future[Message]:
@@ -182,34 +189,10 @@ class HssServer:
         The request is what its builder made (not stamped with identifiers, not validated
         against the dictionary: our own builders make valid requests). As over TCP, the
         requests of one loop iteration are one batch of the store's row cache and their
-        registration changes are stored before their answers are delivered (next iteration).
+        registration changes are stored before their answers are delivered (next iteration,
+        :meth:`LocalCx.run`). :attr:`local_cx` skips the Diameter messages too.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
-        if not self._local:
-            self.subscribers.begin_batch()
-            loop.call_soon(self._end_local_batch)
-        try:
-            self.requests_answered += 1
-            answer = self.cx.handle(request)
-        except Exception:
-            log.exception("HSS: Cx command %d failed", request.command_code)
-            answer = None
-        self._local.append((future, answer))
-        return future
-
-    def _end_local_batch(self) -> None:
-        done, self._local = self._local, []
-        try:
-            self.subscribers.end_batch()
-        finally:
-            for future, answer in done:
-                if future.done():
-                    continue
-                if answer is None:
-                    future.set_exception(ConnectionClosed("the HSS did not answer"))
-                else:
-                    future.set_result(answer)
+        return self.local_cx.run(lambda: self.cx.handle(request))
 
     # --- peers ----------------------------------------------------------------------------------------
     def peers(self) -> list[DiameterConnection]:
