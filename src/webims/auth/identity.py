@@ -25,6 +25,7 @@ with the ``00`` international prefix.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 __all__ = [
+    "NO_RULES",
     "SCOPES",
     "DestinationDecision",
     "DestinationRules",
@@ -144,7 +146,7 @@ class DestinationRules:
     def from_claim(cls, claim: object) -> DestinationRules:
         """Parse a ``dest`` claim; raises ValueError if malformed."""
         if claim is None:
-            return cls()
+            return NO_RULES if cls is DestinationRules else cls()
         if not isinstance(claim, Mapping):
             raise ValueError("dest claim is not an object")
 
@@ -185,17 +187,29 @@ class DestinationRules:
         return DestinationDecision(True, f"destination {target} allowed")
 
 
+_NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
+
+#: No destination rules (frozen: one shared instance).
+NO_RULES = DestinationRules()
+
+
 def _strings(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
     if isinstance(value, Iterable):
-        return tuple(str(v) for v in value)
+        return tuple(map(str, value))
     return (str(value),)
 
 
-@dataclass(frozen=True)
+@functools.lru_cache(maxsize=256)
+def _scope_set(scope: str) -> frozenset[str]:
+    """The scopes of a ``scope`` claim (RFC 9068 §2.2.3: space-separated): the same few strings."""
+    return frozenset(scope.split())
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     """Who a verified token / session is, in IMS terms (TS 23.228 IMPI/IMPU)."""
 
@@ -209,7 +223,7 @@ class Identity:
     pool: str | None = None
     allocation: str | None = None  # pool allocation (lease) id; release/renew it via PoolManager
     jti: str | None = None
-    dest: DestinationRules = DestinationRules()
+    dest: DestinationRules = NO_RULES
     source: Source = "token"
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -222,25 +236,29 @@ class Identity:
         return scope in self.scopes
 
     @classmethod
-    def from_claims(cls, claims: Mapping[str, Any], source: Source = "token") -> Identity:
-        """Build from RFC 9068 claims plus the webims IMS claims (impi, impu, pool, alc, dest)."""
-        scope = claims.get("scope", "")
-        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset(_strings(scope))
-        impi = claims.get("impi")
+    def from_claims(
+        cls, claims: Mapping[str, Any], source: Source = "token", *, keep_claims: bool = True
+    ) -> Identity:
+        """Build from RFC 9068 claims plus the webims IMS claims (impi, impu, pool, alc, dest);
+        ``keep_claims=False``: without a copy of the raw claims (``claims`` left empty)."""
+        get = claims.get
+        scope = get("scope", "")
+        scopes = _scope_set(scope) if isinstance(scope, str) else frozenset(_strings(scope))
+        impi, client_id, pool, alc, jti = get("impi"), get("client_id"), get("pool"), get("alc"), get("jti")
         return cls(
-            sub=str(claims.get("sub", "")),
-            issuer=str(claims.get("iss", "")),
-            expires_at=float(claims.get("exp", 0)),
+            sub=str(get("sub", "")),
+            issuer=str(get("iss", "")),
+            expires_at=float(get("exp", 0)),
             scopes=scopes,
-            client_id=str(claims["client_id"]) if claims.get("client_id") is not None else None,
+            client_id=str(client_id) if client_id is not None else None,
             impi=str(impi) if impi is not None else None,
-            impus=_strings(claims.get("impu")),
-            pool=str(claims["pool"]) if claims.get("pool") is not None else None,
-            allocation=str(claims["alc"]) if claims.get("alc") is not None else None,
-            jti=str(claims["jti"]) if claims.get("jti") is not None else None,
-            dest=DestinationRules.from_claim(claims.get("dest")),
+            impus=_strings(get("impu")),
+            pool=str(pool) if pool is not None else None,
+            allocation=str(alc) if alc is not None else None,
+            jti=str(jti) if jti is not None else None,
+            dest=DestinationRules.from_claim(get("dest")),
             source=source,
-            claims=MappingProxyType(dict(claims)),
+            claims=MappingProxyType(dict(claims)) if keep_claims else _NO_CLAIMS,
         )
 
 

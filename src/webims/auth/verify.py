@@ -386,6 +386,17 @@ def _verify_ecdsa(key: ECKey, ecdsa: tuple[int, ec.ECDSA], message: bytes, signa
     return True
 
 
+def _not_ahead(value: object, name: str, limit: float, now: float) -> None:
+    """``nbf`` / ``iat`` (RFC 7519 §4.1.5-6), when present: a number not past ``limit``."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidToken(f"bad {name} claim")
+    if value > limit:
+        what = "not valid yet" if name == "nbf" else "issued in the future"
+        raise InvalidToken(f"token {what} ({int(value - now)} s ahead)")
+
+
 class _UnknownKey(InvalidToken):
     def __init__(self, reason: str, issuer: TrustedIssuer) -> None:
         super().__init__(reason)
@@ -450,11 +461,12 @@ class TokenVerifier:
             raise InvalidToken("token has been revoked")
         return self._finish(identity, scope)
 
-    async def verify(self, token: str, *, scope: str | None = None) -> Identity:
+    async def verify(self, token: str, *, scope: str | None = None, keep_claims: bool = True) -> Identity:
         """Verify, refreshing a JWKS on an unknown kid (rate-limited) and introspecting
         opaque tokens when an :class:`Introspector` is configured (every token with
         ``introspect_all=True``: seed 004 §6.X.2.2.3 NOTE 2, the server answers with the
-        IMPI/IMPU and knows about revocation at once)."""
+        IMPI/IMPU and knows about revocation at once). ``keep_claims=False``: a local
+        token's identity comes without its raw ``claims`` (for a cache of verified tokens)."""
         if self._introspect_all:
             return self._finish(await self._introspect(token), scope)
         try:
@@ -467,10 +479,10 @@ class TokenVerifier:
         if trusted.keys.needs_refresh():
             await trusted.keys.refresh()
         try:
-            return self._finish(self._verify_parsed(parsed), scope)
+            return self._finish(self._verify_parsed(parsed, keep_claims), scope)
         except _UnknownKey as exc:
             if await exc.trusted.keys.refresh():
-                return self._finish(self._verify_parsed(parsed), scope)
+                return self._finish(self._verify_parsed(parsed, keep_claims), scope)
             raise
 
     # ------------------------------------------------------------------ steps
@@ -508,7 +520,7 @@ class TokenVerifier:
     def _verify_jwt(self, token: str) -> Identity:
         return self._verify_parsed(self._split(token))
 
-    def _verify_parsed(self, parsed: _Parsed) -> Identity:
+    def _verify_parsed(self, parsed: _Parsed, keep_claims: bool = True) -> Identity:
         header, claims, signing_input, signature = parsed
         trusted = self._trusted(claims)
         alg = header.get("alg")
@@ -551,40 +563,42 @@ class TokenVerifier:
         if not valid:
             raise InvalidToken("bad signature")
         self._check_claims(trusted, claims)
-        return self._identity(trusted, claims)
+        return self._identity(trusted, claims, keep_claims)
 
     def _check_claims(self, trusted: TrustedIssuer, claims: Mapping[str, Any]) -> None:
         now = self._clock()
-        aud = claims.get("aud")
-        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if not any(a in trusted.audiences for a in auds if isinstance(a, str)):
-            raise InvalidToken(f"wrong audience {aud!r}: expected {trusted.audiences[0]!r}")
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
+        get = claims.get
+        aud = get("aud")
+        audiences = trusted.audiences
+        if isinstance(aud, str):
+            known = aud in audiences
+        else:
+            known = isinstance(aud, list) and any(isinstance(a, str) and a in audiences for a in aud)
+        if not known:
+            raise InvalidToken(f"wrong audience {aud!r}: expected {audiences[0]!r}")
+        exp = get("exp")
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
             raise InvalidToken("token has no expiry (exp)")
-        if now > exp + self.leeway:
+        leeway = self.leeway
+        if now > exp + leeway:
             raise InvalidToken(f"token expired {int(now - exp)} s ago")
-        for name in ("nbf", "iat"):
-            value = claims.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise InvalidToken(f"bad {name} claim")
-            if value > now + self.leeway:
-                what = "not valid yet" if name == "nbf" else "issued in the future"
-                raise InvalidToken(f"token {what} ({int(value - now)} s ahead)")
-        jti = claims.get("jti")
+        _not_ahead(get("nbf"), "nbf", now + leeway, now)
+        _not_ahead(get("iat"), "iat", now + leeway, now)
+        jti = get("jti")
         if trusted.require_jti and (not isinstance(jti, str) or not jti):
             raise InvalidToken("token has no jti")
         if isinstance(jti, str) and self._revoked is not None and self._revoked(jti):
             raise InvalidToken("token has been revoked")
 
-    def _identity(self, trusted: TrustedIssuer, claims: Mapping[str, Any]) -> Identity:
+    def _identity(
+        self, trusted: TrustedIssuer, claims: Mapping[str, Any], keep_claims: bool = True
+    ) -> Identity:
         if trusted.mapping is None:
-            if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            sub = claims.get("sub")
+            if not isinstance(sub, str) or not sub:
                 raise InvalidToken("token has no subject (sub)")
             try:
-                return Identity.from_claims(claims, "token")
+                return Identity.from_claims(claims, "token", keep_claims=keep_claims)
             except (ValueError, TypeError) as exc:
                 raise InvalidToken(f"bad identity claims: {exc}") from None
         try:

@@ -305,14 +305,14 @@ class Gateway:
         if hit is not None and hit[0] > now:
             cache.move_to_end(key)
             return verifier.recheck(hit[1], scope=scope)
-        identity = await verifier.verify(token)
+        identity = await verifier.verify(token, keep_claims=False)
         lifetime = max(0.0, identity.expires_at - time.time())
         ttl = lifetime if self.token_cache_seconds is None else min(self.token_cache_seconds, lifetime)
         if ttl > 0:
             cache.pop(key, None)
             while cache and (len(cache) >= TOKEN_CACHE_SIZE or next(iter(cache.values()))[0] <= now):
                 cache.popitem(last=False)  # the least recently used (first when it has expired)
-            cache[key] = (now + ttl, _without_claims(identity))
+            cache[key] = (now + ttl, _without_claims(identity) if identity.claims else identity)
         if scope is not None and scope not in identity.scopes:
             raise InsufficientScope(f"token does not grant scope {scope!r}", scope=scope)
         return identity

@@ -13,14 +13,16 @@
 - :func:`translate_from`: pool mode (seed 004 §6.X.2.2.5) — the WIC's own address
   becomes the allocated IMPU in From (tags and display name kept).
 - :func:`charging_vector`: P-Charging-Vector with a fresh icid (RFC 7315 §4.6).
-- :func:`random_hex`: random identifiers (Call-IDs, tags, icids) from a buffered
-  ``os.urandom`` pool: one system call per few hundred identifiers.
+- :func:`random_hex`, :func:`random_token`: random identifiers (Call-IDs, tags, icids,
+  binding ids) from a buffered ``os.urandom`` pool: one system call per few hundred identifiers.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
+import re
 
 from webims.sip import NameAddr, ParseError, Request, Response, SipURI, TelURI, parse_name_addr, parse_uri
 
@@ -33,6 +35,7 @@ __all__ = [
     "charging_vector",
     "impu_key",
     "random_hex",
+    "random_token",
     "same_identity",
     "strip_untrusted",
     "translate_from",
@@ -66,13 +69,31 @@ def aor_of(uri: object) -> str:
     return str(uri)
 
 
-@functools.lru_cache(maxsize=65_536)
 def impu_key(value: str) -> str:
-    """A canonical form of a public identity for table keys (scheme, user, host; no parameters)."""
+    """A canonical form of a public identity for table keys (scheme, user, host; no parameters).
+
+    A plain ``sip:user@host`` (lower-case host, no escapes, port or parameters) is its own
+    key, told without parsing it (what every registration's IMPU usually is)."""
+    if _CANONICAL.fullmatch(value) is not None:
+        return value
+    return _impu_key(value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _impu_key(value: str) -> str:
     try:
         return aor_of(parse_uri(_bare(value)))
     except ParseError:
         return value
+
+
+#: ``sips?:user@host`` that parses (RFC 3261 §25.1: unreserved and user-unreserved characters,
+#: no escapes, ``;`` or ``:``; a hostname in lower case, no IP address, no port) and that
+#: :func:`aor_of` gives back unchanged.
+_CANONICAL = re.compile(
+    r"sips?:[A-Za-z0-9\-_.!~*'()&=+$,]+@"
+    r"(?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)*[a-z](?:[a-z0-9\-]*[a-z0-9])?\.?"
+)
 
 
 def same_identity(a: str, b: str) -> bool:
@@ -93,6 +114,9 @@ def associated_uris(response: Response) -> list[str]:
     """URIs of P-Associated-URI (RFC 7315 §4.1), in order; unusable entries skipped."""
     out: list[str] = []
     for value in response.headers.get_all("P-Associated-URI"):
+        if value.startswith("<") and value.endswith(">") and _CANONICAL.fullmatch(value, 1, len(value) - 1):
+            out.append(value[1:-1])  # ``<sip:user@host>``: what parsing it gives, without parsing
+            continue
         try:
             out.append(parse_name_addr(value).uri_text)
         except ParseError:
@@ -156,6 +180,16 @@ def random_hex(nbytes: int) -> str:
     chunk = _pool[-nbytes:]
     del _pool[-nbytes:]
     return chunk.hex()
+
+
+def random_token(nbytes: int) -> str:
+    """``secrets.token_urlsafe(nbytes)`` from the same buffered pool as :func:`random_hex`."""
+    global _pool
+    if len(_pool) < nbytes:
+        _pool = bytearray(os.urandom(max(_POOL_SIZE, nbytes)))
+    chunk = bytes(_pool[-nbytes:])
+    del _pool[-nbytes:]
+    return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode("ascii")
 
 
 def _forget_pool() -> None:

@@ -93,6 +93,7 @@ class Modes:
         self.gw = gateway
         self.config = gateway.config
         self.registrar = gateway.registrar
+        self._domain_uri = sys.intern(f"sip:{self.config.domain}")  # one string for all bindings
 
     # ================================================================== entry
     async def register(
@@ -103,7 +104,7 @@ class Modes:
             return
         kind = presented.kind
         if kind == "bearer":
-            if not {"web-token", "pool"} & set(allowed):
+            if "web-token" not in allowed and "pool" not in allowed:
                 self._refuse(attempt, "web-token")
                 return
             try:
@@ -113,7 +114,7 @@ class Modes:
                 return
             await self._with_identity(attempt, identity, "web-token", allowed)
             return
-        if kind == "session" and not {"web-login", "pool"} & set(allowed):
+        if kind == "session" and "web-login" not in allowed and "pool" not in allowed:
             kind = "none"  # a cookie the browser sends anyway: this WIC authenticates with the IMS
         if kind == "session":
             try:
@@ -143,7 +144,7 @@ class Modes:
             return
         relay = [m for m in RELAY if m in allowed]
         if not relay:
-            if {"web-token", "pool"} & set(allowed):
+            if "web-token" in allowed or "pool" in allowed:
                 attempt.reply(401, headers=[("WWW-Authenticate", self.gw.bearer_challenge())])
             else:
                 attempt.reply(403, "Forbidden (credentials required: web login or password)")
@@ -412,7 +413,7 @@ class Modes:
             return
         if binding is None:
             binding = self.registrar.new_binding(attempt, mode)
-            binding.request_uri = sys.intern(f"sip:{self.config.domain}")  # one string for all
+            binding.request_uri = self._domain_uri
         else:
             self.registrar.attach(binding, attempt.flow)
         self._adopt_identity(binding, identity)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
-import itertools
 import logging
 import re
 import time
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING
 from webims.endpoint import IncomingRequest
 from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr
 
+from .due import DueHeap
 from .identity import charging_vector, random_hex
 
 if TYPE_CHECKING:
@@ -124,10 +123,7 @@ class RegEvents:
         self.by_impu: dict[str, Subscription] = {}
         self.by_call_id: dict[str, Subscription] = {}
         self.notifies = 0
-        self._heap: list[tuple[float, int, Subscription]] = []
-        self._seq = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._due: DueHeap[Subscription] = DueHeap(self._refresh, self.by_impu.__len__)
         self._ours_cache: tuple[int, str, Header, Header] | None = None
         self._closed = False
 
@@ -164,9 +160,7 @@ class RegEvents:
         self._closed = True  # SUBSCRIBEs still in flight are not answered any more
         for sub in list(self.by_impu.values()):
             sub.due = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._due.stop()
 
     def _ours(self) -> tuple[str, Header, Header]:
         """``<our Mw URI>``, and our Contact and P-Asserted-Identity header lines (shared by
@@ -184,7 +178,8 @@ class RegEvents:
         sub.cseq += 1
         to = f"<{sub.impu}>" + (f";tag={sub.to_tag}" if sub.to_tag else "")
         # header lines made with their canonical keys (values are ours or from parsed messages)
-        headers = [Header("Route", r, None, "route") for r in sub.route]
+        route = _route(tuple(sub.route)) if sub.route else None
+        headers = list(route[0]) if route is not None else []
         headers += [
             _MAX_FORWARDS,
             Header("From", f"{ours};tag={sub.from_tag}", None, "from"),
@@ -199,8 +194,8 @@ class RegEvents:
             Header("P-Charging-Vector", charging_vector(self.config.uri_host)),
         ]
         request = Request("SUBSCRIBE", sub.remote_target, Headers(headers))
-        if sub.route:
-            request.headers.set_view("route", _parsed_route(tuple(sub.route)))  # parsed once per route set
+        if route is not None:
+            request.headers.set_view("route", route[1])  # parsed once per route set
         return request
 
     def _send(self, sub: Subscription, expires: int) -> None:
@@ -275,40 +270,9 @@ class RegEvents:
         self._arm(sub, sub.expires_at - (600 if granted > 1200 else granted / 2))
 
     def _arm(self, sub: Subscription, when: float) -> None:
-        """Refresh ``sub`` at ``when`` (wall clock). All subscriptions share one loop timer over
-        a heap of (due, subscription); an entry whose time is no longer the subscription's
-        ``due`` is stale and skipped (no TimerHandle per subscription: 10,000 WICs)."""
-        sub.due = when
-        heapq.heappush(self._heap, (when, next(self._seq), sub))
-        if len(self._heap) > 2 * len(self.by_impu) + 1024:
-            self._heap = [e for e in self._heap if e[2].due == e[0]]
-            heapq.heapify(self._heap)
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        heap = self._heap
-        while heap and heap[0][2].due != heap[0][0]:
-            heapq.heappop(heap)  # stale
-        if not heap:
-            return
-        due = heap[0][0]
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= due:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer_at = due
-        self._timer = loop.call_at(loop.time() + max(0.0, due - time.time()), self._fire)
-
-    def _fire(self) -> None:
-        self._timer = self._timer_at = None
-        now = time.time()
-        while self._heap and self._heap[0][0] <= now + 0.001:
-            due, _, sub = heapq.heappop(self._heap)
-            if sub.due == due:
-                sub.due = None
-                self._refresh(sub)
-        self._arm_timer()
+        """Refresh ``sub`` at ``when`` (wall clock): all subscriptions share one loop timer
+        (:class:`~.due.DueHeap`; no TimerHandle per subscription: 10,000 WICs)."""
+        self._due.push(sub, when)
 
     def _refresh(self, sub: Subscription) -> None:
         if self.by_impu.get(sub.impu) is sub:
@@ -404,9 +368,10 @@ _OTHER_REFERENCE = re.compile(rb"&(?!(?:lt|gt|amp|quot|apos);)")
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed_route(route: tuple[str, ...]) -> list[NameAddr]:
-    """The Route entries of a subscription (the Service-Route: one per S-CSCF), parsed."""
-    return [parse_name_addr(r) for r in route]
+def _route(route: tuple[str, ...]) -> tuple[tuple[Header, ...], list[NameAddr]]:
+    """The Route of a subscription (the Service-Route: the same few for every user): its header
+    lines (shared: header lines are never changed in place) and its entries, parsed once."""
+    return tuple(Header("Route", r, None, "route") for r in route), [parse_name_addr(r) for r in route]
 
 
 def _contact_state(info: RegInfo, ims_contact: str) -> ContactState | None:

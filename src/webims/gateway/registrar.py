@@ -28,9 +28,6 @@ reg-event subscription of its IMPU when it was the last binding of that IMPU.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -39,8 +36,10 @@ from webims.endpoint import IncomingRequest
 from webims.sip import NameAddr, ParseError, Request, Response, SipURI
 from webims.sip.auth_header import parse_credentials
 
+from .due import DueHeap
 from .identity import aor_of
 from .policy import PASSWORD_SCHEME
+from .regmsg import contact_without_expires, new_dialog
 from .state import Binding, binding_key
 from .wic import Flow
 
@@ -106,10 +105,7 @@ class Registrar:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.config = gateway.config
-        self._heap: list[tuple[float, int, Binding]] = []
-        self._seq = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._due: DueHeap[Binding] = DueHeap(self._due_now, gateway.bindings.__len__)
 
     # ------------------------------------------------------------------ entry
     async def handle(self, incoming: IncomingRequest, flow: Flow) -> None:
@@ -132,7 +128,6 @@ class Registrar:
         request = incoming.request
         cfg = self.config
         aor = aor_of(request.to.uri)
-        vias = request.via
         contacts = request.contact
         star = not contacts and request.contact_star
         header_expires = request.expires
@@ -154,7 +149,7 @@ class Registrar:
         contact = contacts[0]
         instance = contact.sip_instance
         reg_id = contact.reg_id if instance is not None else None  # RFC 5626 §6: ignored without instance
-        if reg_id is not None and len(vias) > 1:
+        if reg_id is not None and len(request.via) > 1:
             paths = request.path
             first_hop = paths[-1].uri if paths else None
             if not isinstance(first_hop, SipURI) or "ob" not in first_hop.params:
@@ -196,8 +191,6 @@ class Registrar:
         return self.gw.bindings.by_key.get(key)
 
     def new_binding(self, attempt: RegisterAttempt, mode: str) -> Binding:
-        from .regmsg import contact_without_expires, new_dialog
-
         assert attempt.contact is not None
         call_id, from_tag = new_dialog()
         now = time.time()
@@ -242,57 +235,25 @@ class Registrar:
     def schedule(self, binding: Binding) -> None:
         """(Re)arm the binding's deadline: the earliest of its expiry, grace end and IMS refresh.
 
-        All bindings share one loop timer over a heap of (deadline, binding); an entry whose
-        deadline is no longer the binding's ``due`` is stale and skipped. That keeps an idle
-        binding to one small heap entry (no TimerHandle and context copy each).
+        All bindings share one loop timer (:class:`~.due.DueHeap`): an idle binding costs one
+        small heap entry (no TimerHandle and context copy each).
         """
         if self.gw.bindings.by_id.get(binding.id) is not binding:
             binding.due = None
             return
-        deadlines = [binding.expires_at]
-        if binding.grace_until is not None:
-            deadlines.append(binding.grace_until)
+        due = binding.expires_at
+        if binding.grace_until is not None and binding.grace_until < due:
+            due = binding.grace_until
         refresh = self.refresh_at(binding)
-        if refresh is not None:
-            deadlines.append(refresh)
-        due = min(deadlines)
-        if binding.due == due:
-            return
-        binding.due = due
-        heapq.heappush(self._heap, (due, next(self._seq), binding))
-        if len(self._heap) > 2 * len(self.gw.bindings) + 1024:
-            self._heap = [e for e in self._heap if e[2].due == e[0]]
-            heapq.heapify(self._heap)
-        self._arm()
+        if refresh is not None and refresh < due:
+            due = refresh
+        self._due.push(binding, due)
 
-    def _arm(self) -> None:
-        while self._heap and self._heap[0][2].due != self._heap[0][0]:
-            heapq.heappop(self._heap)  # stale
-        if not self._heap:
-            return
-        due = self._heap[0][0]
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= due:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer_at = due
-        self._timer = loop.call_at(loop.time() + max(0.0, due - time.time()), self._fire)
-
-    def _fire(self) -> None:
-        self._timer = self._timer_at = None
-        now = time.time()
-        while self._heap and self._heap[0][0] <= now + 0.001:
-            due, _, binding = heapq.heappop(self._heap)
-            if binding.due == due:
-                binding.due = None
-                self.gw.spawn(self._on_timer(binding))
-        self._arm()
+    def _due_now(self, binding: Binding) -> None:
+        self.gw.spawn(self._on_timer(binding))
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
+        self._due.stop()
 
     def refresh_at(self, binding: Binding) -> float | None:
         if binding.mode not in GATEWAY_MANAGED or not binding.confirmed or not binding.ims_expires_at:

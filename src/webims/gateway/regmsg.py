@@ -64,7 +64,9 @@ COPIED_RESPONSE_HEADERS = (
 )  # fmt: skip
 #: Header fields of the WIC's REGISTER that we keep in ours.
 COPIED_REQUEST_HEADERS = ("User-Agent", "Allow", "Accept", "Allow-Events")
-_COPIED_KEYS = frozenset(name.lower() for name in COPIED_REQUEST_HEADERS)
+_COPIED_ORDER = tuple(name.lower() for name in COPIED_REQUEST_HEADERS)
+_COPIED_KEYS = frozenset(_COPIED_ORDER)
+_COPIED_NAMES = dict(zip(_COPIED_ORDER, COPIED_REQUEST_HEADERS, strict=True))
 
 
 def contact_without_expires(contact: NameAddr) -> str:
@@ -165,25 +167,29 @@ class RegisterBuilder:
         if outbound:
             supported.add("outbound")
         if wic_request is not None:  # one pass over the WIC's header fields
-            copied: dict[str, list[str]] = {}
+            copied: dict[str, list[Header]] = {}
             for h in wic_request.headers.fields:
-                if h.key == "supported":
+                key = h.key
+                if key == "supported":
                     supported.update(_option_tags(h.value))
-                elif h.key in _COPIED_KEYS:
-                    values = split_list(h.value) if is_list_header(h.key) else [h.value]  # as get_all
-                    copied.setdefault(h.key, []).extend(values)
+                elif key in _COPIED_KEYS:
+                    copied.setdefault(key, []).extend(_copied_lines(key, h.value))
             supported.discard("sec-agree")
-            for name in COPIED_REQUEST_HEADERS if copied else ():
-                headers.extend((name, value) for value in copied.get(name.lower(), ()))
+            for key in _COPIED_ORDER if copied else ():
+                lines = copied.get(key)
+                if lines is not None:
+                    headers.extend(lines)
         if supported:
             headers.append(_supported(frozenset(supported)))
         if authorization is not None:
-            headers.append(("Authorization", authorization))
+            headers.append(Header("Authorization", _one_line(authorization), None, "authorization"))
         if self.as_pcscf:
             if path is not None:
-                headers.append(("Path", path))
+                headers.append(Header("Path", _one_line(path), None, "path"))
             headers.append(self._pvni)
-            headers.append(Header("P-Charging-Vector", charging_vector(self.generated_at)))
+            headers.append(
+                Header("P-Charging-Vector", charging_vector(self.generated_at), None, "p-charging-vector")
+            )
             if self.access_network_info and wic_ip is not None:
                 headers.append(("P-Access-Network-Info", self.access_network_info.replace("{ip}", wic_ip)))
         return Request("REGISTER", request_uri, Headers(headers))
@@ -227,6 +233,23 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 #: A ``ck`` / ``ik`` auth-param (TS 24.229 §5.2.2.1) could be in a challenge (or in a quoted value).
 _KEY_PARAM = re.compile(r"(?:^|[\s,])(?:ck|ik)\s*=", re.IGNORECASE)
 _MAX_FORWARDS = Header("Max-Forwards", "70")
+
+
+@functools.lru_cache(maxsize=256)
+def _copied_lines(key: str, value: str) -> tuple[Header, ...]:
+    """Our header lines for one of the WIC's :data:`COPIED_REQUEST_HEADERS` lines: one per
+    value of a list header (what ``get_all`` gives), shared (header lines are never changed in
+    place; the same few values from every WIC)."""
+    values = split_list(value) if is_list_header(key) else [value]
+    name = _COPIED_NAMES[key]
+    return tuple(Header(name, _one_line(v), None, key) for v in values)
+
+
+def _one_line(value: str) -> str:
+    """A header value we copy or make: one line (what ``Headers`` checks for name/value pairs)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value with CR or LF: {value!r}")
+    return value
 
 
 @functools.lru_cache(maxsize=256)
