@@ -25,7 +25,8 @@ from types import ModuleType
 __all__ = ["COMPILED", "MANIFEST", "compiled", "install", "manifest_for", "stale"]
 
 #: The per-message path of the gateway and the lab core: SIP parsing, headers, URIs,
-#: transactions, the endpoint and the transports.
+#: transactions, the endpoint, the transports, the gateway's registration path and the
+#: lab core's CSCFs.
 COMPILED: tuple[str, ...] = (
     "webims.sip.errors",
     "webims.sip.uri",
@@ -33,6 +34,8 @@ COMPILED: tuple[str, ...] = (
     "webims.sip.message",
     "webims.sip.parser",
     "webims.sip.framing",
+    "webims.sip.auth_header",
+    "webims.sip.digest",
     "webims.sip.transaction",
     "webims.sip.transaction_layer",
     "webims.sip.dialog",
@@ -43,6 +46,32 @@ COMPILED: tuple[str, ...] = (
     "webims.transport.stream",
     "webims.transport.websocket",
     "webims.endpoint",
+    # the gateway's registration path
+    "webims.gateway.core",
+    "webims.gateway.wic",
+    "webims.gateway.regmsg",
+    "webims.gateway.modes",
+    "webims.gateway.registrar",
+    "webims.gateway.regevent",
+    "webims.gateway.ims",
+    "webims.gateway.state",
+    "webims.gateway.identity",
+    "webims.gateway.policy",
+    "webims.gateway.ratelimit",
+    "webims.gateway.due",
+    "webims.auth.verify",
+    "webims.auth.identity",
+    "webims.auth.tokens",
+    # the lab core's SIP side (its HSS and Cx client stay interpreted)
+    "webims.labcore.scscf",
+    "webims.labcore.scscf_registrar",
+    "webims.labcore.scscf_auth",
+    "webims.labcore.scscf_routing",
+    "webims.labcore.icscf",
+    "webims.labcore.regevent",
+    "webims.labcore.registrations",
+    "webims.labcore.proxy",
+    "webims.labcore.local_hop",
 )
 MANIFEST = "_compiled.json"
 _SRC = Path(__file__).resolve().parent.parent

@@ -13,6 +13,7 @@ from typing import Any
 from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, REALM, Lab, LabFactory, token_for, usim
 from wicclient import Wic, bearer, password_header
 
+from webims.gateway.regmsg import RegisterBuilder
 from webims.labcore.registrations import Binding as CoreBinding
 from webims.sip import Request
 from webims.sip.auth_header import parse_challenge
@@ -101,16 +102,18 @@ async def test_relayed_credentials_keep_their_text(lab: Lab) -> None:
     """TS 24.229 §5.2.2.1: the WIC's Digest credentials reach the S-CSCF as the WIC wrote them,
     with the gateway's integrity-protected (WSS, flow not yet bound: tls-pending) appended; one
     the WIC wrote itself is replaced, never kept beside ours."""
-    builder = lab.gateway.register_builder
     built: list[tuple[str | None, str | None]] = []
-    build = builder.build
 
-    def spy(**kw: Any) -> Request:  # records what the gateway asked for, builds it as ever
-        wic_request = kw.get("wic_request")
-        built.append((wic_request.headers.get("Authorization") if wic_request else None, kw["authorization"]))
-        return build(**kw)
+    class Spy(RegisterBuilder):  # records what the gateway asked for, builds it as ever
+        def build(self, **kw: Any) -> Request:
+            wic_request = kw.get("wic_request")
+            theirs = wic_request.headers.get("Authorization") if wic_request else None
+            built.append((theirs, kw["authorization"]))
+            return super().build(**kw)
 
-    builder.build = spy  # type: ignore[method-assign]
+    b = lab.gateway.register_builder
+    lab.gateway.register_builder = Spy(as_pcscf=b.as_pcscf, pvni=b.pvni, generated_at=b.generated_at,
+                                       access_network_info=b.access_network_info)  # fmt: skip
     wic = Wic(lab.url, origin=ORIGIN, user="bob")
     await wic.connect()
     try:
@@ -128,7 +131,7 @@ async def test_relayed_credentials_keep_their_text(lab: Lab) -> None:
         sent = built[-1][1] or ""
         assert sent.count("integrity-protected") == 1 and 'integrity-protected="yes"' not in sent
     finally:
-        builder.build = build  # type: ignore[method-assign]
+        lab.gateway.register_builder = b
         await wic.close()
 
 

@@ -34,6 +34,7 @@ from aiohttp import WSCloseCode, web
 
 from webims.auth.sessions import cookie_value
 from webims.endpoint import RequestHandler, SipEndpoint
+from webims.sip import DEFAULT_TIMERS, TimerSettings
 from webims.transport import Connection, OriginPolicy, WebSocketConnection
 from webims.transport.websocket import WebSocketEndpoint
 
@@ -99,8 +100,11 @@ class FlowTokens:
 class _WicEndpoint(SipEndpoint):
     """A SipEndpoint that reports WebSocket flows opening and closing."""
 
-    def __init__(self, side: WicSide, on_request: RequestHandler, **options: Any) -> None:
-        super().__init__(on_request, **options)
+    def __init__(self, side: WicSide, on_request: RequestHandler, *, timers: TimerSettings = DEFAULT_TIMERS,
+                 uas_core: bool = True, send_trying: bool = True, **transport_options: Any) -> None:
+        # the keyword-only arguments by name (compiled, a bare **options reached ``timers``)
+        super().__init__(on_request, timers=timers, uas_core=uas_core, send_trying=send_trying,
+                         **transport_options)
         self.side = side
 
     def connection_made(self, conn: Connection) -> None:

@@ -135,29 +135,27 @@ class Registrar:
         try:
             await self._register(incoming, request)
         except ParseError as exc:
-            self._reply(incoming, exc.status if 400 <= exc.status < 700 else 400, exc.reason)
-
-    _reply = staticmethod(reply)
+            reply(incoming, exc.status if 400 <= exc.status < 700 else 400, exc.reason)
 
     async def _register(self, incoming: IncomingRequest, request: Request) -> None:
         impu = canonical(request.to.uri)
         if impu is None:
-            self._reply(incoming, 403, "Forbidden (no public user identity)")
+            reply(incoming, 403, "Forbidden (no public user identity)")
             return
         creds = credentials(request)
         impi = creds.username if creds is not None and creds.username else impi_from_impu(impu)
         # RFC 3327 §5.3: a Path needs "Supported: path" (strict mode)
         if request.path and "path" not in request.option_tags("supported"):
-            self._reply(incoming, 420, "Bad Extension", headers=[("Unsupported", "path")])
+            reply(incoming, 420, "Bad Extension", headers=[("Unsupported", "path")])
             return
         star = request.contact_star
         if star and request.expires != 0:
-            self._reply(incoming, 400, "Bad Request (Contact * needs Expires: 0)")
+            reply(incoming, 400, "Bad Request (Contact * needs Expires: 0)")
             return
         changes = [] if star else self._requested(request)
         for _, expires in changes:
             if 0 < expires < self.config.min_expires:
-                self._reply(incoming, 423, headers=[("Min-Expires", str(self.config.min_expires))])
+                reply(incoming, 423, headers=[("Min-Expires", str(self.config.min_expires))])
                 return
         if not await self.auth.authenticate(incoming, request, creds, impi, impu):
             return
@@ -220,10 +218,10 @@ class Registrar:
             saa, parsed = await self.cx.sar(self.server_name, assignment, impi, [impu])
         except (CxError, DiameterError) as exc:
             log.warning("SAR for %s failed: %s", impu, exc)
-            self._reply(incoming, 480, "Temporarily Unavailable (HSS)")
+            reply(incoming, 480, "Temporarily Unavailable (HSS)")
             return
         if not saa.result.is_success:
-            self._reply(incoming, 403, f"Forbidden (HSS {saa.result.code})")
+            reply(incoming, 403, f"Forbidden (HSS {saa.result.code})")
             return
         subscription = None
         if saa.user_data:
@@ -237,7 +235,7 @@ class Registrar:
         reg.impis.add(impi)
         reg.apply(subscription)
         if impu in reg.barred:
-            self._reply(incoming, 403, "Forbidden (barred)")
+            reply(incoming, 403, "Forbidden (barred)")
             if not reg.bindings:
                 await self._sar_quietly(impi, [impu], ServerAssignmentType.USER_DEREGISTRATION)
             return
@@ -293,7 +291,7 @@ class Registrar:
         headers.append(("Service-Route", f"<{self.service_route}>"))
         if reg.identities:
             headers.append(("P-Associated-URI", ", ".join(f"<{i}>" for i in reg.identities)))
-        self._reply(incoming, 200, headers=headers)
+        reply(incoming, 200, headers=headers)
 
     async def _deregister_request(
         self,
@@ -314,7 +312,7 @@ class Registrar:
                     self._terminate(reg, binding, "unregistered")
             self._arm(reg)
         self.registrations_completed += 1
-        self._reply(
+        reply(
             incoming,
             200,
             headers=[("Service-Route", f"<{self.service_route}>")]

@@ -80,16 +80,6 @@ class AuthParam:
         return f'{self.name}="{_escape(self.value)}"'
 
 
-class _Param:
-    """A read-only attribute naming one auth-param (looked up case-insensitively)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: _AuthValue | None, owner: type | None = None) -> str | None:
-        return None if obj is None else obj.param(self.name)
-
-
 def _opt(*items: tuple[str, str | None, bool]) -> list[AuthParam]:
     """AuthParams for the (name, value, quoted) items whose value is not None."""
     return [AuthParam(n, v, q) for n, v, q in items if v is not None]
@@ -103,10 +93,21 @@ class _AuthValue:
     params: tuple[AuthParam, ...] = ()
     token68: str | None = None
 
-    realm = _Param("realm")
-    nonce = _Param("nonce")
-    opaque = _Param("opaque")
-    algorithm = _Param("algorithm")
+    @property
+    def realm(self) -> str | None:
+        return self.param("realm")
+
+    @property
+    def nonce(self) -> str | None:
+        return self.param("nonce")
+
+    @property
+    def opaque(self) -> str | None:
+        return self.param("opaque")
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.param("algorithm")
 
     def param(self, name: str) -> str | None:
         """The value of parameter ``name`` (case-insensitive), or None."""
@@ -150,9 +151,17 @@ class Challenge(_AuthValue):
     ``ck`` and ``ik`` are the IMS keys the S-CSCF gives the P-CSCF (TS 24.229 §7.2A.1).
     """
 
-    ck = _Param("ck")
-    ik = _Param("ik")
-    scope = _Param("scope")
+    @property
+    def ck(self) -> str | None:
+        return self.param("ck")
+
+    @property
+    def ik(self) -> str | None:
+        return self.param("ik")
+
+    @property
+    def scope(self) -> str | None:
+        return self.param("scope")
 
     @property
     def qop_options(self) -> tuple[str, ...]:
@@ -221,12 +230,29 @@ class Credentials(_AuthValue):
     for trusted-node authentication); ``token`` the Bearer token (RFC 6750 §2.1).
     """
 
-    username = _Param("username")
-    uri = _Param("uri")
-    response = _Param("response")
-    cnonce = _Param("cnonce")
-    auts = _Param("auts")
-    integrity_protected = _Param("integrity-protected")
+    @property
+    def username(self) -> str | None:
+        return self.param("username")
+
+    @property
+    def uri(self) -> str | None:
+        return self.param("uri")
+
+    @property
+    def response(self) -> str | None:
+        return self.param("response")
+
+    @property
+    def cnonce(self) -> str | None:
+        return self.param("cnonce")
+
+    @property
+    def auts(self) -> str | None:
+        return self.param("auts")
+
+    @property
+    def integrity_protected(self) -> str | None:
+        return self.param("integrity-protected")
 
     @property
     def qop(self) -> str | None:
