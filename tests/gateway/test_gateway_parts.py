@@ -195,6 +195,28 @@ async def test_sqlite_store_write_behind_and_reload(tmp_path: Path) -> None:
     assert await memory.load("binding", 5.0) == [{"id": "a"}] and await memory.load("binding", 11.0) == []
 
 
+async def test_sqlite_store_writes_batches_larger_than_one_statement(tmp_path: Path) -> None:
+    """More rows than one INSERT / DELETE statement carries: all written, updated and deleted."""
+    store = Store(tmp_path / "s.sqlite3")
+    try:
+        regs = SqliteRegistrationStore(store, flush_interval=0.05)
+        for i in range(450):
+            regs.put("binding", f"b{i}", {"id": f"b{i}", "v": 1}, 1e10)
+        await regs.flush()
+        for i in range(450):
+            if i % 3 == 0:
+                regs.delete("binding", f"b{i}")
+            else:
+                regs.put("binding", f"b{i}", {"id": f"b{i}", "v": 2}, 1e10)
+        regs.delete("binding", "never-written")
+        await regs.flush()
+        loaded = {r["id"]: r["v"] for r in await SqliteRegistrationStore(store).load("binding", 0.0)}
+        assert loaded == {f"b{i}": 2 for i in range(450) if i % 3}
+        assert regs.writes == 2
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- RFC 3263, DNS server on loopback
 
 ZONE = {
