@@ -17,7 +17,9 @@ extensions at run time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -96,11 +98,14 @@ def main() -> int:
     clean()
     started = time.monotonic()
     print(f"compile: mypyc over {len(COMPILED)} modules (once per change)", file=sys.stderr)
+    output = io.StringIO()  # mypyc's notes ("Treating generator comprehension as list"): shown on failure
     try:
-        build()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            build()
     except (Exception, SystemExit) as exc:  # no compiler: pure Python still works
         clean()
         shutil.rmtree(SRC / "build", ignore_errors=True)
+        print(output.getvalue(), file=sys.stderr)
         print(f"compile: failed ({exc}); webims runs as pure Python", file=sys.stderr)
         return 1
     manifest_path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
