@@ -27,7 +27,8 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypedDict, TypeVar
 
 from webims.diameter import (
     CX_APPLICATION,
@@ -55,6 +56,17 @@ from webims.labcore.hss.user_data import ImsSubscription
 __all__ = ["CxError", "CxTimeout", "CxUnavailable", "DiameterClient", "RequestHandler"]
 
 log = logging.getLogger("webims.labcore.cx")
+_A = TypeVar("_A")
+
+
+class _Routing(TypedDict):
+    """The identifiers every Cx request of this client starts with (RFC 6733 §6)."""
+
+    session_id: str
+    origin_host: str
+    origin_realm: str
+    destination_realm: str
+    destination_host: str | None
 
 RequestHandler = Callable[[Message], Message | None]
 
@@ -266,6 +278,23 @@ class DiameterClient:
         finally:
             timer.cancel()
 
+    async def _in_process(self, procedure: Callable[[str], Awaitable[_A]]) -> _A:
+        """Run a Cx procedure on the HSS in this process (``local_cx``) with a new Session-Id,
+        once the connection that stands for it is open (as a Diameter request would wait)."""
+        conn = self.connection
+        if conn is None or not conn.is_open:
+            await self._opened(self.request_timeout)
+        try:
+            return await procedure(self.sessions.next())
+        except ConnectionClosed as exc:
+            raise CxUnavailable(str(exc)) from None
+
+    def _routing(self) -> _Routing:
+        """Session-Id, Origin-Host/Realm and Destination-Realm/Host of a new request."""
+        return _Routing(session_id=self.sessions.next(), origin_host=self.origin_host,
+                        origin_realm=self.origin_realm, destination_realm=self.destination_realm,
+                        destination_host=self.destination_host)  # fmt: skip
+
     # -- Cx procedures (TS 29.229 §6.1) ------------------------------------------------------------------
     async def uar(
         self,
@@ -277,25 +306,10 @@ class DiameterClient:
         """UAR -> UAA (TS 29.228 §6.1.1), from the I-CSCF."""
         local = self.local_cx
         if local is not None:
-            conn = self.connection
-            if conn is None or not conn.is_open:
-                await self._opened(self.request_timeout)
-            try:
-                return await local.uar(
-                    self.sessions.next(),
-                    user_name,
-                    public_identity,
-                    visited_network_identifier,
-                    user_authorization_type,
-                )
-            except ConnectionClosed as exc:
-                raise CxUnavailable(str(exc)) from None
+            return await self._in_process(lambda session: local.uar(
+                session, user_name, public_identity, visited_network_identifier, user_authorization_type))
         uar = build_uar(
-            session_id=self.sessions.next(),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
-            destination_realm=self.destination_realm,
-            destination_host=self.destination_host,
+            **self._routing(),
             user_name=user_name,
             public_identity=public_identity,
             visited_network_identifier=visited_network_identifier,
@@ -316,27 +330,12 @@ class DiameterClient:
         read ``user_data``)."""
         local = self.local_cx
         if local is not None:
-            conn = self.connection
-            if conn is None or not conn.is_open:
-                await self._opened(self.request_timeout)
-            try:
-                return await local.sar(
-                    self.sessions.next(),
-                    (self.origin_host, self.origin_realm),
-                    server_name,
-                    server_assignment_type,
-                    user_name,
-                    public_identities,
-                    user_data_already_available,
-                )
-            except ConnectionClosed as exc:
-                raise CxUnavailable(str(exc)) from None
+            origin = (self.origin_host, self.origin_realm)
+            return await self._in_process(lambda session: local.sar(
+                session, origin, server_name, server_assignment_type, user_name, public_identities,
+                user_data_already_available))
         sar = build_sar(
-            session_id=self.sessions.next(),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
-            destination_realm=self.destination_realm,
-            destination_host=self.destination_host,
+            **self._routing(),
             server_name=server_name,
             server_assignment_type=server_assignment_type,
             user_data_already_available=user_data_already_available,
@@ -352,27 +351,11 @@ class DiameterClient:
         scheme (and carries RAND||AUTS for a resynchronisation), ``count`` vectors wanted."""
         local = self.local_cx
         if local is not None:
-            conn = self.connection
-            if conn is None or not conn.is_open:
-                await self._opened(self.request_timeout)
-            try:
-                return await local.mar(
-                    self.sessions.next(),
-                    (self.origin_host, self.origin_realm),
-                    server_name,
-                    user_name,
-                    public_identity,
-                    item,
-                    count,
-                )
-            except ConnectionClosed as exc:
-                raise CxUnavailable(str(exc)) from None
+            origin = (self.origin_host, self.origin_realm)
+            return await self._in_process(lambda session: local.mar(
+                session, origin, server_name, user_name, public_identity, item, count))
         mar = build_mar(
-            session_id=self.sessions.next(),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
-            destination_realm=self.destination_realm,
-            destination_host=self.destination_host,
+            **self._routing(),
             user_name=user_name,
             public_identity=public_identity,
             server_name=server_name,
