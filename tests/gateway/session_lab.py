@@ -9,7 +9,7 @@ from typing import Any
 
 from conftest import ORIGIN, PASSWORDS, Lab, LabFactory
 from ims_phone import ImsPhone
-from session_wic import SessionWic, registered
+from session_wic import SessionWic, closing, registered
 
 from webims.gateway.session_settings import SessionConfig
 from webims.gateway.sessions import SessionManager
@@ -64,3 +64,18 @@ async def phone(lab: Lab, user: str = "bob") -> AsyncIterator[ImsPhone]:
         yield p
     finally:
         await p.close()
+
+
+@contextlib.asynccontextmanager
+async def wic_and_phone(
+    make_lab: LabFactory, **options: Any
+) -> AsyncIterator[tuple[SessionManager, SessionWic, ImsPhone]]:
+    """:func:`session_lab` with the WIC ``alice`` registered through the gateway and the IMS
+    phone ``bob`` registered to the lab core; both closed on exit."""
+    async with session_lab(make_lab, **options) as (lab, mgr):
+        (alice,) = await wics(lab, "alice")
+        async with phone(lab) as bob:
+            try:
+                yield mgr, alice, bob
+            finally:
+                await closing(alice)

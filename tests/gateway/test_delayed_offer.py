@@ -23,7 +23,7 @@ from pathlib import Path
 
 from conftest import LabFactory
 from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, phone, session_lab, wics
+from session_lab import eventually, phone, session_lab, wic_and_phone, wics
 from session_wic import Dialog as WicDialog
 from session_wic import SessionWic, chrome_answer, chrome_offer, closing
 
@@ -82,132 +82,112 @@ async def wic_ack(wic: SessionWic, dialog: WicDialog, body: bytes) -> None:
 
 
 async def test_ims_calls_the_wic_without_sdp(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                request, final, provisional = offerless_invite(bob, "sip:alice@ims.test")
-                incoming = await alice.next_request("INVITE")
-                # the WIC's INVITE has no offer either: the WIC makes it (RFC 3261 §13.2.1)
-                assert incoming.body == b"" and incoming.headers.get("Content-Type") is None
-                await alice.answer(incoming, 180)
-                await alice.answer(incoming, 200, body=chrome_offer())
-                response = await asyncio.wait_for(final, 10)
-                assert response.status == 200
-                assert [r.status for r in provisional if r.status > 100] == [180]
-                # the WIC's offer, as it is (media interworking in the IMS), is the 2xx's offer
-                assert b"UDP/TLS/RTP/SAVPF" in response.body and response.content_type == "application/sdp"
-                await asyncio.sleep(0.3)
-                assert not alice.got("ACK")  # not before the IMS's answer is in
-                bob_dialog = Dialog.from_uac(request, response)
-                await ack_with(bob, bob_dialog, request, rtp_sdp())
-                await eventually(lambda: alice.got("ACK"))
-                (ack,) = alice.got("ACK")
-                assert ack.call_id == incoming.call_id and ack.content_type == "application/sdp"
-                assert b"m=audio 30000 RTP/AVP 0 101" in ack.body  # the phone's answer, in the WIC's ACK
-                (call,) = mgr.calls.values()
-                assert call.answered and call.ims.sdp.last_received is not None
-                assert (await bob.send_in(bob_dialog, "BYE")).status == 200
-                await alice.next_request("BYE")
-                await eventually(lambda: not mgr.calls)
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        request, final, provisional = offerless_invite(bob, "sip:alice@ims.test")
+        incoming = await alice.next_request("INVITE")
+        # the WIC's INVITE has no offer either: the WIC makes it (RFC 3261 §13.2.1)
+        assert incoming.body == b"" and incoming.headers.get("Content-Type") is None
+        await alice.answer(incoming, 180)
+        await alice.answer(incoming, 200, body=chrome_offer())
+        response = await asyncio.wait_for(final, 10)
+        assert response.status == 200
+        assert [r.status for r in provisional if r.status > 100] == [180]
+        # the WIC's offer, as it is (media interworking in the IMS), is the 2xx's offer
+        assert b"UDP/TLS/RTP/SAVPF" in response.body and response.content_type == "application/sdp"
+        await asyncio.sleep(0.3)
+        assert not alice.got("ACK")  # not before the IMS's answer is in
+        bob_dialog = Dialog.from_uac(request, response)
+        await ack_with(bob, bob_dialog, request, rtp_sdp())
+        await eventually(lambda: alice.got("ACK"))
+        (ack,) = alice.got("ACK")
+        assert ack.call_id == incoming.call_id and ack.content_type == "application/sdp"
+        assert b"m=audio 30000 RTP/AVP 0 101" in ack.body  # the phone's answer, in the WIC's ACK
+        (call,) = mgr.calls.values()
+        assert call.answered and call.ims.sdp.last_received is not None
+        assert (await bob.send_in(bob_dialog, "BYE")).status == 200
+        await alice.next_request("BYE")
+        await eventually(lambda: not mgr.calls)
 
 
 async def test_wic_calls_without_sdp(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test", b"")
-                got = await bob.next_request("INVITE")
-                assert got.request.body == b"" and got.request.headers.get("Content-Type") is None
-                # no 100rel nor preconditions offered: the gateway has no SDP to put them in
-                tags = got.request.option_tags("supported") | got.request.option_tags("require")
-                assert not tags & {"100rel", "precondition"}
-                # an unreliable 183 with SDP is no offer (RFC 3261 §13.2.1): the WIC gets it without SDP
-                bob.respond(got, 183, to_tag="ph1", body=rtp_sdp())
-                await eventually(lambda: any(r.status == 183 for r in sent.provisional))
-                assert all(not r.body for r in sent.provisional)
-                bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(30004))
-                ok = await alice.final(sent)
-                assert ok.status == 200 and b"m=audio 30004 RTP/AVP" in ok.body  # the IMS's offer
-                await asyncio.sleep(0.3)
-                assert not bob.acks  # the IMS's 2xx waits for the WIC's answer
-                dialog = alice.dialog_from(sent, ok)
-                await wic_ack(alice, dialog, chrome_answer())
-                await eventually(lambda: bob.acks)
-                (ack,) = bob.acks
-                assert ack.call_id == got.request.call_id and ack.content_type == "application/sdp"
-                assert b"a=setup:active" in ack.body  # the WIC's answer in the IMS's ACK
-                bye = await alice.in_dialog(dialog, "BYE")
-                assert (await alice.final(bye)).status == 200
-                await bob.next_request("BYE")
-                await eventually(lambda: not mgr.calls)
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test", b"")
+        got = await bob.next_request("INVITE")
+        assert got.request.body == b"" and got.request.headers.get("Content-Type") is None
+        # no 100rel nor preconditions offered: the gateway has no SDP to put them in
+        tags = got.request.option_tags("supported") | got.request.option_tags("require")
+        assert not tags & {"100rel", "precondition"}
+        # an unreliable 183 with SDP is no offer (RFC 3261 §13.2.1): the WIC gets it without SDP
+        bob.respond(got, 183, to_tag="ph1", body=rtp_sdp())
+        await eventually(lambda: any(r.status == 183 for r in sent.provisional))
+        assert all(not r.body for r in sent.provisional)
+        bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(30004))
+        ok = await alice.final(sent)
+        assert ok.status == 200 and b"m=audio 30004 RTP/AVP" in ok.body  # the IMS's offer
+        await asyncio.sleep(0.3)
+        assert not bob.acks  # the IMS's 2xx waits for the WIC's answer
+        dialog = alice.dialog_from(sent, ok)
+        await wic_ack(alice, dialog, chrome_answer())
+        await eventually(lambda: bob.acks)
+        (ack,) = bob.acks
+        assert ack.call_id == got.request.call_id and ack.content_type == "application/sdp"
+        assert b"a=setup:active" in ack.body  # the WIC's answer in the IMS's ACK
+        bye = await alice.in_dialog(dialog, "BYE")
+        assert (await alice.final(bye)).status == 200
+        await bob.next_request("BYE")
+        await eventually(lambda: not mgr.calls)
 
 
 async def test_ack_without_answer_ends_the_call(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test", b"")
-                got = await bob.next_request("INVITE")
-                bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-                ok = await alice.final(sent)
-                dialog = alice.dialog_from(sent, ok)
-                await alice.ack(dialog)  # no answer (RFC 3264 §5 says it must carry one)
-                # the IMS's 2xx is still ACKed (§13.2.2.4), then both legs end
-                bye = await bob.next_request("BYE")
-                await eventually(lambda: bool(bob.acks))  # (ACK and BYE may cross on UDP)
-                assert not bob.acks[0].body
-                assert "cause=488" in (bye.request.headers.get("Reason") or "")
-                await alice.next_request("BYE")
-                await eventually(lambda: not mgr.calls)
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test", b"")
+        got = await bob.next_request("INVITE")
+        bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
+        ok = await alice.final(sent)
+        dialog = alice.dialog_from(sent, ok)
+        await alice.ack(dialog)  # no answer (RFC 3264 §5 says it must carry one)
+        # the IMS's 2xx is still ACKed (§13.2.2.4), then both legs end
+        bye = await bob.next_request("BYE")
+        await eventually(lambda: bool(bob.acks))  # (ACK and BYE may cross on UDP)
+        assert not bob.acks[0].body
+        assert "cause=488" in (bye.request.headers.get("Reason") or "")
+        await alice.next_request("BYE")
+        await eventually(lambda: not mgr.calls)
 
 
 async def test_reinvite_without_sdp_is_answered_on_its_leg(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-                final = await alice.final(sent)
-                dialog = alice.dialog_from(sent, final)
-                await alice.ack(dialog)
-                bob_dialog = bob.uas_dialog(got, ok)
-                # the IMS side (an AS refreshing the session): the gateway's SDP is the offer again,
-                # the same version (RFC 3264 §8: nothing changed), and the answer comes in the ACK
-                reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
-                response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
-                assert response.status == 200 and response.content_type == "application/sdp"
-                first, again = parse(got.request.body), parse(response.body)
-                assert again.origin.sess_version == first.origin.sess_version
-                assert again.media[0].port == first.media[0].port
-                await ack_with(bob, bob_dialog, reinvite, rtp_sdp())
-                # the WIC side: the same, on its own leg
-                alice_sent = await alice.in_dialog(dialog, "INVITE")
-                alice_ok = await alice.final(alice_sent)
-                assert alice_ok.status == 200 and parse(alice_ok.body).origin == parse(final.body).origin
-                saved = dialog.cseq
-                # the browser's media as they were (its answer's a=setup names its role, RFC 8842 §5.1)
-                await wic_ack(alice, dialog, chrome_offer().replace(b"actpass", b"active"))
-                dialog.cseq = saved
-                await asyncio.sleep(0.3)
-                assert not alice.got("INVITE") and not bob.inbox  # the other legs saw nothing
-                (call,) = mgr.calls.values()
-                assert not call.ended and call.wic.ack_wait is None
-                bye = await alice.in_dialog(dialog, "BYE")
-                assert (await alice.final(bye)).status == 200
-                await bob.next_request("BYE")
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
+        final = await alice.final(sent)
+        dialog = alice.dialog_from(sent, final)
+        await alice.ack(dialog)
+        bob_dialog = bob.uas_dialog(got, ok)
+        # the IMS side (an AS refreshing the session): the gateway's SDP is the offer again,
+        # the same version (RFC 3264 §8: nothing changed), and the answer comes in the ACK
+        reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
+        response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
+        assert response.status == 200 and response.content_type == "application/sdp"
+        first, again = parse(got.request.body), parse(response.body)
+        assert again.origin.sess_version == first.origin.sess_version
+        assert again.media[0].port == first.media[0].port
+        await ack_with(bob, bob_dialog, reinvite, rtp_sdp())
+        # the WIC side: the same, on its own leg
+        alice_sent = await alice.in_dialog(dialog, "INVITE")
+        alice_ok = await alice.final(alice_sent)
+        assert alice_ok.status == 200 and parse(alice_ok.body).origin == parse(final.body).origin
+        saved = dialog.cseq
+        # the browser's media as they were (its answer's a=setup names its role, RFC 8842 §5.1)
+        await wic_ack(alice, dialog, chrome_offer().replace(b"actpass", b"active"))
+        dialog.cseq = saved
+        await asyncio.sleep(0.3)
+        assert not alice.got("INVITE") and not bob.inbox  # the other legs saw nothing
+        (call,) = mgr.calls.values()
+        assert not call.ended and call.wic.ack_wait is None
+        bye = await alice.in_dialog(dialog, "BYE")
+        assert (await alice.final(bye)).status == 200
+        await bob.next_request("BYE")
 
 
 async def test_external_iwf_ims_calls_the_wic_without_sdp(make_lab: LabFactory) -> None:
@@ -303,38 +283,33 @@ async def test_external_iwf_wic_calls_without_sdp(make_lab: LabFactory) -> None:
 async def test_offer_in_a_reliable_18x_answered_in_prack(make_lab: LabFactory) -> None:
     """A WIC that supports 100rel calls without SDP; the IMS offers in a reliable 183 (RFC 3262 §5):
     the WIC gets it reliably, its PRACK's answer goes on in the gateway's PRACK; the 2xx has no SDP."""
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test", b"", [("Supported", "100rel")])
-                got = await bob.next_request("INVITE")
-                assert "100rel" in got.request.option_tags("supported")
-                bob.respond(got, 183, to_tag="ph1", body=rtp_sdp(30006),
-                            headers=[("Require", "100rel"), ("RSeq", "7")])  # fmt: skip
-                await eventually(lambda: any(r.status == 183 for r in sent.provisional))
-                early = next(r for r in sent.provisional if r.status == 183)
-                assert "100rel" in early.option_tags("require") and early.headers.get("RSeq")
-                assert b"m=audio 30006 RTP/AVP" in early.body  # the IMS's offer
-                dialog = alice.dialog_from(sent, early)
-                rack = f"{early.headers.get('RSeq')} {sent.request.cseq.seq} INVITE"
-                prack = await alice.in_dialog(dialog, "PRACK", [("RAck", rack), *SDP], chrome_answer())
-                seen = await bob.next_request("PRACK")
-                assert seen.request.headers.get("RAck") == f"7 {got.request.cseq.seq} INVITE"
-                assert seen.request.content_type == "application/sdp"
-                assert b"a=setup:active" in seen.request.body  # the WIC's answer, in the gateway's PRACK
-                bob.respond(seen, 200)
-                assert (await alice.final(prack)).status == 200
-                bob.respond(got, 200, to_tag="ph1")
-                ok = await alice.final(sent)
-                assert ok.status == 200 and not ok.body  # the exchange is complete (RFC 3264 §4)
-                await eventually(lambda: bob.acks)
-                assert not bob.acks[0].body
-                await alice.ack(alice.dialog_from(sent, ok))
-                (call,) = mgr.calls.values()
-                assert call.answered and call.ims.sdp.last_received is not None
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test", b"", [("Supported", "100rel")])
+        got = await bob.next_request("INVITE")
+        assert "100rel" in got.request.option_tags("supported")
+        bob.respond(got, 183, to_tag="ph1", body=rtp_sdp(30006),
+                    headers=[("Require", "100rel"), ("RSeq", "7")])  # fmt: skip
+        await eventually(lambda: any(r.status == 183 for r in sent.provisional))
+        early = next(r for r in sent.provisional if r.status == 183)
+        assert "100rel" in early.option_tags("require") and early.headers.get("RSeq")
+        assert b"m=audio 30006 RTP/AVP" in early.body  # the IMS's offer
+        dialog = alice.dialog_from(sent, early)
+        rack = f"{early.headers.get('RSeq')} {sent.request.cseq.seq} INVITE"
+        prack = await alice.in_dialog(dialog, "PRACK", [("RAck", rack), *SDP], chrome_answer())
+        seen = await bob.next_request("PRACK")
+        assert seen.request.headers.get("RAck") == f"7 {got.request.cseq.seq} INVITE"
+        assert seen.request.content_type == "application/sdp"
+        assert b"a=setup:active" in seen.request.body  # the WIC's answer, in the gateway's PRACK
+        bob.respond(seen, 200)
+        assert (await alice.final(prack)).status == 200
+        bob.respond(got, 200, to_tag="ph1")
+        ok = await alice.final(sent)
+        assert ok.status == 200 and not ok.body  # the exchange is complete (RFC 3264 §4)
+        await eventually(lambda: bob.acks)
+        assert not bob.acks[0].body
+        await alice.ack(alice.dialog_from(sent, ok))
+        (call,) = mgr.calls.values()
+        assert call.answered and call.ims.sdp.last_received is not None
 
 
 async def test_hold_in_the_ack_answer_is_passed_to_the_wic(make_lab: LabFactory) -> None:
@@ -342,96 +317,86 @@ async def test_hold_in_the_ack_answer_is_passed_to_the_wic(make_lab: LabFactory)
     §8, §6.1: sendonly to our sendrecv offer): the WIC hears of it in an offer of its own (UPDATE,
     which it allows, RFC 3311), one version up on the WIC leg; its answer is recorded; the IMS side,
     whose exchange is complete, gets nothing more. Resuming the same way goes through again."""
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-                final = await alice.final(sent)
-                dialog = alice.dialog_from(sent, final)
-                await alice.ack(dialog)
-                await eventually(lambda: bob.acks)
-                bob_dialog = bob.uas_dialog(got, ok)
-                version = parse(final.body).origin.sess_version
-                (call,) = mgr.calls.values()
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
+        final = await alice.final(sent)
+        dialog = alice.dialog_from(sent, final)
+        await alice.ack(dialog)
+        await eventually(lambda: bob.acks)
+        bob_dialog = bob.uas_dialog(got, ok)
+        version = parse(final.body).origin.sess_version
+        (call,) = mgr.calls.values()
 
-                def answered(want: str) -> bool:
-                    got = call.wic.sdp.last_received
-                    return got is not None and got.media[0].direction == want and not call.ims.in_offer
+        def answered(want: str) -> bool:
+            got = call.wic.sdp.last_received
+            return got is not None and got.media[0].direction == want and not call.ims.in_offer
 
-                for n, (theirs, mine) in enumerate((("sendonly", "recvonly"), ("sendrecv", "sendrecv"))):
-                    reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
-                    response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
-                    assert response.status == 200 and b"a=sendrecv" in response.body  # our offer (§8)
-                    await ack_with(bob, bob_dialog, reinvite, rtp_sdp(direction=theirs, version=2 + n))
-                    update = await alice.next_request("UPDATE")
-                    assert update.call_id == dialog.call_id and update.content_type == "application/sdp"
-                    offer = parse(update.body)
-                    assert offer.media[0].direction == theirs  # the far end's new direction
-                    assert offer.media[0].port == 30000
-                    # the WIC leg's session, its version one up per change (RFC 3264 §8)
-                    assert offer.origin.sess_id == parse(final.body).origin.sess_id
-                    assert offer.origin.sess_version == version + 1 + n
-                    # the browser's answer from where its media already are (the same transport)
-                    same_place = chrome_offer(mine, version=3 + n).replace(b"actpass", b"active")
-                    await alice.answer(update, 200, body=same_place)
-                    await eventually(functools.partial(answered, mine))
-                    assert call.ims.sdp.last_received is not None
-                    assert call.ims.sdp.last_received.media[0].direction == theirs
-                await asyncio.sleep(0.3)
-                assert not bob.inbox and not alice.inbox  # nothing else on either leg
-                bye = await alice.in_dialog(dialog, "BYE")
-                assert (await alice.final(bye)).status == 200
-                await bob.next_request("BYE")
-            finally:
-                await closing(alice)
+        for n, (theirs, mine) in enumerate((("sendonly", "recvonly"), ("sendrecv", "sendrecv"))):
+            reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
+            response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
+            assert response.status == 200 and b"a=sendrecv" in response.body  # our offer (§8)
+            await ack_with(bob, bob_dialog, reinvite, rtp_sdp(direction=theirs, version=2 + n))
+            update = await alice.next_request("UPDATE")
+            assert update.call_id == dialog.call_id and update.content_type == "application/sdp"
+            offer = parse(update.body)
+            assert offer.media[0].direction == theirs  # the far end's new direction
+            assert offer.media[0].port == 30000
+            # the WIC leg's session, its version one up per change (RFC 3264 §8)
+            assert offer.origin.sess_id == parse(final.body).origin.sess_id
+            assert offer.origin.sess_version == version + 1 + n
+            # the browser's answer from where its media already are (the same transport)
+            same_place = chrome_offer(mine, version=3 + n).replace(b"actpass", b"active")
+            await alice.answer(update, 200, body=same_place)
+            await eventually(functools.partial(answered, mine))
+            assert call.ims.sdp.last_received is not None
+            assert call.ims.sdp.last_received.media[0].direction == theirs
+        await asyncio.sleep(0.3)
+        assert not bob.inbox and not alice.inbox  # nothing else on either leg
+        bye = await alice.in_dialog(dialog, "BYE")
+        assert (await alice.final(bye)).status == 200
+        await bob.next_request("BYE")
 
 
 async def test_new_address_in_the_wic_ack_answer_is_passed_to_the_ims(make_lab: LabFactory) -> None:
     """The mirror image: the WIC re-INVITEs without SDP and answers our offer (its leg's SDP) in its
     ACK from a new address; the IMS side gets it in a re-INVITE when it does not allow UPDATE."""
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(),
-                            headers=[("Allow", "INVITE, ACK, CANCEL, BYE, PRACK, INFO")])  # fmt: skip
-                final = await alice.final(sent)
-                dialog = alice.dialog_from(sent, final)
-                await alice.ack(dialog)
-                await eventually(lambda: bob.acks)
-                (call,) = mgr.calls.values()
-                assert not call.ims.peer_allows_update  # the phone's 200 did not allow UPDATE
-                sent_offer = call.ims.sdp.last_sent
-                assert sent_offer is not None
-                reinvite = await alice.in_dialog(dialog, "INVITE")
-                answered = await alice.final(reinvite)
-                assert answered.status == 200 and answered.content_type == "application/sdp"
-                saved = dialog.cseq
-                moved = chrome_answer().replace(b" 61527 typ host", b" 61600 typ host")
-                await wic_ack(alice, dialog, moved)
-                dialog.cseq = saved
-                got2 = await bob.next_request("INVITE")
-                assert got2.request.call_id == got.request.call_id  # the IMS leg's own dialog
-                offer = parse(got2.request.body)
-                assert b" 61600 typ host" in got2.request.body  # as it is (media in the IMS)
-                assert offer.origin.sess_id == sent_offer.origin.sess_id
-                assert offer.origin.sess_version == sent_offer.origin.sess_version + 1
-                bob.respond(got2, 200, to_tag="ph1", body=rtp_sdp(version=2))
-                await eventually(lambda: len(bob.acks) == 2)
-                assert call.wic.sdp.last_received is not None
-                assert b" 61600 typ host" in call.wic.sdp.last_received.to_bytes()
-                await asyncio.sleep(0.2)
-                assert not alice.inbox  # the WIC's exchange was complete: nothing more for it
-                bye = await alice.in_dialog(dialog, "BYE")
-                assert (await alice.final(bye)).status == 200
-                await bob.next_request("BYE")
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(),
+                    headers=[("Allow", "INVITE, ACK, CANCEL, BYE, PRACK, INFO")])  # fmt: skip
+        final = await alice.final(sent)
+        dialog = alice.dialog_from(sent, final)
+        await alice.ack(dialog)
+        await eventually(lambda: bob.acks)
+        (call,) = mgr.calls.values()
+        assert not call.ims.peer_allows_update  # the phone's 200 did not allow UPDATE
+        sent_offer = call.ims.sdp.last_sent
+        assert sent_offer is not None
+        reinvite = await alice.in_dialog(dialog, "INVITE")
+        answered = await alice.final(reinvite)
+        assert answered.status == 200 and answered.content_type == "application/sdp"
+        saved = dialog.cseq
+        moved = chrome_answer().replace(b" 61527 typ host", b" 61600 typ host")
+        await wic_ack(alice, dialog, moved)
+        dialog.cseq = saved
+        got2 = await bob.next_request("INVITE")
+        assert got2.request.call_id == got.request.call_id  # the IMS leg's own dialog
+        offer = parse(got2.request.body)
+        assert b" 61600 typ host" in got2.request.body  # as it is (media in the IMS)
+        assert offer.origin.sess_id == sent_offer.origin.sess_id
+        assert offer.origin.sess_version == sent_offer.origin.sess_version + 1
+        bob.respond(got2, 200, to_tag="ph1", body=rtp_sdp(version=2))
+        await eventually(lambda: len(bob.acks) == 2)
+        assert call.wic.sdp.last_received is not None
+        assert b" 61600 typ host" in call.wic.sdp.last_received.to_bytes()
+        await asyncio.sleep(0.2)
+        assert not alice.inbox  # the WIC's exchange was complete: nothing more for it
+        bye = await alice.in_dialog(dialog, "BYE")
+        assert (await alice.final(bye)).status == 200
+        await bob.next_request("BYE")
 
 
 REQUIRE_100REL = [("Supported", "100rel, timer"), ("Require", "100rel")]
@@ -448,27 +413,22 @@ async def test_offerless_invite_requiring_100rel_media_in_the_ims(make_lab: LabF
     the WIC's 200, so it sends no 18x at all (RFC 3262 §3: none unreliably; §5: a reliable one would
     carry the offer) and no 420 (it supports 100rel): the WIC's ringing is withheld, its offer goes in
     the 200 (RFC 3261 §13.2.1) and the answer in the ACK."""
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                request, final, provisional = offerless_invite(bob, "sip:alice@ims.test", REQUIRE_100REL)
-                incoming = await alice.next_request("INVITE")
-                assert incoming.body == b""
-                await alice.answer(incoming, 180)
-                await asyncio.sleep(0.3)
-                await alice.answer(incoming, 200, body=chrome_offer())
-                response = await asyncio.wait_for(final, 10)
-                assert response.status == 200 and b"UDP/TLS/RTP/SAVPF" in response.body
-                assert [r.status for r in provisional if r.status > 100] == []
-                bob_dialog = Dialog.from_uac(request, response)
-                await ack_with(bob, bob_dialog, request, rtp_sdp())
-                await eventually(lambda: alice.got("ACK"))
-                assert b"m=audio 30000 RTP/AVP" in alice.got("ACK")[0].body
-                assert (await bob.send_in(bob_dialog, "BYE")).status == 200
-                await eventually(lambda: not mgr.calls)
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        request, final, provisional = offerless_invite(bob, "sip:alice@ims.test", REQUIRE_100REL)
+        incoming = await alice.next_request("INVITE")
+        assert incoming.body == b""
+        await alice.answer(incoming, 180)
+        await asyncio.sleep(0.3)
+        await alice.answer(incoming, 200, body=chrome_offer())
+        response = await asyncio.wait_for(final, 10)
+        assert response.status == 200 and b"UDP/TLS/RTP/SAVPF" in response.body
+        assert [r.status for r in provisional if r.status > 100] == []
+        bob_dialog = Dialog.from_uac(request, response)
+        await ack_with(bob, bob_dialog, request, rtp_sdp())
+        await eventually(lambda: alice.got("ACK"))
+        assert b"m=audio 30000 RTP/AVP" in alice.got("ACK")[0].body
+        assert (await bob.send_in(bob_dialog, "BYE")).status == 200
+        await eventually(lambda: not mgr.calls)
 
 
 async def test_offerless_invite_requiring_100rel_external_iwf_offers_in_a_reliable_183(
@@ -614,44 +574,39 @@ async def test_wic_answering_from_elsewhere_is_offered_back_to_the_ims(make_lab:
     from a new transport (another port and address): what the gateway told the phone about its side
     (the WIC's media, as they were) no longer holds, so the phone gets a new offer with the WIC's
     answer, one version up on the IMS leg (RFC 3264 §8), in an UPDATE (the phone allows it)."""
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-                final = await alice.final(sent)
-                dialog = alice.dialog_from(sent, final)
-                await alice.ack(dialog)
-                await eventually(lambda: bob.acks)
-                bob_dialog = bob.uas_dialog(got, ok)
-                first = parse(got.request.body)
-                reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
-                response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
-                assert response.status == 200
-                await ack_with(bob, bob_dialog, reinvite, rtp_sdp(direction="sendonly", version=2))
-                update = await alice.next_request("UPDATE")
-                assert parse(update.body).media[0].direction == "sendonly"
-                await alice.answer(update, 200, body=chrome_answer("recvonly"))  # port 9, c=0.0.0.0
-                again = await bob.next_request("UPDATE")
-                offer = parse(again.request.body)
-                assert again.request.call_id == got.request.call_id
-                assert offer.origin.sess_id == first.origin.sess_id
-                assert offer.origin.sess_version == first.origin.sess_version + 1
-                assert offer.media[0].port == 9 and offer.media[0].direction == "recvonly"
-                bob.respond(again, 200, to_tag="ph1", body=rtp_sdp(direction="sendonly", version=3))
-                (call,) = mgr.calls.values()
-                await eventually(lambda: not call.ims.out_offer and not call.ims.in_offer)
-                assert call.ims.sdp.last_received is not None
-                assert call.ims.sdp.last_received.origin.sess_version == 3
-                await asyncio.sleep(0.2)
-                assert not alice.inbox and not bob.inbox  # and no more
-                bye = await alice.in_dialog(dialog, "BYE")
-                assert (await alice.final(bye)).status == 200
-                await bob.next_request("BYE")
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
+        final = await alice.final(sent)
+        dialog = alice.dialog_from(sent, final)
+        await alice.ack(dialog)
+        await eventually(lambda: bob.acks)
+        bob_dialog = bob.uas_dialog(got, ok)
+        first = parse(got.request.body)
+        reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
+        response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
+        assert response.status == 200
+        await ack_with(bob, bob_dialog, reinvite, rtp_sdp(direction="sendonly", version=2))
+        update = await alice.next_request("UPDATE")
+        assert parse(update.body).media[0].direction == "sendonly"
+        await alice.answer(update, 200, body=chrome_answer("recvonly"))  # port 9, c=0.0.0.0
+        again = await bob.next_request("UPDATE")
+        offer = parse(again.request.body)
+        assert again.request.call_id == got.request.call_id
+        assert offer.origin.sess_id == first.origin.sess_id
+        assert offer.origin.sess_version == first.origin.sess_version + 1
+        assert offer.media[0].port == 9 and offer.media[0].direction == "recvonly"
+        bob.respond(again, 200, to_tag="ph1", body=rtp_sdp(direction="sendonly", version=3))
+        (call,) = mgr.calls.values()
+        await eventually(lambda: not call.ims.out_offer and not call.ims.in_offer)
+        assert call.ims.sdp.last_received is not None
+        assert call.ims.sdp.last_received.origin.sess_version == 3
+        await asyncio.sleep(0.2)
+        assert not alice.inbox and not bob.inbox  # and no more
+        bye = await alice.in_dialog(dialog, "BYE")
+        assert (await alice.final(bye)).status == 200
+        await bob.next_request("BYE")
 
 
 async def test_offerless_invite_requiring_100rel_rtpengine_offers_in_the_200(

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, WEB_PASSWORD, LabFactory, token_for
 from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, phone, session_lab, wics
+from session_lab import eventually, phone, session_lab, wic_and_phone, wics
 from session_wic import SessionWic, chrome_offer, closing, direction_of
 from wicclient import bearer
 
@@ -87,67 +87,52 @@ async def test_message_both_ways(make_lab: LabFactory) -> None:
 
 
 async def test_forking_two_early_dialogs_and_two_2xx(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                bob.respond(got, 180, to_tag="fork1")
-                bob.respond(got, 180, to_tag="fork2")
-                await eventually(lambda: len([r for r in sent.provisional if r.status == 180]) == 2)
-                tags = {r.to.tag for r in sent.provisional if r.status == 180}
-                assert len(tags) == 1  # one WIC dialog for both forks
-                bob.respond(got, 200, to_tag="fork2", body=rtp_sdp())
-                final = await alice.final(sent)
-                assert final.status == 200 and final.to.tag in tags
-                bob.respond(
-                    got, 200, to_tag="fork1", body=rtp_sdp(30002)
-                )  # a second 2xx (RFC 3261 §13.2.2.4)
-                bye = await bob.next_request("BYE")
-                assert bye.request.to.tag == "fork1"
-                await eventually(lambda: {a.to.tag for a in bob.acks} == {"fork1", "fork2"})
-                (call,) = [c for c in mgr.calls.values()]
-                assert call.ims.dialog is not None and call.ims.dialog.id.remote_tag == "fork2"
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        bob.respond(got, 180, to_tag="fork1")
+        bob.respond(got, 180, to_tag="fork2")
+        await eventually(lambda: len([r for r in sent.provisional if r.status == 180]) == 2)
+        tags = {r.to.tag for r in sent.provisional if r.status == 180}
+        assert len(tags) == 1  # one WIC dialog for both forks
+        bob.respond(got, 200, to_tag="fork2", body=rtp_sdp())
+        final = await alice.final(sent)
+        assert final.status == 200 and final.to.tag in tags
+        bob.respond(
+            got, 200, to_tag="fork1", body=rtp_sdp(30002)
+        )  # a second 2xx (RFC 3261 §13.2.2.4)
+        bye = await bob.next_request("BYE")
+        assert bye.request.to.tag == "fork1"
+        await eventually(lambda: {a.to.tag for a in bob.acks} == {"fork1", "fork2"})
+        (call,) = [c for c in mgr.calls.values()]
+        assert call.ims.dialog is not None and call.ims.dialog.id.remote_tag == "fork2"
 
 
 async def test_session_timer_refresh_by_update(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab, session_expires=4, min_se=2) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                assert got.request.headers.get("Session-Expires") == "4;refresher=uac"
-                assert "timer" in got.request.option_tags("supported")
-                bob.respond(got, 200, body=rtp_sdp(), headers=[("Session-Expires", "4;refresher=uac"),
-                                                               ("Require", "timer")])  # fmt: skip
-                await alice.ack(alice.dialog_from(sent, await alice.final(sent)))
-                for _ in range(2):  # the gateway refreshes every interval/2 (RFC 4028 §10)
-                    update = await bob.next_request("UPDATE", timeout=10)
-                    assert update.request.headers.get("Session-Expires") == "4;refresher=uac"
-                    assert not update.request.body
-                    bob.respond(update, 200, headers=[("Session-Expires", "4;refresher=uac")])
-                assert len(mgr.calls) == 1
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab, session_expires=4, min_se=2) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        assert got.request.headers.get("Session-Expires") == "4;refresher=uac"
+        assert "timer" in got.request.option_tags("supported")
+        bob.respond(got, 200, body=rtp_sdp(), headers=[("Session-Expires", "4;refresher=uac"),
+                                                       ("Require", "timer")])  # fmt: skip
+        await alice.ack(alice.dialog_from(sent, await alice.final(sent)))
+        for _ in range(2):  # the gateway refreshes every interval/2 (RFC 4028 §10)
+            update = await bob.next_request("UPDATE", timeout=10)
+            assert update.request.headers.get("Session-Expires") == "4;refresher=uac"
+            assert not update.request.body
+            bob.respond(update, 200, headers=[("Session-Expires", "4;refresher=uac")])
+        assert len(mgr.calls) == 1
 
 
 async def test_session_expires_without_refresh_ends_the_call(make_lab: LabFactory) -> None:
-    async with session_lab(make_lab, session_expires=3, min_se=2) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                await established(alice, bob, answer_headers=(("Session-Expires", "3;refresher=uas"),))
-                # the phone was to refresh and does not: the gateway ends both legs (RFC 4028 §10)
-                bye = await bob.next_request("BYE", timeout=10)
-                assert "408" in (bye.request.headers.get("Reason") or "")
-                await alice.next_request("BYE", timeout=5)
-                await eventually(lambda: not mgr.calls)
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab, session_expires=3, min_se=2) as (mgr, alice, bob):
+        await established(alice, bob, answer_headers=(("Session-Expires", "3;refresher=uas"),))
+        # the phone was to refresh and does not: the gateway ends both legs (RFC 4028 §10)
+        bye = await bob.next_request("BYE", timeout=10)
+        assert "408" in (bye.request.headers.get("Reason") or "")
+        await alice.next_request("BYE", timeout=5)
+        await eventually(lambda: not mgr.calls)
 
 
 async def test_session_interval_too_small_is_retried(make_lab: LabFactory) -> None:
@@ -195,22 +180,17 @@ async def test_glare_491_and_retry(make_lab: LabFactory) -> None:
 
 @pytest.mark.parametrize("status", [486, 408, 480, 500, 603])  # 503 becomes 500 at a proxy (§16.7)
 async def test_error_answers_reach_the_wic_with_reasons(make_lab: LabFactory, status: int) -> None:
-    async with session_lab(make_lab) as (lab, mgr):
-        (alice,) = await wics(lab, "alice")
-        async with phone(lab) as bob:
-            try:
-                sent = await alice.invite("sip:bob@ims.test")
-                got = await bob.next_request("INVITE")
-                bob.respond(got, status, headers=[("Reason", f'Q.850;cause=17;text="user busy {status}"')]
-                            if status == 486 else [])  # fmt: skip
-                final = await alice.final(sent)
-                assert final.status == status
-                assert final.reason == got.request.response(status).reason
-                reasons = final.headers.get_all("Reason")
-                assert reasons and (f"cause={status}" in reasons[0] or "Q.850" in reasons[0])
-                await eventually(lambda: not mgr.calls)
-            finally:
-                await closing(alice)
+    async with wic_and_phone(make_lab) as (mgr, alice, bob):
+        sent = await alice.invite("sip:bob@ims.test")
+        got = await bob.next_request("INVITE")
+        bob.respond(got, status, headers=[("Reason", f'Q.850;cause=17;text="user busy {status}"')]
+                    if status == 486 else [])  # fmt: skip
+        final = await alice.final(sent)
+        assert final.status == status
+        assert final.reason == got.request.response(status).reason
+        reasons = final.headers.get_all("Reason")
+        assert reasons and (f"cause={status}" in reasons[0] or "Q.850" in reasons[0])
+        await eventually(lambda: not mgr.calls)
 
 
 async def test_scope_and_destination_rules(make_lab: LabFactory) -> None:
