@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mypy_extensions import mypyc_attr
-
 from .sip import (
     DEFAULT_TIMERS,
     AckReceived,
@@ -86,7 +84,6 @@ def target_of(uri: Any, default_transport: str = "UDP") -> Target:
 
 
 @dataclass(slots=True)
-@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class IncomingRequest:
     """A request received in a server transaction, with what is needed to answer it."""
 
@@ -122,7 +119,6 @@ class IncomingRequest:
 RequestHandler = Callable[[IncomingRequest], Awaitable[None]]
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class SipEndpoint(Handler):
     """Transports + transactions for one SIP element.
 

@@ -6,10 +6,7 @@ server should send (RFC 3261 §21) and the offending line where there is one.
 
 from __future__ import annotations
 
-from mypy_extensions import mypyc_attr
 
-
-@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class ParseError(Exception):
     """A SIP message, header or URI that cannot be accepted.
 

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from mypy_extensions import mypyc_attr
-
 from .errors import ParseError
 from .headers import (
     _CANONICAL,
@@ -286,7 +284,6 @@ class Headers:
         self._cache[key] = value
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # Response is subclassed outside (gateway.ims.Unreachable)
 class Message:
     """Common part of requests and responses."""
 
@@ -634,7 +631,6 @@ class Request(Message):
         return f"<Request {self.method} {self.uri}>"
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed outside the compiled modules
 class Response(Message):
     """A SIP response (RFC 3261 §7.2)."""
 
