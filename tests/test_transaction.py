@@ -189,8 +189,7 @@ def only(events: Iterable[object], kind: type[E]) -> E:
 
 
 def state(layer: TransactionLayer, key: ClientKey | ServerKey) -> State | None:
-    txn = layer.get(key)
-    return txn.state if txn is not None else None
+    return layer.state(key)
 
 
 def status(event: object) -> int:
@@ -405,8 +404,10 @@ def test_timer_k_absorbs_retransmitted_final(transport: str, k: float) -> None:
     assert [e.response.status for e in bob.of(ResponseReceived)] == [200]
     if k:
         assert state(bob.layer, key) is State.COMPLETED
-        bob.layer.receive(parse(ok), 1.0)  # retransmitted 200: absorbed
-        assert not [e for e in bob.layer.events() if isinstance(e, ResponseReceived)]
+        # only the key is kept in Completed: not the transaction, nor its request
+        assert bob.layer.get(key) is None and len(bob.layer) == 1
+        bob.layer.receive(parse(ok), 1.0)  # retransmitted 200: absorbed (not a stray response)
+        assert bob.layer.events() == []
         net.run_until(0.2 + k - 0.01)
         assert key in bob.layer
         net.run_until(0.2 + k)

@@ -83,7 +83,7 @@ def target_of(uri: Any, default_transport: str = "UDP") -> Target:
     return Target(transport, host.strip("[]"), port)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class IncomingRequest:
     """A request received in a server transaction, with what is needed to answer it."""
 
@@ -91,8 +91,19 @@ class IncomingRequest:
     key: ServerKey
     request: Request
     connection: Connection
-    final_sent: bool = False
-    _cancelled: asyncio.Event | None = field(default=None, repr=False)
+    final_sent: bool
+    _cancelled: asyncio.Event | None = field(repr=False)
+
+    def __init__(
+        self, endpoint: SipEndpoint, key: ServerKey, request: Request, connection: Connection,
+        final_sent: bool = False, _cancelled: asyncio.Event | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self.key = key
+        self.request = request
+        self.connection = connection
+        self.final_sent = final_sent
+        self._cancelled = _cancelled
 
     @property
     def cancelled(self) -> asyncio.Event:
@@ -418,9 +429,18 @@ class SipEndpoint(Handler):
         self._pump()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Pending:
     future: asyncio.Future[Response]
     on_provisional: Callable[[Response], None] | None
     on_extra_final: Callable[[Response], None] | None
     request: Request
+
+    def __init__(
+        self, future: asyncio.Future[Response], on_provisional: Callable[[Response], None] | None,
+        on_extra_final: Callable[[Response], None] | None, request: Request
+    ) -> None:
+        self.future = future
+        self.on_provisional = on_provisional
+        self.on_extra_final = on_extra_final
+        self.request = request

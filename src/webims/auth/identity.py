@@ -28,9 +28,9 @@ import fnmatch
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 __all__ = [
     "NO_RULES",
@@ -209,23 +209,44 @@ def _scope_set(scope: str) -> frozenset[str]:
     return frozenset(scope.split())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Identity:
     """Who a verified token / session is, in IMS terms (TS 23.228 IMPI/IMPU)."""
 
-    sub: str
-    issuer: str
-    expires_at: float
-    scopes: frozenset[str] = frozenset()
-    client_id: str | None = None
-    impi: str | None = None
-    impus: tuple[str, ...] = ()
-    pool: str | None = None
-    allocation: str | None = None  # pool allocation (lease) id; release/renew it via PoolManager
-    jti: str | None = None
-    dest: DestinationRules = NO_RULES
-    source: Source = "token"
-    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    sub: Final[str]
+    issuer: Final[str]
+    expires_at: Final[float]
+    scopes: Final[frozenset[str]]
+    client_id: Final[str | None]
+    impi: Final[str | None]
+    impus: Final[tuple[str, ...]]
+    pool: Final[str | None]
+    allocation: Final[str | None]  # pool allocation (lease) id; release/renew it via PoolManager
+    jti: Final[str | None]
+    dest: Final[DestinationRules]
+    source: Final[Source]
+    claims: Final[Mapping[str, Any]]
+
+    def __init__(
+        self, sub: str, issuer: str, expires_at: float, scopes: frozenset[str] = frozenset(),
+        client_id: str | None = None, impi: str | None = None, impus: tuple[str, ...] = (),
+        pool: str | None = None, allocation: str | None = None, jti: str | None = None,
+        dest: DestinationRules = NO_RULES, source: Source = "token",
+        claims: Mapping[str, Any] | None = None
+    ) -> None:
+        self.sub = sub
+        self.issuer = issuer
+        self.expires_at = expires_at
+        self.scopes = scopes
+        self.client_id = client_id
+        self.impi = impi
+        self.impus = impus
+        self.pool = pool
+        self.allocation = allocation
+        self.jti = jti
+        self.dest = dest
+        self.source = source
+        self.claims = _NO_CLAIMS if claims is None else claims
 
     @property
     def impu(self) -> str | None:

@@ -28,7 +28,8 @@ Diagnostics (environment variables; each costs CPU, so not for the figures):
 - ``WEBIMS_BENCH_CALLTREE=file``: Python calls by call path over the registration phase;
 - ``WEBIMS_BENCH_PYSPY=prefix`` / ``WEBIMS_BENCH_PERF=prefix``: py-spy (GIL holder) or
   ``perf record`` (cpu-clock) samples of the gateway over the registration phase
-  (``WEBIMS_BENCH_PYSPY_RATE``: py-spy samples per second, 250 by default);
+  (``WEBIMS_BENCH_PYSPY_RATE``: py-spy samples per second, 250 by default;
+  ``WEBIMS_BENCH_PYSPY_NATIVE=1``: with native frames, which names the compiled functions);
 - ``WEBIMS_BENCH_OBJECTS=1`` (``=garbage``): gc-tracked objects, pymalloc and malloc
   statistics at start, connected and registered (and the cyclic garbage made meanwhile);
 - ``WEBIMS_BENCH_TRACEMALLOC=1`` (``=connect``): allocation sites of registering (connecting);
@@ -782,7 +783,8 @@ def _start_py_spy(pid: int, mode: str) -> subprocess.Popen[bytes] | None:
     exe = Path(sys.executable).with_name("py-spy")
     proc = subprocess.Popen(
         [str(exe), "record", "-p", str(pid), "-r", os.environ.get("WEBIMS_BENCH_PYSPY_RATE", "250"), "--gil",
-         "-f", "raw", "-o", f"{prefix}-{mode}.txt"],
+         "-f", "raw", "-o", f"{prefix}-{mode}.txt",
+         *(["--native"] if os.environ.get("WEBIMS_BENCH_PYSPY_NATIVE") else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)  # attached before the first REGISTER

@@ -222,7 +222,7 @@ class Gateway:
             return
         request = incoming.request
         decision = self.limiter.check(
-            conn.id, flow.remote_host, request.method, asyncio.get_running_loop().time()
+            conn.id, flow.remote_host, request.method, self.ims.endpoint.loop.time()
         )
         if not decision.allowed:
             if request.method != "ACK":

@@ -130,7 +130,7 @@ class ImsSide:
     ) -> Response:
         """Send ``request`` (no Via yet) to its next hop; see the module docstring."""
         limit = self.config.ims_timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
+        loop = self.endpoint.loop  # (asyncio.get_running_loop() asks the kernel for our pid)
         deadline = loop.time() + limit
         routes = request.route
         hop = routes[0].uri if routes else self.next_hop
@@ -157,7 +157,7 @@ class ImsSide:
                 pending = self.endpoint.start_request(attempt, conn)
             else:
                 pending = asyncio.ensure_future(self._attempt(attempt, target))
-            if not pending.done() and not await _wait(pending, remaining):
+            if not pending.done() and not await _wait(loop, pending, remaining):
                 self._late(pending, on_late)
                 log.warning("%s to %s: no final answer within %.1f s", request.method, target, limit)
                 return self._unreachable(request, "no answer from the IMS")
@@ -210,11 +210,10 @@ class ImsSide:
         )  # fmt: skip
 
 
-async def _wait(future: asyncio.Future[Response], timeout: float) -> bool:
+async def _wait(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Response], timeout: float) -> bool:
     """Wait for ``future`` at most ``timeout`` seconds without cancelling it (it runs on:
     see ``on_late``); True when it is done. One waiter and one loop timer: cheaper than
     ``wait_for(shield(task))``, which it replaces on the registration path."""
-    loop = asyncio.get_running_loop()
     waiter = loop.create_future()
 
     def wake(_: object = None) -> None:

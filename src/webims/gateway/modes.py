@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from webims.auth.errors import TokenError
 from webims.auth.identity import Identity
@@ -62,16 +62,27 @@ _OK_COPIED_KEYS = frozenset(name.lower() for name in _OK_COPIED)
 _RELAYED = tuple(n for n in COPIED_RESPONSE_HEADERS if n not in ("Service-Route", "P-Associated-URI"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Presented:
     """What a WIC's request offers as credentials (see :mod:`.policy`)."""
 
-    kind: str  # "bearer" | "password" | "session" | "digest" | "none"
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
-    credentials: Credentials | None = None
-    raw: str | None = None  # the Authorization value ``credentials`` was parsed from
+    kind: Final[str]  # "bearer" | "password" | "session" | "digest" | "none"
+    token: Final[str | None]
+    username: Final[str | None]
+    password: Final[str | None]
+    credentials: Final[Credentials | None]
+    raw: Final[str | None]  # the Authorization value ``credentials`` was parsed from
+
+    def __init__(
+        self, kind: str, token: str | None = None, username: str | None = None, password: str | None = None,
+        credentials: Credentials | None = None, raw: str | None = None
+    ) -> None:
+        self.kind = kind
+        self.token = token
+        self.username = username
+        self.password = password
+        self.credentials = credentials
+        self.raw = raw
 
 
 def impi_of(aor: str) -> str:

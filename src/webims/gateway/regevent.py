@@ -100,18 +100,33 @@ def parse_reginfo(body: bytes) -> list[RegInfo]:
     return out
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class Subscription:
     impu: str
     call_id: str
     from_tag: str
     route: list[str]
     remote_target: str
-    cseq: int = 0
-    to_tag: str | None = None
-    expires_at: float = 0.0
-    due: float | None = None  # when its refresh is due (RegEvents keeps one loop timer for all)
-    ended: bool = False
+    cseq: int
+    to_tag: str | None
+    expires_at: float
+    due: float | None  # when its refresh is due (RegEvents keeps one loop timer for all)
+    ended: bool
+
+    def __init__(
+        self, impu: str, call_id: str, from_tag: str, route: list[str], remote_target: str, cseq: int = 0,
+        to_tag: str | None = None, expires_at: float = 0.0, due: float | None = None, ended: bool = False
+    ) -> None:
+        self.impu = impu
+        self.call_id = call_id
+        self.from_tag = from_tag
+        self.route = route
+        self.remote_target = remote_target
+        self.cseq = cseq
+        self.to_tag = to_tag
+        self.expires_at = expires_at
+        self.due = due
+        self.ended = ended
 
 
 class RegEvents:

@@ -60,7 +60,7 @@ _PERSISTED = (
 )  # fmt: skip
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class Binding:
     """One registered WIC contact (module docstring). Times are wall-clock seconds."""
 
@@ -69,40 +69,92 @@ class Binding:
     aor: str  # the WIC's address-of-record (To of its REGISTER), "sip:user@host"
     contact: str  # the WIC's Contact as it registered it (name-addr, no expires)
     contact_uri: str
-    instance: str | None = None  # +sip.instance (RFC 5626 §4.1)
-    reg_id: int | None = None
-    impi: str | None = None
-    impu: str = ""  # default public identity: what P-Asserted-Identity carries
-    associated: list[str] = field(default_factory=list)  # P-Associated-URI (RFC 7315 §4.1)
-    service_route: list[str] = field(default_factory=list)  # RFC 3608
-    expires_at: float = 0.0  # the WIC's binding
-    ims_expires_at: float = 0.0  # the IMS registration the gateway made for it (0: none)
-    call_id: str = ""  # IMS-side REGISTER dialog (RFC 3261 §10.2: one Call-ID, rising CSeq)
-    from_tag: str = ""
-    cseq: int = 0
-    request_uri: str = ""
-    ims_contact: str = ""  # the Contact registered at the IMS (name-addr, no expires)
-    sub: str | None = None  # web identity (token subject, session user)
-    client_id: str | None = None
-    pool: str | None = None
-    allocation: str | None = None
-    dest: dict[str, Any] | None = None  # destination rules (webims.auth "dest" claim)
-    scopes: list[str] = field(default_factory=list)
-    origin: str | None = None  # the WIC's web origin
-    created_at: float = 0.0
-    ims_registered_at: float = 0.0  # when the IMS last granted ims_expires_at
+    instance: str | None  # +sip.instance (RFC 5626 §4.1)
+    reg_id: int | None
+    impi: str | None
+    impu: str  # default public identity: what P-Asserted-Identity carries
+    associated: list[str]  # P-Associated-URI (RFC 7315 §4.1)
+    service_route: list[str]  # RFC 3608
+    expires_at: float  # the WIC's binding
+    ims_expires_at: float  # the IMS registration the gateway made for it (0: none)
+    call_id: str  # IMS-side REGISTER dialog (RFC 3261 §10.2: one Call-ID, rising CSeq)
+    from_tag: str
+    cseq: int
+    request_uri: str
+    ims_contact: str  # the Contact registered at the IMS (name-addr, no expires)
+    sub: str | None  # web identity (token subject, session user)
+    client_id: str | None
+    pool: str | None
+    allocation: str | None
+    dest: dict[str, Any] | None  # destination rules (webims.auth "dest" claim)
+    scopes: list[str]
+    origin: str | None  # the WIC's web origin
+    created_at: float
+    ims_registered_at: float  # when the IMS last granted ims_expires_at
     # ---- runtime only
-    connection: Connection | None = None
-    password: str | None = field(default=None, repr=False)  # on-behalf digest: memory only
-    tls_bound: bool = False  # the flow is bound to the IMPI (integrity-protected="tls-yes")
-    confirmed: bool = False  # a 2xx made it a registration (else an attempt in progress)
-    ending: bool = False  # the gateway is de-registering it (its own NOTIFYs are not news)
-    due: float | None = None  # when the registrar's timer wakes for it (see Registrar.schedule)
-    grace_until: float | None = None
-    held: bool = False  # one task at a time holds it (see ``lock``)
-    busy: asyncio.Future[None] | None = None  # what tasks waiting for ``lock`` wait on
-    digest_state: Any = None  # webims.sip.digest.DigestClient for on-behalf refreshes
-    flow_token: str | None = None  # Gateway.token_of, made once (an HMAC of the constant id)
+    connection: Connection | None
+    password: str | None = field(repr=False)  # on-behalf digest: memory only
+    tls_bound: bool  # the flow is bound to the IMPI (integrity-protected="tls-yes")
+    confirmed: bool  # a 2xx made it a registration (else an attempt in progress)
+    ending: bool  # the gateway is de-registering it (its own NOTIFYs are not news)
+    due: float | None  # when the registrar's timer wakes for it (see Registrar.schedule)
+    grace_until: float | None
+    held: bool  # one task at a time holds it (see ``lock``)
+    busy: asyncio.Future[None] | None  # what tasks waiting for ``lock`` wait on
+    digest_state: Any  # webims.sip.digest.DigestClient for on-behalf refreshes
+    flow_token: str | None  # Gateway.token_of, made once (an HMAC of the constant id)
+
+    def __init__(
+        self, id: str, mode: str, aor: str, contact: str, contact_uri: str, instance: str | None = None,
+        reg_id: int | None = None, impi: str | None = None, impu: str = "",
+        associated: list[str] | None = None, service_route: list[str] | None = None,
+        expires_at: float = 0.0, ims_expires_at: float = 0.0, call_id: str = "", from_tag: str = "",
+        cseq: int = 0, request_uri: str = "", ims_contact: str = "", sub: str | None = None,
+        client_id: str | None = None, pool: str | None = None, allocation: str | None = None,
+        dest: dict[str, Any] | None = None, scopes: list[str] | None = None, origin: str | None = None,
+        created_at: float = 0.0, ims_registered_at: float = 0.0, connection: Connection | None = None,
+        password: str | None = None, tls_bound: bool = False, confirmed: bool = False, ending: bool = False,
+        due: float | None = None, grace_until: float | None = None, held: bool = False,
+        busy: asyncio.Future[None] | None = None, digest_state: Any = None, flow_token: str | None = None
+    ) -> None:
+        self.id = id
+        self.mode = mode
+        self.aor = aor
+        self.contact = contact
+        self.contact_uri = contact_uri
+        self.instance = instance
+        self.reg_id = reg_id
+        self.impi = impi
+        self.impu = impu
+        self.associated = [] if associated is None else associated
+        self.service_route = [] if service_route is None else service_route
+        self.expires_at = expires_at
+        self.ims_expires_at = ims_expires_at
+        self.call_id = call_id
+        self.from_tag = from_tag
+        self.cseq = cseq
+        self.request_uri = request_uri
+        self.ims_contact = ims_contact
+        self.sub = sub
+        self.client_id = client_id
+        self.pool = pool
+        self.allocation = allocation
+        self.dest = dest
+        self.scopes = [] if scopes is None else scopes
+        self.origin = origin
+        self.created_at = created_at
+        self.ims_registered_at = ims_registered_at
+        self.connection = connection
+        self.password = password
+        self.tls_bound = tls_bound
+        self.confirmed = confirmed
+        self.ending = ending
+        self.due = due
+        self.grace_until = grace_until
+        self.held = held
+        self.busy = busy
+        self.digest_state = digest_state
+        self.flow_token = flow_token
 
     @property
     def lock(self) -> BindingLock:

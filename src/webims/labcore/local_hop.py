@@ -30,12 +30,18 @@ __all__ = ["LocalHop", "LocalIncoming"]
 log = logging.getLogger("webims.labcore")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class LocalIncoming(IncomingRequest):
     """A request received from an element in the same process: the final response is
     kept in ``final`` instead of going to a server transaction."""
 
-    final: Response | None = field(default=None, repr=False)
+    final: Response | None = field(repr=False)
+
+    def __init__(
+        self, endpoint: SipEndpoint, key: ServerKey, request: Request, connection: Connection
+    ) -> None:
+        super().__init__(endpoint, key, request, connection)
+        self.final = None
 
     def send(self, response: Response) -> None:
         if self.final_sent or response.status < 200:

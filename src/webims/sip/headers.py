@@ -447,16 +447,27 @@ def parse_name_addrs(value: str) -> list[NameAddr]:
     return [parse_name_addr(part) for part in split_list(value)]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Via:
     """One Via header value (RFC 3261 §20.42, §18.2.1)."""
 
     transport: str
     host: str
-    port: int | None = None
-    params: Mapping[str, str | None] = field(default_factory=dict)
-    protocol: str = "SIP/2.0"
-    raw: str | None = field(default=None, repr=False, compare=False)
+    port: int | None
+    params: Mapping[str, str | None]
+    protocol: str
+    raw: str | None = field(repr=False, compare=False)
+
+    def __init__(
+        self, transport: str, host: str, port: int | None = None,
+        params: Mapping[str, str | None] | None = None, protocol: str = "SIP/2.0", raw: str | None = None
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.protocol = protocol
+        self.raw = raw
 
     @property
     def branch(self) -> str | None:

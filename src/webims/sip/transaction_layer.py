@@ -44,6 +44,7 @@ from .transaction import (
     StrayResponse,
     TimerSettings,
     TransactionKey,
+    TransactionTerminated,
     is_reliable,
     make_cancel,
     new_branch,
@@ -90,6 +91,11 @@ class TransactionLayer:
         self.send_trying = send_trying
         self.branch_factory = branch_factory
         self._clients: dict[ClientKey, ClientTransaction] = {}
+        # non-INVITE client transactions in Completed (§17.1.2.2): Timer K only absorbs
+        # retransmitted final responses, so the layer keeps their key (and its deadline in
+        # ``_deadline``), not the transaction with its request: over UDP a registrar's or
+        # gateway's every REGISTER and SUBSCRIBE would otherwise stay in memory for T4 (5 s)
+        self._absorbing: set[ClientKey] = set()
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._events: deque[Event] = deque()
         self._heap: list[tuple[float, int, TransactionKey]] = []
@@ -114,15 +120,24 @@ class TransactionLayer:
 
     # -- lookup ---------------------------------------------------------------------
     def get(self, key: TransactionKey) -> ClientTransaction | ServerTransaction | None:
+        """The live transaction ``key`` (not a non-INVITE client transaction in Completed:
+        only its key is kept, see :meth:`state`)."""
         if isinstance(key, ClientKey):
             return self._clients.get(key)
         return self._servers.get(key)
 
+    def state(self, key: TransactionKey) -> State | None:
+        """The state of transaction ``key``, or None once it is forgotten."""
+        txn = self.get(key)
+        if txn is not None:
+            return txn.state
+        return State.COMPLETED if key in self._absorbing else None
+
     def __contains__(self, key: object) -> bool:
-        return key in self._clients or key in self._servers
+        return key in self._clients or key in self._servers or key in self._absorbing
 
     def __len__(self) -> int:
-        return len(self._clients) + len(self._servers)
+        return len(self._clients) + len(self._servers) + len(self._absorbing)
 
     # -- timers ---------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -145,6 +160,9 @@ class TransactionLayer:
             del self._deadline[key]
             txn = self.get(key)
             if txn is None:
+                if key in self._absorbing:  # Timer K (§17.1.2.2): Completed -> Terminated
+                    self._absorbing.discard(key)
+                    self._events.append(TransactionTerminated(key))
                 continue
             self._events.extend(txn.handle_timer(now))
             self._settle(txn)
@@ -202,7 +220,7 @@ class TransactionLayer:
             request.headers.pop_first("via")
             request.headers.add("Via", str(via), first=True)
         key: ClientKey = _new_key(ClientKey, (via.branch or "", request.cseq.method))
-        if key in self._clients:
+        if key in self._clients or key in self._absorbing:
             raise ValueError(f"a client transaction {key} already exists")
         txn = ClientTransaction(request, key=key, destination=destination, timers=self.timers,
                                 reliable=is_reliable(via.transport) if reliable is None else reliable)
@@ -253,7 +271,8 @@ class TransactionLayer:
             key = None
         txn = self._clients.get(key) if key is not None else None
         if txn is None:
-            self._events.append(StrayResponse(response, source))
+            if key not in self._absorbing:  # in Completed a retransmission is absorbed
+                self._events.append(StrayResponse(response, source))
             return
         self._events.extend(txn.receive_response(response, now))
         if txn.cancel_pending and txn.state is not State.CALLING:
@@ -262,6 +281,9 @@ class TransactionLayer:
             else:
                 txn.cancel_pending = False  # a final response came first: nothing to cancel
         self._settle(txn)
+        if txn.state is State.COMPLETED and txn.kind is Kind.NON_INVITE_CLIENT and key is not None:
+            del self._clients[key]  # Timer K runs on in ``_deadline``: only the key is kept
+            self._absorbing.add(key)
 
     # -- server side ----------------------------------------------------------------
     def send_response(self, key: ServerKey, response: Response, now: float) -> bool:

@@ -156,18 +156,32 @@ def _host_key(host: str) -> str:
     return host.lower()
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class SipURI:
     """A sip: or sips: URI (RFC 3261 §19.1.1)."""
 
     host: str
-    user: str | None = None
-    port: int | None = None
-    params: Mapping[str, str | None] = field(default_factory=dict)
-    headers: str | None = None
-    password: str | None = None
-    scheme: str = "sip"
-    raw: str | None = field(default=None, repr=False)
+    user: str | None
+    port: int | None
+    params: Mapping[str, str | None]
+    headers: str | None
+    password: str | None
+    scheme: str
+    raw: str | None = field(repr=False)
+
+    def __init__(
+        self, host: str, user: str | None = None, port: int | None = None,
+        params: Mapping[str, str | None] | None = None, headers: str | None = None,
+        password: str | None = None, scheme: str = "sip", raw: str | None = None
+    ) -> None:
+        self.host = host
+        self.user = user
+        self.port = port
+        self.params = {} if params is None else params
+        self.headers = headers
+        self.password = password
+        self.scheme = scheme
+        self.raw = raw
 
     @classmethod
     def parse(cls, text: str, scheme: str, rest: str) -> SipURI:
