@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,12 @@ log = logging.getLogger("webims.endpoint")
 #: leaves at most one initial interval late, and only while the loop is behind its input.
 MAX_TIMER_DEFERRAL = 0.5
 
+#: The loop timer that drives the transaction timers fires on multiples of this (seconds):
+#: a deadline waits at most this long, and the deadlines falling in one tick (Timer K of
+#: every request answered in the same 10 ms, under load) are handled in one wake-up
+#: instead of one each. RFC 3261's timers are T1 (500 ms) and longer.
+TIMER_TICK = 0.01
+
 
 @dataclass(frozen=True)
 class Target:
@@ -65,6 +72,15 @@ class Target:
     transport: str
     host: str
     port: int
+
+    # compiled (the ones dataclasses makes are not): a Target is the key of every flow table
+    def __hash__(self) -> int:
+        return hash((self.transport, self.host, self.port))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Target):
+            return NotImplemented
+        return self.transport == other.transport and self.host == other.host and self.port == other.port
 
     def __str__(self) -> str:
         return f"{self.transport} {self.host}:{self.port}"
@@ -397,12 +413,15 @@ class SipEndpoint(Handler):
         the earliest deadline moves with every message, and re-creating the loop timer
         each time would cost more than the occasional early wake-up."""
         deadline = self.layer.get_timer()
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+        if deadline is None:
+            return
+        tick = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
+        if self._timer_at is not None and self._timer_at <= tick:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer_at = tick
+        self._timer = self.loop.call_at(tick, self._on_timer)
 
     def _on_timer(self) -> None:
         """Fire the due timers, once the datagrams already waiting have been read.

@@ -99,6 +99,45 @@ def _grant(msg: str) -> OAuthError:
     return OAuthError("invalid_grant", msg)
 
 
+class RevocationList:
+    """The revoked access tokens (``auth_revoked``, by jti) as a set in memory.
+
+    Every token verification asks (TS 24.371 §7.2.1: on every request), so it must not cost
+    an SQLite query on the event loop each time. The set is read again from the store at most
+    every ``refresh`` seconds (only the entries not yet expired), and at once after this
+    process revoked something: a revocation made through this process applies to the next
+    request; one made by another process sharing the store, within ``refresh`` seconds."""
+
+    def __init__(self, store: Store, clock: Callable[[], float], *, refresh: float = 1.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.refresh = refresh
+        self._jtis: frozenset[str] = frozenset()
+        self._read_at: float | None = None  # clock() of the last read; None: read at the next check
+        self._changes = 0  # calls of changed(): a read that overlapped one does not count as fresh
+
+    def __contains__(self, jti: str) -> bool:
+        now = self.clock()
+        read_at = self._read_at
+        if read_at is None or not read_at <= now < read_at + self.refresh:
+            self._read(now)
+        return jti in self._jtis
+
+    def changed(self) -> None:
+        """Something was revoked through this process (called inside the store's write, whose
+        lock a read waits for): the next check reads the list again."""
+        self._changes += 1
+        self._read_at = None
+
+    def _read(self, now: float) -> None:
+        changes = self._changes
+        query = "SELECT jti FROM auth_revoked WHERE expires_at >= ?"  # (housekeeping keeps 1 h more)
+        rows = self.store.read(lambda db: db.execute(query, (now - 3600,)).fetchall())
+        self._jtis = frozenset(row[0] for row in rows)
+        if changes == self._changes:
+            self._read_at = now
+
+
 class TokenService:
     """Everything the token, introspection and revocation endpoints do, minus HTTP."""
 
@@ -120,6 +159,7 @@ class TokenService:
         self.pools = pools
         self.policy = policy
         self.clock = clock
+        self.revoked = RevocationList(store, clock)
         self.verifier = TokenVerifier(
             [TrustedIssuer(policy.issuer, CallableKeys(keys.jwks), (policy.audience,))],
             revoked=self.is_revoked,
@@ -459,13 +499,10 @@ class TokenService:
     # ------------------------------------------------------------------ revocation
 
     def is_revoked(self, jti: str) -> bool:
-        return bool(
-            self.store.read(
-                lambda db: db.execute("SELECT 1 FROM auth_revoked WHERE jti = ?", (jti,)).fetchone()
-            )
-        )
+        return jti in self.revoked
 
     def _revoke_family(self, db: sqlite3.Connection, family: str, reason: str, now: float) -> None:
+        self.revoked.changed()
         db.execute(
             "UPDATE auth_families SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
             (now, reason, family),
@@ -495,6 +532,7 @@ class TokenService:
             jti = ident.jti or ""
 
             def run_access(db: sqlite3.Connection) -> bool:
+                self.revoked.changed()
                 db.execute(
                     "INSERT OR IGNORE INTO auth_revoked (jti, expires_at) VALUES (?, ?)",
                     (jti, ident.expires_at),

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import aiohttp
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -497,12 +498,12 @@ class TokenVerifier:
         header = _HEADERS.get(parts[0])
         try:
             if header is None:
-                header = json.loads(_b64(parts[0]))
+                header = orjson.loads(_b64(parts[0]))  # UTF-8 only (RFC 7519 §7.2); no NaN
                 if isinstance(header, dict):
                     if len(_HEADERS) >= _HEADERS_MAX:
                         _HEADERS.clear()
                     _HEADERS[parts[0]] = header
-            claims = json.loads(_b64(parts[1]))
+            claims = orjson.loads(_b64(parts[1]))
         except (ValueError, UnicodeDecodeError):
             raise InvalidToken("malformed token: header or payload is not JSON") from None
         if not isinstance(header, dict) or not isinstance(claims, dict):

@@ -281,9 +281,11 @@ class TransactionLayer:
             else:
                 txn.cancel_pending = False  # a final response came first: nothing to cancel
         self._settle(txn)
-        if txn.state is State.COMPLETED and txn.kind is Kind.NON_INVITE_CLIENT and key is not None:
-            del self._clients[key]  # Timer K runs on in ``_deadline``: only the key is kept
-            self._absorbing.add(key)
+        if txn.state is State.COMPLETED and txn.kind is Kind.NON_INVITE_CLIENT:
+            own = txn.key  # (the one ``_deadline`` holds: the response's own key is let go)
+            assert isinstance(own, ClientKey)
+            del self._clients[own]  # Timer K runs on in ``_deadline``: only the key is kept
+            self._absorbing.add(own)
 
     # -- server side ----------------------------------------------------------------
     def send_response(self, key: ServerKey, response: Response, now: float) -> bool:
