@@ -525,6 +525,11 @@ def test_timer_j_resends_final_for_retransmitted_request(transport: str, j: floa
     if not j:
         assert key not in layer
         return
+    # Completed keeps what identifies the request (§17.2.3), not the rest of it
+    txn = layer.get(key)
+    assert txn is not None and txn.request.method == "BYE" and txn.request.body == b""
+    kept = {h.key for h in txn.request.headers.fields}
+    assert kept == {"via", "from", "to", "call-id", "cseq"} < {h.key for h in parse(data).headers.fields}
     layer.receive(parse(data), 2.0, source="bob")
     (again,) = layer.events()
     assert isinstance(again, SendMessage) and again.message is first.message

@@ -137,10 +137,13 @@ class IncomingRequest:
     def send(self, response: Response) -> None:
         if self.final_sent:
             return
+        endpoint = self.endpoint
         if response.status >= 200:
             self.final_sent = True
-        self.endpoint.layer.send_response(self.key, response, self.endpoint.now())
-        self.endpoint._pump()
+            if self.request.method != "INVITE":  # nothing to CANCEL: the transaction alone goes on
+                endpoint._incoming.pop(self.key, None)
+        endpoint.layer.send_response(self.key, response, endpoint.now())
+        endpoint._pump()
 
 
 RequestHandler = Callable[[IncomingRequest], Awaitable[None]]

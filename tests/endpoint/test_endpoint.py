@@ -47,6 +47,10 @@ async def test_request_and_answer(transport: str) -> None:
         assert resp.headers.get("X-Echo") == req.call_id
         assert resp.to.tag
         assert seen == ["OPTIONS"]
+        # answered: the endpoint lets the request go; over UDP the server transaction
+        # stays for Timer J (RFC 3261 §17.2.2) with the request's identity only
+        assert not server._incoming and not client._pending
+        assert len(server.layer) == (1 if transport == "UDP" else 0)
         # the Via we added carries the transport and rport (RFC 3581)
         assert req.top_via.transport == transport
         assert "rport" in req.top_via.params

@@ -41,6 +41,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_IDENTIFYING = frozenset(("via", "from", "to", "call-id", "cseq"))  # §17.1.3, §17.2.3
 _RESPONSE_COPIED = frozenset(("via", "from", "call-id", "cseq"))  # and To (RFC 3261 §8.2.6.2)
 _RESPONSE_VIEWS = ("via", "from", "to", "cseq")
 _RESPONSE_VIEWS_TAGGED = ("via", "from", "cseq")
@@ -566,6 +567,13 @@ class Request(Message):
     def uri_text(self) -> str:
         """``str(self.uri)`` without building the URI object."""
         return self._uri_text if self._uri_text is not None and self._uri is None else str(self.uri)
+
+    def skeleton(self) -> Request:
+        """This request with only the header fields that identify it (Via, From, To, Call-ID,
+        CSeq; shared) and no body: what a finished transaction still needs of it."""
+        fields = [h for h in self.headers.fields if h.key in _IDENTIFYING]
+        uri = self._uri if self._uri is not None else self.uri_text
+        return Request(self.method, uri, Headers._parsed(fields), b"", self.version)
 
     def copy(self) -> Request:
         """A new request with the same start line, header fields (copied) and body."""
