@@ -525,11 +525,8 @@ def test_timer_j_resends_final_for_retransmitted_request(transport: str, j: floa
     if not j:
         assert key not in layer
         return
-    # Completed keeps what identifies the request (§17.2.3), not the rest of it
-    txn = layer.get(key)
-    assert txn is not None and txn.request.method == "BYE" and txn.request.body == b""
-    kept = {h.key for h in txn.request.headers.fields}
-    assert kept == {"via", "from", "to", "call-id", "cseq"} < {h.key for h in parse(data).headers.fields}
+    # Completed keeps the last response and its key, not the transaction with its request
+    assert layer.get(key) is None and state(layer, key) is State.COMPLETED and len(layer) == 1
     layer.receive(parse(data), 2.0, source="bob")
     (again,) = layer.events()
     assert isinstance(again, SendMessage) and again.message is first.message
@@ -538,6 +535,41 @@ def test_timer_j_resends_final_for_retransmitted_request(transport: str, j: floa
     assert layer.get_timer() == 1.0 + j
     layer.handle_timer(1.0 + j)
     assert layer.events() == [TransactionTerminated(key)]
+
+
+def test_cancel_of_answered_non_invite_gets_200_with_its_to_tag() -> None:
+    """§9.2: a CANCEL for a request that has its final response already has no effect but
+    a 200 (the BYE's transaction is only its key and last response by then)."""
+    layer = TransactionLayer()
+    data = bye("UDP")
+    layer.receive(parse(data), 0.0, source="bob")
+    key = only(layer.events(), RequestReceived).key
+    layer.respond(key, 200, 0.1)
+    layer.events()
+    cancel = request(data.replace(b"BYE sip:", b"CANCEL sip:").replace(b"1 BYE", b"1 CANCEL"))
+    layer.receive(cancel, 0.2, source="bob")
+    events = layer.events()
+    answer = only(events, SendMessage).message
+    assert isinstance(answer, Response) and answer.status == 200 and answer.cseq.method == "CANCEL"
+    assert answer.to.tag == "9fxced76sl"  # the BYE's To tag (in-dialog)
+    assert not [e for e in events if isinstance(e, RequestCancelled)]
+
+
+def test_rfc2543_non_invite_retransmission_after_final() -> None:
+    """Without a magic cookie the Completed transaction stays whole but for its request,
+    of which it keeps what §17.2.3 matches on."""
+    layer = TransactionLayer()
+    data = bye("UDP").replace(b";branch=z9hG4bKnashds7", b"")
+    layer.receive(parse(data), 0.0, source="bob")
+    key = only(layer.events(), RequestReceived).key
+    layer.respond(key, 200, 0.1)
+    first = only(layer.events(), SendMessage).message
+    txn = layer.get(key)
+    assert txn is not None and txn.request.body == b""
+    assert {h.key for h in txn.request.headers.fields} == {"via", "from", "to", "call-id", "cseq"}
+    layer.receive(parse(data), 1.0, source="bob")
+    again = only(layer.events(), SendMessage)
+    assert again.message is first and again.retransmission
 
 
 def test_non_invite_server_proceeding_resends_provisional() -> None:

@@ -760,11 +760,6 @@ class ServerTransaction(Transaction):
         step = IN.TU_1XX if status < 200 else IN.TU_2XX if status < 300 else IN.TU_3XX_6XX
         out: list[Event] = []
         self._step(step, now, response, out)
-        if self.state is S.COMPLETED and self.kind is Kind.NON_INVITE_SERVER:
-            # Timer J (64*T1 over UDP, §17.2.2) only answers retransmissions with the last
-            # response: keep the request's identity (RFC 2543 matching, §17.2.3), not its
-            # body and other fields (a reg-event NOTIFY's XML, 32 s long, per registration)
-            self.request = self.request.skeleton()
         return out
 
     def _retransmits_2xx(self) -> bool:

@@ -96,6 +96,12 @@ class TransactionLayer:
         # ``_deadline``), not the transaction with its request: over UDP a registrar's or
         # gateway's every REGISTER and SUBSCRIBE would otherwise stay in memory for T4 (5 s)
         self._absorbing: set[ClientKey] = set()
+        # likewise non-INVITE server transactions in Completed (§17.2.2): Timer J (64*T1 over
+        # UDP) only answers a retransmitted request with the last response, so the layer keeps
+        # that response and where it went, not the transaction with its request (a reg-event
+        # NOTIFY with its XML, 32 s long, per registration). RFC 2543 ones stay whole (matched
+        # by the request's fields, §17.2.3).
+        self._answered: dict[ServerKey, tuple[Response, Any]] = {}
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._events: deque[Event] = deque()
         self._heap: list[tuple[float, int, TransactionKey]] = []
@@ -131,13 +137,14 @@ class TransactionLayer:
         txn = self.get(key)
         if txn is not None:
             return txn.state
-        return State.COMPLETED if key in self._absorbing else None
+        return State.COMPLETED if key in self._absorbing or key in self._answered else None
 
     def __contains__(self, key: object) -> bool:
-        return key in self._clients or key in self._servers or key in self._absorbing
+        return (key in self._clients or key in self._servers or key in self._absorbing
+                or key in self._answered)
 
     def __len__(self) -> int:
-        return len(self._clients) + len(self._servers) + len(self._absorbing)
+        return len(self._clients) + len(self._servers) + len(self._absorbing) + len(self._answered)
 
     # -- timers ---------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -163,6 +170,10 @@ class TransactionLayer:
                 if key in self._absorbing:  # Timer K (§17.1.2.2): Completed -> Terminated
                     self._absorbing.discard(key)
                     self._events.append(TransactionTerminated(key))
+                elif key in self._answered:  # Timer J (§17.2.2): Completed -> Terminated
+                    del self._answered[key]
+                    self._unindex(key)
+                    self._events.append(TransactionTerminated(key))
                 continue
             self._events.extend(txn.handle_timer(now))
             self._settle(txn)
@@ -187,6 +198,9 @@ class TransactionLayer:
             self._clients.pop(key, None)
             return
         self._servers.pop(key, None)
+        self._unindex(key)
+
+    def _unindex(self, key: ServerKey) -> None:
         for index, index_key in self._server_index.pop(key, ()):
             value = index.get(index_key)
             if isinstance(value, list):
@@ -296,7 +310,7 @@ class TransactionLayer:
         """
         txn = self._servers.get(key)
         if txn is None:
-            return False
+            return key in self._answered  # Completed: a second final response is dropped
         before = txn.state
         self._events.extend(txn.send_response(response, now))
         if (self.uas_core and txn.kind is Kind.INVITE_SERVER and 200 <= response.status < 300
@@ -305,6 +319,13 @@ class TransactionLayer:
             ack_key = (response.call_id, response.cseq.seq, response.from_.tag, response.to.tag)
             self._index(self._acks, ack_key, key)
         self._settle(txn)
+        if txn.state is State.COMPLETED and txn.kind is Kind.NON_INVITE_SERVER:
+            last = txn.last_response
+            if key.branch.startswith(MAGIC_COOKIE) and last is not None:
+                del self._servers[key]  # Timer J runs on in ``_deadline``
+                self._answered[key] = (last, txn.destination)
+            else:  # RFC 2543: matched by the request's fields, which are all it keeps
+                txn.request = txn.request.skeleton()
         return True
 
     def respond(self, key: ServerKey, status: int, now: float, reason: str | None = None, *,
@@ -383,6 +404,10 @@ class TransactionLayer:
         if key is not None:
             txn = self._servers.get(key)
             if txn is None and request.method != "ACK":
+                answered = self._answered.get(key)
+                if answered is not None:  # §17.2.2: Completed resends the last response
+                    self._events.append(SendMessage(answered[0], answered[1], key, retransmission=True))
+                    return
                 self._new_server_transaction(request, now, source, reliable, key)
                 return
         else:
@@ -445,12 +470,14 @@ class TransactionLayer:
         if target is None:
             self.respond(key, 481, now, to_tag=new_tag())
             return
-        original = self._servers[target]
-        sent = original.last_response
+        original = self._servers.get(target)
+        answered = self._answered.get(target)
+        sent = original.last_response if original is not None else answered[0] if answered else None
         # the same To tag on the 200 (CANCEL) and on the 487 (INVITE), the early dialog's if any
         tag = sent.to.tag if sent is not None and sent.to.tag else new_tag()
         self.respond(key, 200, now, to_tag=tag)
-        if original.kind is Kind.INVITE_SERVER and original.state is State.PROCEEDING:
+        if (original is not None and original.kind is Kind.INVITE_SERVER
+                and original.state is State.PROCEEDING):
             self.respond(target, 487, now, to_tag=tag)
             self._events.append(RequestCancelled(target, cancel))
 
