@@ -529,7 +529,8 @@ def test_timer_j_resends_final_for_retransmitted_request(transport: str, j: floa
     assert layer.get(key) is None and state(layer, key) is State.COMPLETED and len(layer) == 1
     layer.receive(parse(data), 2.0, source="bob")
     (again,) = layer.events()
-    assert isinstance(again, SendMessage) and again.message is first.message
+    assert isinstance(again, SendMessage) and bytes(again.message) == bytes(first.message)
+    assert again.retransmission
     layer.respond(key, 500, 3.0)  # a second final response is discarded (§17.2.2)
     assert layer.events() == []
     assert layer.get_timer() == 1.0 + j

@@ -646,6 +646,13 @@ class Response(Message):
     def start_line(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
 
+    def unparsed(self) -> Response:
+        """This response (the same header lines and body) without the parsed views it shares
+        with its request (Via, From, To, CSeq): what a finished server transaction keeps to
+        send again, without keeping the request's parsed values alive with it."""
+        return Response(self.status, self.reason, Headers._parsed(list(self.headers.fields)), self._body,
+                        self.version)
+
     def _start_key(self) -> tuple[object, ...]:
         return (self.status, self.reason, self.version)
 

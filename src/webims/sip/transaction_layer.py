@@ -323,7 +323,7 @@ class TransactionLayer:
             last = txn.last_response
             if key.branch.startswith(MAGIC_COOKIE) and last is not None:
                 del self._servers[key]  # Timer J runs on in ``_deadline``
-                self._answered[key] = (last, txn.destination)
+                self._answered[key] = (last.unparsed(), txn.destination)
             else:  # RFC 2543: matched by the request's fields, which are all it keeps
                 txn.request = txn.request.skeleton()
         return True
