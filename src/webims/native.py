@@ -29,6 +29,7 @@ __all__ = ["COMPILED", "MANIFEST", "compiled", "install", "manifest_for", "stale
 #: lab core's CSCFs.
 COMPILED: tuple[str, ...] = (
     "webims.sip.errors",
+    "webims.sip.randomness",
     "webims.sip.uri",
     "webims.sip.headers",
     "webims.sip.message",

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from conftest import ORIGIN, PASSWORDS, Lab, LabFactory
-from ims_phone import ImsPhone
+from ims_phone import ImsPhone, rtp_sdp
+from session_wic import Dialog as WicDialog
 from session_wic import SessionWic, closing, registered
 
 from webims.gateway.session_settings import SessionConfig
 from webims.gateway.sessions import SessionManager
 from webims.media.api import MediaIWF
+from webims.sip import Dialog, Request, Response
 
 
 @contextlib.asynccontextmanager
@@ -79,3 +81,27 @@ async def wic_and_phone(
                 yield mgr, alice, bob
             finally:
                 await closing(alice)
+
+
+class Answered(NamedTuple):
+    """A call from a WIC that the IMS phone answered and the WIC acknowledged."""
+
+    dialog: WicDialog  # the WIC's
+    phone_dialog: Dialog  # the phone's
+    invite: Request  # the INVITE as the phone got it
+    final: Response  # the 200 as the WIC got it
+
+
+async def answered_call(
+    wic: SessionWic, bob: ImsPhone, *, answer_headers: tuple[tuple[str, str], ...] = ()
+) -> Answered:
+    """``wic`` calls bob's phone, which answers 200 with its SDP; the WIC ACKs, the phone gets it."""
+    sent = await wic.invite("sip:bob@ims.test")
+    got = await bob.next_request("INVITE")
+    ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(), headers=answer_headers)
+    final = await wic.final(sent)
+    assert final.status == 200, final
+    dialog = wic.dialog_from(sent, final)
+    await wic.ack(dialog)
+    await eventually(lambda: bob.acks)
+    return Answered(dialog, bob.uas_dialog(got, ok), got.request, final)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from conftest import LabFactory
 from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, phone, session_lab, wic_and_phone, wics
+from session_lab import answered_call, eventually, phone, session_lab, wic_and_phone, wics
 from session_wic import Dialog as WicDialog
 from session_wic import SessionWic, chrome_answer, chrome_offer, closing
 
@@ -157,19 +157,13 @@ async def test_ack_without_answer_ends_the_call(make_lab: LabFactory) -> None:
 
 async def test_reinvite_without_sdp_is_answered_on_its_leg(make_lab: LabFactory) -> None:
     async with wic_and_phone(make_lab) as (mgr, alice, bob):
-        sent = await alice.invite("sip:bob@ims.test")
-        got = await bob.next_request("INVITE")
-        ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-        final = await alice.final(sent)
-        dialog = alice.dialog_from(sent, final)
-        await alice.ack(dialog)
-        bob_dialog = bob.uas_dialog(got, ok)
+        dialog, bob_dialog, invite, final = await answered_call(alice, bob)
         # the IMS side (an AS refreshing the session): the gateway's SDP is the offer again,
         # the same version (RFC 3264 §8: nothing changed), and the answer comes in the ACK
         reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
         response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
         assert response.status == 200 and response.content_type == "application/sdp"
-        first, again = parse(got.request.body), parse(response.body)
+        first, again = parse(invite.body), parse(response.body)
         assert again.origin.sess_version == first.origin.sess_version
         assert again.media[0].port == first.media[0].port
         await ack_with(bob, bob_dialog, reinvite, rtp_sdp())
@@ -318,14 +312,7 @@ async def test_hold_in_the_ack_answer_is_passed_to_the_wic(make_lab: LabFactory)
     which it allows, RFC 3311), one version up on the WIC leg; its answer is recorded; the IMS side,
     whose exchange is complete, gets nothing more. Resuming the same way goes through again."""
     async with wic_and_phone(make_lab) as (mgr, alice, bob):
-        sent = await alice.invite("sip:bob@ims.test")
-        got = await bob.next_request("INVITE")
-        ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-        final = await alice.final(sent)
-        dialog = alice.dialog_from(sent, final)
-        await alice.ack(dialog)
-        await eventually(lambda: bob.acks)
-        bob_dialog = bob.uas_dialog(got, ok)
+        dialog, bob_dialog, _, final = await answered_call(alice, bob)
         version = parse(final.body).origin.sess_version
         (call,) = mgr.calls.values()
 
@@ -575,15 +562,8 @@ async def test_wic_answering_from_elsewhere_is_offered_back_to_the_ims(make_lab:
     (the WIC's media, as they were) no longer holds, so the phone gets a new offer with the WIC's
     answer, one version up on the IMS leg (RFC 3264 §8), in an UPDATE (the phone allows it)."""
     async with wic_and_phone(make_lab) as (mgr, alice, bob):
-        sent = await alice.invite("sip:bob@ims.test")
-        got = await bob.next_request("INVITE")
-        ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-        final = await alice.final(sent)
-        dialog = alice.dialog_from(sent, final)
-        await alice.ack(dialog)
-        await eventually(lambda: bob.acks)
-        bob_dialog = bob.uas_dialog(got, ok)
-        first = parse(got.request.body)
+        dialog, bob_dialog, invite, _ = await answered_call(alice, bob)
+        first = parse(invite.body)
         reinvite = bob_dialog.create_request("INVITE", headers=[("Contact", bob.contact)])
         response = await bob.endpoint.request(reinvite, await bob._connect(reinvite))
         assert response.status == 200
@@ -593,7 +573,7 @@ async def test_wic_answering_from_elsewhere_is_offered_back_to_the_ims(make_lab:
         await alice.answer(update, 200, body=chrome_answer("recvonly"))  # port 9, c=0.0.0.0
         again = await bob.next_request("UPDATE")
         offer = parse(again.request.body)
-        assert again.request.call_id == got.request.call_id
+        assert again.request.call_id == invite.call_id
         assert offer.origin.sess_id == first.origin.sess_id
         assert offer.origin.sess_version == first.origin.sess_version + 1
         assert offer.media[0].port == 9 and offer.media[0].direction == "recvonly"

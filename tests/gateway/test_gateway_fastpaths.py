@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 
 import pytest
 
-from webims.gateway.identity import aor_of, associated_uris, impu_key, random_token
+from webims.gateway.identity import aor_of, associated_uris, impu_key
 from webims.gateway.regmsg import RegisterBuilder
 from webims.gateway.state import Binding
 from webims.sip import ParseError, Request, Response, parse, parse_name_addr, parse_uri
@@ -70,13 +69,6 @@ def test_associated_uris_read_plain_entries_and_parse_the_rest() -> None:
             continue  # unusable entries are skipped
     assert associated_uris(response) == expected
     assert "sip:alice@ims..test" not in expected and len(expected) == len(values) - 2
-
-
-def test_random_tokens_are_urlsafe_and_fresh() -> None:
-    tokens = {random_token(12) for _ in range(500)}
-    assert len(tokens) == 500
-    for token in tokens:
-        assert len(token) == 16 and len(base64.urlsafe_b64decode(token)) == 12
 
 
 WIC_REGISTER = (

@@ -15,33 +15,16 @@ import asyncio
 from urllib.parse import quote
 
 from conftest import ORIGIN, POOL_PASSWORD, LabFactory, token_for
-from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, phone, session_lab, wic_and_phone, wics
-from session_wic import Dialog as WicDialog
+from session_lab import answered_call, eventually, phone, session_lab, wic_and_phone, wics
 from session_wic import SessionWic, closing
 from wicclient import bearer
-
-from webims.sip import Dialog, Request
 
 SIPFRAG = [("Content-Type", "message/sipfrag;version=2.0")]
 
 
-async def call_up(wic: SessionWic, bob: ImsPhone) -> tuple[WicDialog, Dialog, Request]:
-    """``wic`` calls bob's phone, which answers: (the WIC's dialog, the phone's dialog, its INVITE)."""
-    sent = await wic.invite("sip:bob@ims.test")
-    got = await bob.next_request("INVITE")
-    ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp())
-    final = await wic.final(sent)
-    assert final.status == 200, final
-    dialog = wic.dialog_from(sent, final)
-    await wic.ack(dialog)
-    await eventually(lambda: bob.acks)
-    return dialog, bob.uas_dialog(got, ok), got.request
-
-
 async def test_refer_from_the_wic_and_its_notify_back(make_lab: LabFactory) -> None:
     async with wic_and_phone(make_lab) as (mgr, alice, bob):
-        dialog, bob_dialog, invite = await call_up(alice, bob)
+        dialog, bob_dialog, invite, _ = await answered_call(alice, bob)
         dialog.cseq += 5  # CSeq numbers only go up (§12.2.1.1): the two legs' numbers differ
         refer = await alice.in_dialog(dialog, "REFER", [
             ("Refer-To", "<sip:carol@ims.test>"), ("Referred-By", "<sip:alice@ims.test>"),
@@ -85,7 +68,7 @@ async def test_refer_from_the_ims_reaches_the_wic(make_lab: LabFactory) -> None:
         (alice,) = await wics(lab, "alice")
         async with phone(lab) as bob:
             try:
-                dialog, bob_dialog, _ = await call_up(alice, bob)
+                dialog, bob_dialog, _, _ = await answered_call(alice, bob)
                 refer = asyncio.ensure_future(bob.send_in(bob_dialog, "REFER", [
                     ("Refer-To", "<sip:erin@ims.test?Subject=transfer>"),
                     ("Referred-By", '"Bob" <sip:bob@ims.test>'),
@@ -113,7 +96,7 @@ async def test_refer_from_the_ims_reaches_the_wic(make_lab: LabFactory) -> None:
 
 async def test_message_subscribe_and_info_package_in_the_dialog(make_lab: LabFactory) -> None:
     async with wic_and_phone(make_lab) as (mgr, alice, bob):
-        dialog, bob_dialog, invite = await call_up(alice, bob)
+        dialog, bob_dialog, invite, _ = await answered_call(alice, bob)
         # MESSAGE within the dialog (RFC 3428 §4), WIC -> IMS, answered by the phone
         sent = await alice.in_dialog(dialog, "MESSAGE", [("Content-Type", "text/plain")], b"hello")
         got = await bob.next_request("MESSAGE")
@@ -152,7 +135,7 @@ async def test_refer_from_a_pool_wic_names_its_impu(make_lab: LabFactory) -> Non
             assert (await pat.register(headers=[bearer(token_for(lab.auth, "pat"))])).status == 200
             (binding,) = list(lab.gateway.bindings)
             async with phone(lab) as bob:
-                dialog, _, invite = await call_up(pat, bob)
+                dialog, _, invite, _ = await answered_call(pat, bob)
                 refer = await pat.in_dialog(
                     dialog,
                     "REFER",
@@ -176,8 +159,8 @@ async def test_refer_with_replaces_names_the_far_side_dialog(make_lab: LabFactor
     """Attended transfer (RFC 5589 §7): alice's REFER names her other call by its WIC-side dialog;
     the phone gets the same call's IMS-side dialog in Replaces (RFC 3891 §3)."""
     async with wic_and_phone(make_lab) as (mgr, alice, bob):
-        first, _, _ = await call_up(alice, bob)
-        second, _, second_invite = await call_up(alice, bob)
+        first, _, _, _ = await answered_call(alice, bob)
+        second, _, second_invite, _ = await answered_call(alice, bob)
         other = next(c for c in mgr.calls.values() if c.wic.call_id == second.call_id)
         assert other.ims.dialog is not None
         wic_tag = second.remote.split("tag=")[1]

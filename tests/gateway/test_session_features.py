@@ -12,8 +12,8 @@ import asyncio
 
 import pytest
 from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, WEB_PASSWORD, LabFactory, token_for
-from ims_phone import ImsPhone, rtp_sdp
-from session_lab import eventually, phone, session_lab, wic_and_phone, wics
+from ims_phone import rtp_sdp
+from session_lab import answered_call, eventually, phone, session_lab, wic_and_phone, wics
 from session_wic import SessionWic, chrome_offer, closing, direction_of
 from wicclient import bearer
 
@@ -23,25 +23,12 @@ from webims.gateway.sessions import SessionManager
 DTMF = b"Signal=5\r\nDuration=160\r\n"
 
 
-async def established(alice: SessionWic, bob: ImsPhone, *, answer_headers: tuple[tuple[str, str], ...] = ()):  # type: ignore[no-untyped-def]
-    """alice calls bob's phone, which answers: (alice's dialog, the phone's dialog, phone's INVITE)."""
-    sent = await alice.invite("sip:bob@ims.test")
-    got = await bob.next_request("INVITE")
-    ok = bob.respond(got, 200, to_tag="ph1", body=rtp_sdp(), headers=answer_headers)
-    final = await alice.final(sent)
-    assert final.status == 200, final
-    dialog = alice.dialog_from(sent, final)
-    await alice.ack(dialog)
-    await eventually(lambda: bob.acks)
-    return dialog, bob.uas_dialog(got, ok), got
-
-
 async def test_info_dtmf_relayed_both_ways(make_lab: LabFactory) -> None:
     async with session_lab(make_lab) as (lab, _mgr):
         (alice,) = await wics(lab, "alice")
         async with phone(lab) as bob:
             try:
-                dialog, bob_dialog, _ = await established(alice, bob)
+                dialog, bob_dialog, _, _ = await answered_call(alice, bob)
                 sent = await alice.in_dialog(
                     dialog, "INFO", [("Content-Type", "application/dtmf-relay")], DTMF
                 )
@@ -127,7 +114,7 @@ async def test_session_timer_refresh_by_update(make_lab: LabFactory) -> None:
 
 async def test_session_expires_without_refresh_ends_the_call(make_lab: LabFactory) -> None:
     async with wic_and_phone(make_lab, session_expires=3, min_se=2) as (mgr, alice, bob):
-        await established(alice, bob, answer_headers=(("Session-Expires", "3;refresher=uas"),))
+        await answered_call(alice, bob, answer_headers=(("Session-Expires", "3;refresher=uas"),))
         # the phone was to refresh and does not: the gateway ends both legs (RFC 4028 §10)
         bye = await bob.next_request("BYE", timeout=10)
         assert "408" in (bye.request.headers.get("Reason") or "")
@@ -159,7 +146,7 @@ async def test_glare_491_and_retry(make_lab: LabFactory) -> None:
         (alice,) = await wics(lab, "alice")
         async with phone(lab) as bob:
             try:
-                dialog, bob_dialog, _ = await established(alice, bob)
+                dialog, bob_dialog, _, _ = await answered_call(alice, bob)
                 hold = asyncio.ensure_future(alice.reinvite(dialog, chrome_offer("sendonly", version=3)))
                 theirs = await bob.next_request("INVITE")  # the gateway's re-INVITE, pending
                 # the phone's own re-INVITE crosses it: 491 (RFC 3261 §14.2)
@@ -333,7 +320,7 @@ async def test_a_call_whose_wic_is_gone_for_good_is_ended(make_lab: LabFactory) 
     async with session_lab(make_lab) as (lab, mgr):
         (alice,) = await wics(lab, "alice")
         async with phone(lab) as bob:
-            await established(alice, bob)
+            await answered_call(alice, bob)
             await alice.close()  # the browser tab is closed: no BYE, no more refreshes
             bye = await bob.next_request("BYE", timeout=15)  # grace period (1 s here) + the sweep
             assert "480" in (bye.request.headers.get("Reason") or "")

@@ -54,6 +54,7 @@ class DueHeap(Generic[D]):
         self._seq = 0  # ties: first pushed, first due (items are never compared)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # (get_running_loop() costs a getpid)
 
     def __len__(self) -> int:
         """Entries in the heap, stale ones included."""
@@ -89,7 +90,9 @@ class DueHeap(Generic[D]):
             return
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         self._timer_at = due
         self._timer = loop.call_at(loop.time() + max(0.0, due - self._clock()), self._fire)
 

@@ -13,18 +13,15 @@
 - :func:`translate_from`: pool mode (seed 004 §6.X.2.2.5) — the WIC's own address
   becomes the allocated IMPU in From (tags and display name kept).
 - :func:`charging_vector`: P-Charging-Vector with a fresh icid (RFC 7315 §4.6).
-- :func:`random_hex`, :func:`random_token`: random identifiers (Call-IDs, tags, icids,
-  binding ids) from a buffered ``os.urandom`` pool: one system call per few hundred identifiers.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import os
 import re
 
 from webims.sip import NameAddr, ParseError, Request, Response, SipURI, TelURI, parse_name_addr, parse_uri
+from webims.sip.randomness import token_hex
 
 __all__ = [
     "UNTRUSTED_HEADERS",
@@ -34,8 +31,6 @@ __all__ = [
     "associated_uris",
     "charging_vector",
     "impu_key",
-    "random_hex",
-    "random_token",
     "same_identity",
     "strip_untrusted",
     "translate_from",
@@ -160,40 +155,7 @@ def translate_from(request: Request, wic_aor: str, impu: str) -> bool:
 
 def charging_vector(generated_at: str, *, orig_ioi: str | None = None) -> str:
     """``P-Charging-Vector: icid-value=...;icid-generated-at=...`` (RFC 7315 §4.6, TS 24.229 §7.2A.5)."""
-    value = f'icid-value="{random_hex(12)}";icid-generated-at={generated_at}'
+    value = f'icid-value="{token_hex(12)}";icid-generated-at={generated_at}'
     if orig_ioi:
         value += f";orig-ioi={orig_ioi}"
     return value
-
-
-_POOL_SIZE = 4096
-_pool = bytearray()
-
-
-def random_hex(nbytes: int) -> str:
-    """``secrets.token_hex(nbytes)``: ``nbytes`` from the kernel CSPRNG (``os.urandom``), each
-    byte used once, read ahead in one system call per 4 KiB (RFC 3261 §8.1.1.4, §19.3: Call-IDs
-    and tags are random; TS 24.229 §7.2A.5: an icid is unique). For the event loop's thread."""
-    global _pool
-    if len(_pool) < nbytes:
-        _pool = bytearray(os.urandom(max(_POOL_SIZE, nbytes)))
-    chunk = _pool[-nbytes:]
-    del _pool[-nbytes:]
-    return chunk.hex()
-
-
-def random_token(nbytes: int) -> str:
-    """``secrets.token_urlsafe(nbytes)`` from the same buffered pool as :func:`random_hex`."""
-    global _pool
-    if len(_pool) < nbytes:
-        _pool = bytearray(os.urandom(max(_POOL_SIZE, nbytes)))
-    chunk = bytes(_pool[-nbytes:])
-    del _pool[-nbytes:]
-    return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode("ascii")
-
-
-def _forget_pool() -> None:
-    _pool.clear()  # a forked child must not reuse its parent's bytes
-
-
-os.register_at_fork(after_in_child=_forget_pool)

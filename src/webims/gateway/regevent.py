@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 
 from webims.endpoint import IncomingRequest
 from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr
+from webims.sip.randomness import token_hex
 
 from .due import DueHeap
-from .identity import charging_vector, random_hex
+from .identity import charging_vector
 
 if TYPE_CHECKING:
     from .core import Gateway
@@ -151,8 +152,8 @@ class RegEvents:
             return
         sub = Subscription(
             binding.impu,
-            f"{random_hex(10)}@webims-reg",
-            random_hex(5),  # as new_tag(): 40 random bits
+            f"{token_hex(10)}@webims-reg",
+            token_hex(5),  # as new_tag(): 40 random bits
             list(binding.service_route),
             binding.impu,
         )

@@ -47,8 +47,9 @@ from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response,
 from webims.sip.auth_header import Challenge, Credentials, parse_challenge, parse_credentials
 from webims.sip.digest import DigestError, parse_algorithm
 from webims.sip.headers import format_params, is_list_header, iter_tokens, split_list
+from webims.sip.randomness import token_hex
 
-from .identity import charging_vector, random_hex
+from .identity import charging_vector
 
 __all__ = [
     "COPIED_RESPONSE_HEADERS",
@@ -282,7 +283,7 @@ def _service_routes(values: tuple[str, ...]) -> tuple[str, ...]:
 
 def new_dialog() -> tuple[str, str]:
     """A fresh (Call-ID, From tag) for a binding's IMS registration."""
-    return f"{random_hex(10)}@webims", random_hex(5)  # as new_tag(): 40 random bits
+    return f"{token_hex(10)}@webims", token_hex(5)  # as new_tag(): 40 random bits
 
 
 __all__ += ["RegisterBuilder", "granted_expires", "new_dialog", "service_routes"]

@@ -24,20 +24,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import secrets
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from webims.sip.randomness import token_urlsafe
 from webims.store import Store
 from webims.transport import Connection
 
-from .identity import impu_key, random_token
+from .identity import impu_key
 
 __all__ = [
     "Binding",
@@ -52,11 +52,11 @@ log = logging.getLogger("webims.gateway.state")
 _K = TypeVar("_K", int, str)
 
 
-
 def _encode(record: dict[str, Any]) -> str:
     """``json.dumps(record, separators=(",", ":"))``, by orjson: one record per registration
     and refresh, 0.7 µs instead of 7.4 (measured on a binding's 27 fields)."""
     return orjson.dumps(record).decode()
+
 
 _PERSISTED = (
     "id", "mode", "aor", "contact", "contact_uri", "instance", "reg_id", "impi", "impu", "associated",
@@ -64,6 +64,7 @@ _PERSISTED = (
     "ims_contact", "sub", "client_id", "pool", "allocation", "dest", "scopes", "origin", "created_at",
     "ims_registered_at",
 )  # fmt: skip
+_PERSISTED_NAMES = frozenset(_PERSISTED)
 
 
 @dataclass(slots=True, eq=False, init=False)
@@ -118,11 +119,10 @@ class Binding:
         cseq: int = 0, request_uri: str = "", ims_contact: str = "", sub: str | None = None,
         client_id: str | None = None, pool: str | None = None, allocation: str | None = None,
         dest: dict[str, Any] | None = None, scopes: list[str] | None = None, origin: str | None = None,
-        created_at: float = 0.0, ims_registered_at: float = 0.0, connection: Connection | None = None,
-        password: str | None = None, tls_bound: bool = False, confirmed: bool = False, ending: bool = False,
-        due: float | None = None, grace_until: float | None = None, held: bool = False,
-        busy: asyncio.Future[None] | None = None, digest_state: Any = None, flow_token: str | None = None
+        created_at: float = 0.0, ims_registered_at: float = 0.0, password: str | None = None
     ) -> None:
+        """The persisted fields (``to_record``/``from_record``) and the on-behalf password; the
+        runtime-only ones start empty."""
         self.id = id
         self.mode = mode
         self.aor = aor
@@ -150,17 +150,17 @@ class Binding:
         self.origin = origin
         self.created_at = created_at
         self.ims_registered_at = ims_registered_at
-        self.connection = connection
+        self.connection = None
         self.password = password
-        self.tls_bound = tls_bound
-        self.confirmed = confirmed
-        self.ending = ending
-        self.due = due
-        self.grace_until = grace_until
-        self.held = held
-        self.busy = busy
-        self.digest_state = digest_state
-        self.flow_token = flow_token
+        self.tls_bound = False
+        self.confirmed = False
+        self.ending = False
+        self.due = None
+        self.grace_until = None
+        self.held = False
+        self.busy = None
+        self.digest_state = None
+        self.flow_token = None
 
     @property
     def lock(self) -> BindingLock:
@@ -186,8 +186,7 @@ class Binding:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Binding:
-        known = {f.name for f in fields(cls)} & set(_PERSISTED)
-        return cls(**{k: v for k, v in record.items() if k in known})
+        return cls(**{k: v for k, v in record.items() if k in _PERSISTED_NAMES})
 
 
 class BindingLock:
@@ -241,7 +240,7 @@ class BindingTable:
 
     def new_id(self) -> str:
         while True:
-            bid = random_token(12)  # 16 characters, 96 random bits
+            bid = token_urlsafe(12)  # 16 characters, 96 random bits
             if bid not in self.by_id:
                 return bid
 
@@ -361,7 +360,7 @@ class MemoryRegistrationStore:
         return [dict(rec) for (k, _), (rec, exp) in self.records.items() if k == kind and exp > now]
 
     def put(self, kind: str, key: str, record: dict[str, Any], expires_at: float) -> None:
-        self.records[(kind, key)] = (json.loads(json.dumps(record)), expires_at)
+        self.records[(kind, key)] = (orjson.loads(_encode(record)), expires_at)  # as stored
 
     def delete(self, kind: str, key: str) -> None:
         self.records.pop((kind, key), None)
@@ -412,7 +411,7 @@ class SqliteRegistrationStore:
         out = []
         for row in rows:
             try:
-                out.append(json.loads(row[0]))
+                out.append(orjson.loads(row[0]))
             except ValueError:
                 log.warning("unreadable %s record in the gateway state; ignored", kind)
         return out

@@ -24,12 +24,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 from webims.endpoint import IncomingRequest, SipEndpoint
 from webims.sip import URI, NameAddr, ParseError, Request, SipURI, new_tag, parse_name_addr, parse_uri
+from webims.sip.randomness import randbelow
 from webims.transport import host_key
 
 from .identities import canonical, canonical_text
 from .registrations import Binding, Deadlines
 from .scscf_registrar import Registration
-from .tokens import randbelow
 
 __all__ = [
     "CONTENT_TYPE",

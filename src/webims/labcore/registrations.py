@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from webims.sip import NameAddr, SipURI
+from webims.sip.randomness import token_hex
 
 from .hss.user_data import IdentityType, ImsSubscription
 from .hss.wildcard import is_wildcarded
 from .identities import canonical_text
-from .tokens import token_hex
 
 __all__ = ["Binding", "Deadlines", "Registration", "binding_key"]
 

@@ -44,11 +44,11 @@ from webims.diameter import (
 from webims.endpoint import IncomingRequest
 from webims.sip import ParseError, Request
 from webims.sip.digest import AuthParam, Challenge, Credentials, DigestServer, parse_credentials
+from webims.sip.randomness import token_hex
 from webims.transport import host_key
 
 from .cx_client import CxError, DiameterClient
 from .settings import LabCoreConfig
-from .tokens import token_hex
 
 __all__ = ["Authenticator", "credentials", "reply"]
 

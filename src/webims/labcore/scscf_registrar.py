@@ -48,6 +48,7 @@ from webims.diameter import (
 from webims.diameter.cx_parse import PushProfileRequest
 from webims.endpoint import IncomingRequest
 from webims.sip import NameAddr, ParseError, Request
+from webims.sip.randomness import token_hex
 
 from .cx_client import CxError, DiameterClient
 from .hss.user_data import ImsSubscription, UserDataError
@@ -56,7 +57,6 @@ from .identities import canonical, canonical_text, impi_from_impu
 from .registrations import Binding, Deadlines, Registration, binding_key
 from .scscf_auth import Authenticator, credentials, reply
 from .settings import LabCoreConfig
-from .tokens import token_hex
 
 __all__ = ["Binding", "Registrar", "Registration"]
 

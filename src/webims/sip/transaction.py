@@ -26,11 +26,11 @@ over reliable transports, where nothing is retransmitted.
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from .message import Request, Response
+from .randomness import token_hex
 
 __all__ = [
     "DEFAULT_TIMERS", "MAGIC_COOKIE", "TABLES", "AckReceived", "AckTimeout", "Backoff", "ClientKey",
@@ -50,12 +50,12 @@ _UNRELIABLE = frozenset({"UDP", "DTLS"})
 
 def new_branch() -> str:
     """A fresh Via branch: the magic cookie and 64 random bits (§8.1.1.7)."""
-    return MAGIC_COOKIE + os.urandom(8).hex()  # secrets.token_hex(8), one call
+    return MAGIC_COOKIE + token_hex(8)
 
 
 def new_tag() -> str:
     """A fresh From/To tag: 32 random bits at least (§19.3)."""
-    return os.urandom(5).hex()  # secrets.token_hex(5), one call
+    return token_hex(5)
 
 
 def is_reliable(transport: str) -> bool:

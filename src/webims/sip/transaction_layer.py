@@ -91,17 +91,14 @@ class TransactionLayer:
         self.send_trying = send_trying
         self.branch_factory = branch_factory
         self._clients: dict[ClientKey, ClientTransaction] = {}
-        # non-INVITE client transactions in Completed (§17.1.2.2): Timer K only absorbs
-        # retransmitted final responses, so the layer keeps their key (and its deadline in
-        # ``_deadline``), not the transaction with its request: over UDP a registrar's or
-        # gateway's every REGISTER and SUBSCRIBE would otherwise stay in memory for T4 (5 s)
-        self._absorbing: set[ClientKey] = set()
-        # likewise non-INVITE server transactions in Completed (§17.2.2): Timer J (64*T1 over
-        # UDP) only answers a retransmitted request with the last response, so the layer keeps
-        # that response and where it went, not the transaction with its request (a reg-event
-        # NOTIFY with its XML, 32 s long, per registration). RFC 2543 ones stay whole (matched
-        # by the request's fields, §17.2.3).
-        self._answered: dict[ServerKey, tuple[Response, Any]] = {}
+        # Non-INVITE transactions in Completed, over UDP, by key (their deadline stays in
+        # ``_deadline``): a client one (§17.1.2.2, Timer K: T4) only absorbs retransmitted
+        # final responses, so None is kept for it; a server one (§17.2.2, Timer J: 64*T1)
+        # answers a retransmitted request with its last response, so (that response, where it
+        # went) is kept. Not the transaction with its request: a gateway's every REGISTER and
+        # SUBSCRIBE, and the reg-event NOTIFY it answers, would stay in memory for those
+        # seconds. RFC 2543 server transactions stay whole (matched by the request's fields).
+        self._completed: dict[TransactionKey, tuple[Response, Any] | None] = {}
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._events: deque[Event] = deque()
         self._heap: list[tuple[float, int, TransactionKey]] = []
@@ -126,8 +123,8 @@ class TransactionLayer:
 
     # -- lookup ---------------------------------------------------------------------
     def get(self, key: TransactionKey) -> ClientTransaction | ServerTransaction | None:
-        """The live transaction ``key`` (not a non-INVITE client transaction in Completed:
-        only its key is kept, see :meth:`state`)."""
+        """The live transaction ``key`` (not a non-INVITE one in Completed, of which the layer
+        keeps only what that state needs: see :meth:`state`)."""
         if isinstance(key, ClientKey):
             return self._clients.get(key)
         return self._servers.get(key)
@@ -137,14 +134,13 @@ class TransactionLayer:
         txn = self.get(key)
         if txn is not None:
             return txn.state
-        return State.COMPLETED if key in self._absorbing or key in self._answered else None
+        return State.COMPLETED if key in self._completed else None
 
     def __contains__(self, key: object) -> bool:
-        return (key in self._clients or key in self._servers or key in self._absorbing
-                or key in self._answered)
+        return key in self._clients or key in self._servers or key in self._completed
 
     def __len__(self) -> int:
-        return len(self._clients) + len(self._servers) + len(self._absorbing) + len(self._answered)
+        return len(self._clients) + len(self._servers) + len(self._completed)
 
     # -- timers ---------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -167,12 +163,10 @@ class TransactionLayer:
             del self._deadline[key]
             txn = self.get(key)
             if txn is None:
-                if key in self._absorbing:  # Timer K (§17.1.2.2): Completed -> Terminated
-                    self._absorbing.discard(key)
-                    self._events.append(TransactionTerminated(key))
-                elif key in self._answered:  # Timer J (§17.2.2): Completed -> Terminated
-                    del self._answered[key]
-                    self._unindex(key)
+                if key in self._completed:  # Timer K / J: Completed -> Terminated
+                    del self._completed[key]
+                    if isinstance(key, ServerKey):
+                        self._unindex(key)
                     self._events.append(TransactionTerminated(key))
                 continue
             self._events.extend(txn.handle_timer(now))
@@ -234,7 +228,7 @@ class TransactionLayer:
             request.headers.pop_first("via")
             request.headers.add("Via", str(via), first=True)
         key: ClientKey = _new_key(ClientKey, (via.branch or "", request.cseq.method))
-        if key in self._clients or key in self._absorbing:
+        if key in self._clients or key in self._completed:
             raise ValueError(f"a client transaction {key} already exists")
         txn = ClientTransaction(request, key=key, destination=destination, timers=self.timers,
                                 reliable=is_reliable(via.transport) if reliable is None else reliable)
@@ -285,7 +279,7 @@ class TransactionLayer:
             key = None
         txn = self._clients.get(key) if key is not None else None
         if txn is None:
-            if key not in self._absorbing:  # in Completed a retransmission is absorbed
+            if key not in self._completed:  # in Completed a retransmission is absorbed
                 self._events.append(StrayResponse(response, source))
             return
         self._events.extend(txn.receive_response(response, now))
@@ -298,8 +292,8 @@ class TransactionLayer:
         if txn.state is State.COMPLETED and txn.kind is Kind.NON_INVITE_CLIENT:
             own = txn.key  # (the one ``_deadline`` holds: the response's own key is let go)
             assert isinstance(own, ClientKey)
-            del self._clients[own]  # Timer K runs on in ``_deadline``: only the key is kept
-            self._absorbing.add(own)
+            del self._clients[own]  # Timer K runs on in ``_deadline``
+            self._completed[own] = None
 
     # -- server side ----------------------------------------------------------------
     def send_response(self, key: ServerKey, response: Response, now: float) -> bool:
@@ -310,7 +304,7 @@ class TransactionLayer:
         """
         txn = self._servers.get(key)
         if txn is None:
-            return key in self._answered  # Completed: a second final response is dropped
+            return key in self._completed  # Completed: a second final response is dropped
         before = txn.state
         self._events.extend(txn.send_response(response, now))
         if (self.uas_core and txn.kind is Kind.INVITE_SERVER and 200 <= response.status < 300
@@ -323,7 +317,7 @@ class TransactionLayer:
             last = txn.last_response
             if key.branch.startswith(MAGIC_COOKIE) and last is not None:
                 del self._servers[key]  # Timer J runs on in ``_deadline``
-                self._answered[key] = (last.unparsed(), txn.destination)
+                self._completed[key] = (last.unparsed(), txn.destination)
             else:  # RFC 2543: matched by the request's fields, which are all it keeps
                 txn.request = txn.request.skeleton()
         return True
@@ -404,7 +398,7 @@ class TransactionLayer:
         if key is not None:
             txn = self._servers.get(key)
             if txn is None and request.method != "ACK":
-                answered = self._answered.get(key)
+                answered = self._completed.get(key)
                 if answered is not None:  # §17.2.2: Completed resends the last response
                     self._events.append(SendMessage(answered[0], answered[1], key, retransmission=True))
                     return
@@ -471,8 +465,11 @@ class TransactionLayer:
             self.respond(key, 481, now, to_tag=new_tag())
             return
         original = self._servers.get(target)
-        answered = self._answered.get(target)
-        sent = original.last_response if original is not None else answered[0] if answered else None
+        if original is not None:
+            sent = original.last_response
+        else:  # answered already (Completed): its final response
+            answered = self._completed.get(target)
+            sent = answered[0] if answered is not None else None
         # the same To tag on the 200 (CANCEL) and on the 487 (INVITE), the early dialog's if any
         tag = sent.to.tag if sent is not None and sent.to.tag else new_tag()
         self.respond(key, 200, now, to_tag=tag)
