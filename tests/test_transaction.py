@@ -536,6 +536,7 @@ def test_timer_j_resends_final_for_retransmitted_request(transport: str, j: floa
     assert layer.get_timer() == 1.0 + j
     layer.handle_timer(1.0 + j)
     assert layer.events() == [TransactionTerminated(key)]
+    assert indexes_empty(layer)
 
 
 def test_cancel_of_answered_non_invite_gets_200_with_its_to_tag() -> None:
@@ -554,6 +555,8 @@ def test_cancel_of_answered_non_invite_gets_200_with_its_to_tag() -> None:
     assert isinstance(answer, Response) and answer.status == 200 and answer.cseq.method == "CANCEL"
     assert answer.to.tag == "9fxced76sl"  # the BYE's To tag (in-dialog)
     assert not [e for e in events if isinstance(e, RequestCancelled)]
+    layer.handle_timer(100.0)  # Timer J of both
+    assert len(layer) == 0 and indexes_empty(layer)
 
 
 def test_rfc2543_non_invite_retransmission_after_final() -> None:
@@ -666,7 +669,13 @@ def test_cancel_of_pending_invite() -> None:
     net.run_until(100.0)
     assert len(net.sent("bob", "SIP/2.0 487")) == 1
     assert len(alice.layer) == len(bob.layer) == 0
+    assert indexes_empty(bob.layer)  # the INVITE and its CANCEL shared one (branch, sent-by)
     assert alice.layer.cancel(ikey, 101.0) is None  # nothing left to cancel
+
+
+def indexes_empty(layer: TransactionLayer) -> bool:
+    """Nothing of ended server transactions left in the layer's lookup tables."""
+    return not (layer._by_branch or layer._server_index or layer._merge or layer._rfc2543 or layer._acks)
 
 
 def request_to_tag(data: bytes) -> str | None:

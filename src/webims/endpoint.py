@@ -157,7 +157,10 @@ class SipEndpoint(Handler):
     ``on_stray_response(response, connection)`` (§18.1.2, e.g. 2xx retransmissions
     a stateless proxy forwards), ``on_cancel(incoming)`` when a pending INVITE
     was cancelled (the layer has already answered 200/487),
-    ``on_connection_lost(connection)`` when a TCP/TLS/WS flow closes (RFC 5626 §4.4).
+    ``on_connection_lost(connection)`` when a TCP/TLS/WS flow closes (RFC 5626 §4.4),
+    ``on_request_now(incoming) -> bool``: a first look at each new request, in the call that
+    received it; True when it answered the request (no task is made for it: for requests
+    answered without waiting, such as a reg-event NOTIFY), False to leave it to ``on_request``.
     ``transport_options`` go to :class:`~webims.transport.TransportLayer`.
     """
 
@@ -175,6 +178,7 @@ class SipEndpoint(Handler):
         self.on_stray_response: Callable[[Response, Connection], None] | None = None
         self.on_cancel: Callable[[IncomingRequest], None] | None = None
         self.on_connection_lost: Callable[[Connection], None] | None = None
+        self.on_request_now: Callable[[IncomingRequest], bool] | None = None
         self.transport = TransportLayer(self, **transport_options)
         self.layer = TransactionLayer(timers, uas_core=uas_core, send_trying=send_trying)
         self._pending: dict[ClientKey, _Pending] = {}
@@ -338,7 +342,8 @@ class SipEndpoint(Handler):
         elif isinstance(event, RequestReceived):
             incoming = IncomingRequest(self, event.key, event.request, event.source)
             self._incoming[event.key] = incoming
-            self._spawn(self._handle(incoming))
+            if self.on_request_now is None or not self._handle_now(incoming):
+                self._spawn(self._handle(incoming))
         elif isinstance(event, ResponseReceived):
             pending = self._pending.get(event.key)
             if pending is None:
@@ -403,6 +408,17 @@ class SipEndpoint(Handler):
             log.exception("request handler failed for %s", incoming.request.method)
             if not incoming.final_sent:
                 incoming.respond(500, "Server Internal Error")
+
+    def _handle_now(self, incoming: IncomingRequest) -> bool:
+        handler = self.on_request_now
+        assert handler is not None
+        try:
+            return handler(incoming)
+        except Exception:  # as in _handle: a bug in one handler must not stop the element
+            log.exception("request handler failed for %s", incoming.request.method)
+            if not incoming.final_sent:
+                incoming.respond(500, "Server Internal Error")
+            return True
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = self.loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)

@@ -104,6 +104,47 @@ async def test_handler_exception_answers_500() -> None:
         await server.close()
 
 
+
+
+async def test_request_now_answers_without_a_task() -> None:
+    """``on_request_now``: requests it answers never reach ``on_request`` and make no task;
+    the others go on to it; one that raises is answered 500 like a failing ``on_request``."""
+    later: list[str] = []
+
+    async def answer(incoming: IncomingRequest) -> None:
+        later.append(incoming.request.method)
+        incoming.respond(202)
+
+    def now(incoming: IncomingRequest) -> bool:
+        method = incoming.request.method
+        if method == "OPTIONS":
+            assert not server._tasks  # in the call that received it, with no task made
+            incoming.respond(200, to_tag=new_tag())
+            return True
+        if method == "INFO":
+            raise RuntimeError("bug")
+        return False
+
+    server = SipEndpoint(answer)
+    server.on_request_now = now
+    client = SipEndpoint()
+    listener = await server.transport.listen_udp("127.0.0.1", 0)
+    await client.transport.listen_udp("127.0.0.1", 0)
+    uri = f"sip:b@127.0.0.1:{listener.local[1]}"
+    try:
+        statuses = []
+        for method in ("OPTIONS", "MESSAGE", "INFO"):
+            req = options(uri)
+            req.method = method
+            req.headers.set("CSeq", f"1 {method}")
+            statuses.append((await asyncio.wait_for(client.request(req), 5)).status)
+        assert statuses == [200, 202, 500]
+        assert later == ["MESSAGE"]
+    finally:
+        await client.close()
+        await server.close()
+
+
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_responses_waiting_stop_retransmissions(loop_kind: str) -> None:
     """The loop was blocked past Timer E with the answers already in the socket buffer:

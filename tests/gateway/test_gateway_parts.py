@@ -74,6 +74,31 @@ def test_token_bucket_and_rate_limiter() -> None:
     assert limiter.check(1, "10.0.0.3", "REGISTER", 0.0).allowed
 
 
+def test_rate_limiter_keeps_no_state_for_idle_connections() -> None:
+    """Buckets that have filled up again are dropped at the next sweep (a new one would be
+    the same); a connection with a violation, or a bucket still short, keeps its state."""
+    limiter = RateLimiter(
+        register_rate=1, register_burst=2, source_register_rate=1, source_register_burst=2,
+        request_rate=1, request_burst=2, max_violations=3, sweep_interval=10.0,
+    )  # fmt: skip
+    assert limiter.check(1, "10.0.0.1", "REGISTER", 0.0).allowed  # registers once, then idle
+    for _ in range(2):
+        assert limiter.check(2, "10.0.0.2", "MESSAGE", 0.0).allowed
+    assert not limiter.check(2, "10.0.0.2", "MESSAGE", 0.0).allowed  # a violation: kept
+    assert limiter.tracked() == (2, 1)  # sources: for REGISTER only
+    assert limiter.check(3, "10.0.0.3", "REGISTER", 9.5).allowed  # before the sweep: nothing dropped
+    assert limiter.tracked() == (3, 2)
+    for _ in range(2):  # at 10.0 the first sweep: 1 and its source have filled up, 3 has not
+        assert limiter.check(4, "10.0.0.4", "MESSAGE", 10.0).allowed
+    assert limiter.tracked() == (3, 1)
+    assert not limiter.check(4, "10.0.0.4", "MESSAGE", 10.0).allowed  # 4 spent its burst: limited
+    # what was dropped behaves as before: connection 1 has its full burst again
+    assert [limiter.check(1, "10.0.0.1", "REGISTER", 10.0).allowed for _ in range(3)] == [True, True, False]
+    assert limiter.check(2, "10.0.0.2", "MESSAGE", 10.0).allowed  # refilled; its violation is reset
+    assert limiter.check(9, "10.0.0.9", "REGISTER", 30.0).allowed  # the next sweep
+    assert limiter.tracked() == (3, 1)  # 1 and 4 keep their violations; 2 and 3 are full again: dropped
+
+
 # --------------------------------------------------------------------------- policy
 
 

@@ -12,6 +12,7 @@ import contextlib
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -221,6 +222,42 @@ def test_fast_via_equals_the_full_parser(value: str) -> None:
     full = sip_headers._parse_via_full(value, value.strip(" \t"))
     assert fast == full and fast.raw == full.raw and dict(fast.params) == dict(full.params)
     assert sip_headers.VIA_PARTS_RE.fullmatch(value.strip(" \t")) is not None
+
+
+# What real peers send (the lab core, Kamailio, UAs behind NAT): five-digit rport values and
+# ports from 60000 (Linux gives ephemeral ports up to 60999) take the one-match path too.
+_REAL_VIAS = [
+    "SIP/2.0/UDP 127.0.0.1:50139;branch=z9hG4bK06cea01f5247ee68;rport=50139;received=127.0.0.1",
+    "SIP/2.0/UDP 127.0.0.1:60595;branch=z9hG4bKe1b05545c5d1ed12;rport",
+    "SIP/2.0/UDP 192.0.2.7:65535;rport=65535;branch=z9hG4bK1",
+    "SIP/2.0/TCP pcscf.ims.test:05060;branch=z9hG4bK2;rport=9",
+]
+_REAL_NAME_ADDRS = ["<sip:127.0.0.1:60595>", "<sip:orig@127.0.0.1:60595;lr>", "<sip:b1@10.0.0.1:65000>;tag=x"]
+
+
+@pytest.mark.parametrize("value", _REAL_VIAS)
+def test_real_vias_take_the_fast_path(value: str) -> None:
+    assert sip_headers.VIA_PARTS_RE.fullmatch(value) is not None
+    fast, full = parse_via(value), sip_headers._parse_via_full(value, value)
+    assert fast == full and dict(fast.params) == dict(full.params)
+
+
+@pytest.mark.parametrize("value", _REAL_NAME_ADDRS)
+def test_real_name_addrs_take_the_fast_path(value: str) -> None:
+    assert sip_headers.NAME_ADDR_PARTS_RE.fullmatch(value) is not None
+    full = sip_headers._parse_name_addr_full(value, value)
+    assert _name_addr_fields(parse_name_addr(value)) == _name_addr_fields(full)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["SIP/2.0/UDP h.test:65536;branch=z9hG4bK1", "SIP/2.0/UDP h.test;rport=65536", "<sip:a@h.test:99999>"],
+)
+def test_fast_patterns_refuse_ports_above_65535(value: str) -> None:
+    assert sip_headers.VIA_PARTS_RE.fullmatch(value) is None
+    assert sip_headers.NAME_ADDR_PARTS_RE.fullmatch(value) is None
+    with pytest.raises(ParseError):
+        (parse_name_addr if value.startswith("<") else parse_via)(value)
 
 
 _SPACE = st.sampled_from(["", " ", "\t", "  "])

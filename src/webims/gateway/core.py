@@ -122,6 +122,7 @@ class Gateway:
             connection_limits=connection_limits or ConnectionLimits(),
         )
         self.ims = ImsSide(config, self._on_ims_request, resolver=resolver, timers=ims_timers, limits=limits)
+        self.ims.endpoint.on_request_now = self._on_ims_request_now
         self.register_builder = RegisterBuilder(
             as_pcscf=self.ims.as_pcscf, pvni=config.pvni, generated_at=config.uri_host,
             access_network_info=config.access_network_info,
@@ -241,6 +242,13 @@ class Gateway:
 
     async def _on_ims_request(self, incoming: IncomingRequest) -> None:
         await self.router.from_ims(incoming)
+
+    def _on_ims_request_now(self, incoming: IncomingRequest) -> bool:
+        """The reg-event NOTIFY of every registration, answered without a task of its own."""
+        if self.regevents.owns(incoming.request):
+            self.regevents.on_notify(incoming)
+            return True
+        return False
 
     def _flow_closed(self, flow: Flow) -> None:
         self.limiter.forget(flow.id)

@@ -237,7 +237,7 @@ class Router:
         request = incoming.request
         gw = self.gw
         if gw.regevents.owns(request):
-            await gw.regevents.on_notify(incoming)
+            gw.regevents.on_notify(incoming)  # (the IMS side answers it before this: request_now)
             return
         if request.method == "OPTIONS" and is_for_gateway(request, gw):  # issue 7: OPTIONS to us
             answer_options(incoming)

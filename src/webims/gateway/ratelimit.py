@@ -39,6 +39,10 @@ class TokenBucket:
             return True
         return False
 
+    def full(self, now: float) -> bool:
+        """Refilled to ``burst`` by ``now``: no different from a new bucket."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
     def wait_time(self, now: float) -> float:
         """Seconds until one token is available."""
         self._refill(now)
@@ -70,7 +74,12 @@ class _ConnState:
 
 class RateLimiter:
     """Buckets per connection id (REGISTER and other requests apart) and per source IP
-    (REGISTER only, across all its connections)."""
+    (REGISTER only, across all its connections).
+
+    Every ``sweep_interval`` seconds (checked on :meth:`check`) the buckets that have filled
+    up again are dropped, with the state of connections that have only such buckets and no
+    violation: a full bucket is what a new one would be, so nothing changes for anybody,
+    and an idle registered WIC (the many) keeps no rate-limit state at all."""
 
     def __init__(
         self,
@@ -83,6 +92,7 @@ class RateLimiter:
         request_burst: int,
         max_violations: int,
         max_sources: int = 100_000,
+        sweep_interval: float = 10.0,
     ) -> None:
         self.register_rate = register_rate
         self.register_burst = register_burst
@@ -92,10 +102,20 @@ class RateLimiter:
         self.request_burst = request_burst
         self.max_violations = max_violations
         self.max_sources = max_sources
+        self.sweep_interval = sweep_interval
+        self._next_sweep: float | None = None
         self._conns: dict[int, _ConnState] = {}
         self._sources: dict[str, TokenBucket] = {}
 
+    def tracked(self) -> tuple[int, int]:
+        """(connections, source addresses) with rate-limit state."""
+        return len(self._conns), len(self._sources)
+
     def check(self, connection_id: int, source: str, method: str, now: float) -> Decision:
+        if self._next_sweep is None or now >= self._next_sweep:
+            if self._next_sweep is not None:
+                self.sweep(now)
+            self._next_sweep = now + self.sweep_interval
         state = self._conns.get(connection_id)
         if state is None:
             state = self._conns[connection_id] = _ConnState()
@@ -127,17 +147,29 @@ class RateLimiter:
         retry = max(1, math.ceil(bucket.wait_time(now)))
         return Decision(False, retry, state.violations >= self.max_violations)
 
+    def sweep(self, now: float) -> None:
+        """Drop what has filled up again (class docstring)."""
+        idle = [
+            cid
+            for cid, state in self._conns.items()
+            if state.violations == 0
+            and (state.register is None or state.register.full(now))
+            and (state.requests is None or state.requests.full(now))
+        ]
+        for cid in idle:
+            del self._conns[cid]
+        self._drop_full_sources(now)
+
     def forget(self, connection_id: int) -> None:
         """The connection closed."""
         self._conns.pop(connection_id, None)
 
-    def _prune(self, now: float) -> None:
-        full = [
-            k
-            for k, b in self._sources.items()
-            if b.wait_time(now) == 0.0 and b.tokens + (now - b.stamp) * b.rate >= b.burst
-        ]
+    def _drop_full_sources(self, now: float) -> None:
+        full = [key for key, bucket in self._sources.items() if bucket.full(now)]
         for key in full:
             del self._sources[key]
+
+    def _prune(self, now: float) -> None:
+        self._drop_full_sources(now)
         if len(self._sources) >= self.max_sources:
             self._sources.clear()

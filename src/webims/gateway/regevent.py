@@ -298,7 +298,8 @@ class RegEvents:
     def owns(self, request: Request) -> bool:
         return request.method == "NOTIFY" and request.call_id in self.by_call_id
 
-    async def on_notify(self, incoming: IncomingRequest) -> None:
+    def on_notify(self, incoming: IncomingRequest) -> None:
+        """A NOTIFY of one of our subscriptions (:meth:`owns`): answered at once."""
         request = incoming.request
         sub = self.by_call_id.get(request.call_id)
         if sub is None or (request.from_.tag != sub.to_tag and sub.to_tag is not None):

@@ -370,7 +370,10 @@ _T = r"[A-Za-z0-9\-.!%*_+`'~]++"
 _QS = rf'"{_QDTEXT}*+(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f]{_QDTEXT}*+)*+"'
 _GV = rf"(?:{_QS}|[A-Za-z0-9\-.!%*_+`'~:\[\]]++)"
 _GEN_PARAMS = rf"(?:[ \t]*+;[ \t]*+{_T}(?:[ \t]*+=[ \t]*+{_GV})?)*+"
-_PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4})"
+# A port of 0-65535 (what the full parsers accept, leading zeros included, up to five
+# digits), never a prefix of a longer number: inside a possessive repeat (``rport=`` in
+# the Via parameters) an alternative that took fewer digits could not be retried.
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[0-5][0-9]{4}|[0-9]{1,4})(?![0-9])"
 _FAST_HOST = rf"(?:{IPV4}|{HOSTNAME})"
 _FAST_SIP_URI = (
     r"[Ss][Ii][Pp][Ss]?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]++(?::[A-Za-z0-9\-_.!~*'()&=+$,]*+)?@)?"

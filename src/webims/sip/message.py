@@ -519,6 +519,13 @@ class Message:
         lines += ("", "")  # the empty line ending the header section
         return "\r\n".join(lines).encode() + body
 
+    def serialized(self) -> bytes:
+        """:meth:`serialize`, keeping the bytes: a message handed over to be sent, and kept to
+        be sent again, is serialized once (a later change is still seen: :attr:`modified`)."""
+        data = self.serialize()
+        self._mark_parsed(data)
+        return data
+
     def __bytes__(self) -> bytes:
         return self.serialize()
 
@@ -645,13 +652,6 @@ class Response(Message):
 
     def start_line(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
-
-    def unparsed(self) -> Response:
-        """This response (the same header lines and body) without the parsed views it shares
-        with its request (Via, From, To, CSeq): what a finished server transaction keeps to
-        send again, without keeping the request's parsed values alive with it."""
-        return Response(self.status, self.reason, Headers._parsed(list(self.headers.fields)), self._body,
-                        self.version)
 
     def _start_key(self) -> tuple[object, ...]:
         return (self.status, self.reason, self.version)

@@ -26,6 +26,7 @@ from typing import Any
 from .errors import ParseError
 from .headers import Via
 from .message import Request, Response
+from .parser import parse
 from .transaction import (
     DEFAULT_TIMERS,
     MAGIC_COOKIE,
@@ -55,6 +56,15 @@ __all__ = ["TransactionLayer", "sent_by_key"]
 
 _AckKey = tuple[str, int, str | None, str | None]  # Call-ID, CSeq number, From tag, To tag
 _MergeKey = tuple[str | None, str, int, str]  # From tag, Call-ID, CSeq number, CSeq method
+
+
+def _reparse(data: bytes) -> Request | Response | None:
+    """A response this layer sent, from the bytes it keeps (None past the parser's limits:
+    a TU's response with more header fields than a received one may have is not resent)."""
+    try:
+        return parse(data)
+    except ParseError:
+        return None
 
 
 _new_key = tuple.__new__  # a ClientKey / ServerKey without the NamedTuple's Python __new__
@@ -94,21 +104,27 @@ class TransactionLayer:
         # Non-INVITE transactions in Completed, over UDP, by key (their deadline stays in
         # ``_deadline``): a client one (§17.1.2.2, Timer K: T4) only absorbs retransmitted
         # final responses, so None is kept for it; a server one (§17.2.2, Timer J: 64*T1)
-        # answers a retransmitted request with its last response, so (that response, where it
-        # went) is kept. Not the transaction with its request: a gateway's every REGISTER and
-        # SUBSCRIBE, and the reg-event NOTIFY it answers, would stay in memory for those
-        # seconds. RFC 2543 server transactions stay whole (matched by the request's fields).
-        self._completed: dict[TransactionKey, tuple[Response, Any] | None] = {}
+        # answers a retransmitted request with its last response, so (that response's bytes,
+        # where it went) is kept. Not the transaction with its request, nor the response's
+        # header objects: a gateway's every REGISTER and SUBSCRIBE, and the reg-event NOTIFY
+        # it answers, would stay in memory for those seconds. RFC 2543 server transactions
+        # stay whole (matched by the request's fields).
+        self._completed: dict[TransactionKey, tuple[bytes, Any] | None] = {}
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._events: deque[Event] = deque()
-        self._heap: list[tuple[float, int, TransactionKey]] = []
+        # (deadline, key): equal deadlines are ordered by key (ClientKey and ServerKey are
+        # tuples of str), without a sequence number (an int object in each of these entries)
+        self._heap: list[tuple[float, TransactionKey]] = []
         self._deadline: dict[TransactionKey, float] = {}
         self._seq = itertools.count()
         self._rfc2543: dict[tuple[str, int], list[ServerKey]] = {}
-        self._by_branch: dict[tuple[str, str], list[ServerKey]] = {}
+        # magic-cookie server transactions by (branch, sent-by), for CANCEL (§9.2): the key
+        # itself, a list only when several share them (an INVITE and its CANCEL); unindexed
+        # from the key (no ``_server_index`` entry: a Completed non-INVITE one has none)
+        self._by_branch: dict[tuple[str, str], ServerKey | list[ServerKey]] = {}
         self._merge: dict[_MergeKey, ServerKey] = {}
         self._acks: dict[_AckKey, ServerKey] = {}
-        # what to unindex when a server transaction ends: (index, entry key)
+        # what else to unindex when a server transaction ends: (index, entry key)
         self._server_index: dict[ServerKey, list[tuple[dict[Any, Any], Any]]] = {}
 
     # -- events ---------------------------------------------------------------------
@@ -147,7 +163,7 @@ class TransactionLayer:
         """The earliest deadline over all transactions, or None."""
         heap = self._heap
         while heap:
-            deadline, _, key = heap[0]
+            deadline, key = heap[0]
             if self._deadline.get(key) == deadline:
                 return deadline
             heapq.heappop(heap)  # stale entry
@@ -159,7 +175,7 @@ class TransactionLayer:
             deadline = self.get_timer()
             if deadline is None or deadline > now:
                 return
-            _, _, key = heapq.heappop(self._heap)
+            _, key = heapq.heappop(self._heap)
             del self._deadline[key]
             txn = self.get(key)
             if txn is None:
@@ -183,7 +199,7 @@ class TransactionLayer:
             self._deadline.pop(key, None)
         elif self._deadline.get(key) != deadline:
             self._deadline[key] = deadline
-            heapq.heappush(self._heap, (deadline, next(self._seq), key))
+            heapq.heappush(self._heap, (deadline, key))
 
     def _forget(self, txn: ClientTransaction | ServerTransaction) -> None:
         key = txn.key
@@ -195,6 +211,18 @@ class TransactionLayer:
         self._unindex(key)
 
     def _unindex(self, key: ServerKey) -> None:
+        if key.branch.startswith(MAGIC_COOKIE):
+            by_branch = (key.branch, key.sent_by)
+            value = self._by_branch.get(by_branch)
+            if isinstance(value, list):
+                if key in value:
+                    value.remove(key)
+                if len(value) == 1:
+                    self._by_branch[by_branch] = value[0]
+            elif value == key:
+                del self._by_branch[by_branch]
+        if not self._server_index:
+            return
         for index, index_key in self._server_index.pop(key, ()):
             value = index.get(index_key)
             if isinstance(value, list):
@@ -317,7 +345,7 @@ class TransactionLayer:
             last = txn.last_response
             if key.branch.startswith(MAGIC_COOKIE) and last is not None:
                 del self._servers[key]  # Timer J runs on in ``_deadline``
-                self._completed[key] = (last.unparsed(), txn.destination)
+                self._completed[key] = (last.serialized(), txn.destination)
             else:  # RFC 2543: matched by the request's fields, which are all it keeps
                 txn.request = txn.request.skeleton()
         return True
@@ -367,8 +395,10 @@ class TransactionLayer:
         via = cancel.top_via
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
-            keys = self._by_branch.get((branch, sent_by_key(via)), [])
-            return next((k for k in keys if k.method != "CANCEL"), None)
+            found = self._by_branch.get((branch, sent_by_key(via)))
+            if isinstance(found, list):
+                return next((k for k in found if k.method != "CANCEL"), None)
+            return found if found is not None and found.method != "CANCEL" else None
         for candidate in self._rfc2543.get((cancel.call_id, cancel.cseq.seq), ()):
             txn = self._servers[candidate]
             if txn.request.method != "CANCEL" and self._matches_2543(txn, cancel, cancel=True):
@@ -400,7 +430,9 @@ class TransactionLayer:
             if txn is None and request.method != "ACK":
                 answered = self._completed.get(key)
                 if answered is not None:  # §17.2.2: Completed resends the last response
-                    self._events.append(SendMessage(answered[0], answered[1], key, retransmission=True))
+                    resent = _reparse(answered[0])  # the bytes it sent (rare: kept as bytes)
+                    if resent is not None:
+                        self._events.append(SendMessage(resent, answered[1], key, retransmission=True))
                     return
                 self._new_server_transaction(request, now, source, reliable, key)
                 return
@@ -445,7 +477,14 @@ class TransactionLayer:
         if rfc2543:
             self._index(self._rfc2543, (request.call_id, request.cseq.seq), key, many=True)
         else:
-            self._index(self._by_branch, (key.branch, key.sent_by), key, many=True)
+            by_branch = (key.branch, key.sent_by)
+            found = self._by_branch.get(by_branch)
+            if found is None:
+                self._by_branch[by_branch] = key
+            elif isinstance(found, list):
+                found.append(key)
+            else:
+                self._by_branch[by_branch] = [found, key]
         if merge_key is not None and merged_with is None:
             self._index(self._merge, merge_key, key)
         self._events.extend(txn.start(now))
@@ -465,11 +504,12 @@ class TransactionLayer:
             self.respond(key, 481, now, to_tag=new_tag())
             return
         original = self._servers.get(target)
+        sent: Request | Response | None
         if original is not None:
             sent = original.last_response
         else:  # answered already (Completed): its final response
             answered = self._completed.get(target)
-            sent = answered[0] if answered is not None else None
+            sent = _reparse(answered[0]) if answered is not None else None
         # the same To tag on the 200 (CANCEL) and on the 487 (INVITE), the early dialog's if any
         tag = sent.to.tag if sent is not None and sent.to.tag else new_tag()
         self.respond(key, 200, now, to_tag=tag)
