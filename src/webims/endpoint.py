@@ -279,7 +279,7 @@ class SipEndpoint(Handler):
         on_provisional: Callable[[Response], None] | None,
         on_extra_final: Callable[[Response], None] | None,
     ) -> tuple[ClientKey, asyncio.Future[Response]]:
-        if "via" not in request.headers or getattr(request, "_needs_via", False):
+        if "via" not in request.headers:
             self.add_via(request, conn)
         future: asyncio.Future[Response] = self.loop.create_future()
         key = self.layer.send_request(request, self.now(), destination=conn, reliable=conn.source.reliable)

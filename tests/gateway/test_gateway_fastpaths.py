@@ -118,6 +118,10 @@ def test_register_copies_the_wic_header_lines_one_per_value() -> None:
         assert names.index("User-Agent") < names.index("Allow") < names.index("Allow-Events")
     first, second = (r.serialize() for r in requests)
     assert _without_icid(first) == _without_icid(second)
+    # the CSeq view the builder records is what parsing its line gives
+    reparsed = parse(bytes(first).replace(b"\r\n", b"\r\nVia: SIP/2.0/UDP gw;branch=z9hG4bK1\r\n", 1))
+    assert requests[0].cseq == reparsed.cseq == (1, "REGISTER")
+    assert type(requests[0].cseq) is type(reparsed.cseq)
 
 
 def _without_icid(wire: bytes | bytearray | str) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from webims.endpoint import IncomingRequest
 from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr
+from webims.sip.headers import new_cseq
 from webims.sip.randomness import token_hex
 
 from .due import DueHeap
@@ -212,6 +213,7 @@ class RegEvents:
         request = Request("SUBSCRIBE", sub.remote_target, Headers(headers))
         if route is not None:
             request.headers.set_view("route", route[1])  # parsed once per route set
+        request.headers.set_view("cseq", new_cseq(sub.cseq, "SUBSCRIBE"))
         return request
 
     def _send(self, sub: Subscription, expires: int) -> None:

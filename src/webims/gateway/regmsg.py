@@ -46,7 +46,7 @@ from mypy_extensions import mypyc_attr
 from webims.sip import Header, Headers, NameAddr, ParseError, Request, Response, parse_name_addr, parse_uri
 from webims.sip.auth_header import Challenge, Credentials, parse_challenge, parse_credentials
 from webims.sip.digest import DigestError, parse_algorithm
-from webims.sip.headers import format_params, is_list_header, iter_tokens, split_list
+from webims.sip.headers import format_params, is_list_header, iter_tokens, new_cseq, split_list
 from webims.sip.randomness import token_hex
 
 from .identity import charging_vector
@@ -196,7 +196,9 @@ class RegisterBuilder:
             )
             if self.access_network_info and wic_ip is not None:
                 headers.append(("P-Access-Network-Info", self.access_network_info.replace("{ip}", wic_ip)))
-        return Request("REGISTER", request_uri, Headers(headers))
+        request = Request("REGISTER", request_uri, Headers(headers))
+        request.headers.set_view("cseq", new_cseq(cseq, "REGISTER"))
+        return request
 
 
 def granted_expires(

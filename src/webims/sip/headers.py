@@ -21,6 +21,7 @@ __all__ = [
     "canonical_name",
     "format_params",
     "is_list_header",
+    "new_cseq",
     "parse_cseq",
     "parse_name_addr",
     "parse_name_addrs",
@@ -605,6 +606,14 @@ class CSeq(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+
+
+def new_cseq(seq: int, method: str) -> CSeq:
+    """``CSeq(seq, method)`` without the NamedTuple's Python ``__new__``: the view a builder
+    records for the CSeq line it wrote (what parsing that line would give)."""
+    return _new_tuple(CSeq, (seq, method))
+
+
 CSEQ_RE = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 
 
@@ -619,7 +628,7 @@ def parse_cseq(value: str) -> CSeq:
     number = int(m.group(1))
     if number >= 2**31:
         raise ParseError("Bad CSeq number: not below 2**31", line=value)
-    return _new_tuple(CSeq, (number, m.group(2)))  # CSeq(number, method) without its Python __new__
+    return new_cseq(number, m.group(2))
 
 
 def iter_tokens(value: str) -> Iterator[str]:
