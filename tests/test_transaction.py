@@ -539,15 +539,21 @@ def test_timer_j_resends_final_for_retransmitted_request(transport: str, j: floa
     assert indexes_empty(layer)
 
 
-def test_cancel_of_answered_non_invite_gets_200_with_its_to_tag() -> None:
-    """§9.2: a CANCEL for a request that has its final response already has no effect but
-    a 200 (the BYE's transaction is only its key and last response by then)."""
+def answered(data: bytes) -> tuple[TransactionLayer, ServerKey, Request | Response]:
+    """A layer that received ``data`` (a non-INVITE over UDP) and answered it 200 at 0.1 s:
+    the layer, the transaction's key and the response sent."""
     layer = TransactionLayer()
-    data = bye("UDP")
     layer.receive(parse(data), 0.0, source="bob")
     key = only(layer.events(), RequestReceived).key
     layer.respond(key, 200, 0.1)
-    layer.events()
+    return layer, key, only(layer.events(), SendMessage).message
+
+
+def test_cancel_of_answered_non_invite_gets_200_with_its_to_tag() -> None:
+    """§9.2: a CANCEL for a request that has its final response already has no effect but
+    a 200 (the BYE's transaction is only its key and last response by then)."""
+    data = bye("UDP")
+    layer, _, _ = answered(data)
     cancel = request(data.replace(b"BYE sip:", b"CANCEL sip:").replace(b"1 BYE", b"1 CANCEL"))
     layer.receive(cancel, 0.2, source="bob")
     events = layer.events()
@@ -562,12 +568,8 @@ def test_cancel_of_answered_non_invite_gets_200_with_its_to_tag() -> None:
 def test_rfc2543_non_invite_retransmission_after_final() -> None:
     """Without a magic cookie the Completed transaction stays whole but for its request,
     of which it keeps what §17.2.3 matches on."""
-    layer = TransactionLayer()
     data = bye("UDP").replace(b";branch=z9hG4bKnashds7", b"")
-    layer.receive(parse(data), 0.0, source="bob")
-    key = only(layer.events(), RequestReceived).key
-    layer.respond(key, 200, 0.1)
-    first = only(layer.events(), SendMessage).message
+    layer, key, first = answered(data)
     txn = layer.get(key)
     assert txn is not None and txn.request.body == b""
     assert {h.key for h in txn.request.headers.fields} == {"via", "from", "to", "call-id", "cseq"}

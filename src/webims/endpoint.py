@@ -342,7 +342,8 @@ class SipEndpoint(Handler):
         elif isinstance(event, RequestReceived):
             incoming = IncomingRequest(self, event.key, event.request, event.source)
             self._incoming[event.key] = incoming
-            if self.on_request_now is None or not self._handle_now(incoming):
+            now = self.on_request_now
+            if now is None or not self._handle_now(now, incoming):
                 self._spawn(self._handle(incoming))
         elif isinstance(event, ResponseReceived):
             pending = self._pending.get(event.key)
@@ -405,20 +406,21 @@ class SipEndpoint(Handler):
         try:
             await self.on_request(incoming)
         except Exception:
-            log.exception("request handler failed for %s", incoming.request.method)
-            if not incoming.final_sent:
-                incoming.respond(500, "Server Internal Error")
+            self._handler_failed(incoming)
 
-    def _handle_now(self, incoming: IncomingRequest) -> bool:
-        handler = self.on_request_now
-        assert handler is not None
+    def _handle_now(self, handler: Callable[[IncomingRequest], bool], incoming: IncomingRequest) -> bool:
         try:
             return handler(incoming)
-        except Exception:  # as in _handle: a bug in one handler must not stop the element
-            log.exception("request handler failed for %s", incoming.request.method)
-            if not incoming.final_sent:
-                incoming.respond(500, "Server Internal Error")
+        except Exception:
+            self._handler_failed(incoming)
             return True
+
+    @staticmethod
+    def _handler_failed(incoming: IncomingRequest) -> None:
+        """A bug in one request handler must not stop the element: logged, and 500."""
+        log.exception("request handler failed for %s", incoming.request.method)
+        if not incoming.final_sent:
+            incoming.respond(500, "Server Internal Error")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = self.loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)

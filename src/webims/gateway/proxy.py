@@ -236,9 +236,6 @@ class Router:
     async def from_ims(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         gw = self.gw
-        if gw.regevents.owns(request):
-            gw.regevents.on_notify(incoming)  # (the IMS side answers it before this: request_now)
-            return
         if request.method == "OPTIONS" and is_for_gateway(request, gw):  # issue 7: OPTIONS to us
             answer_options(incoming)
             return

@@ -103,7 +103,7 @@ class RateLimiter:
         self.max_violations = max_violations
         self.max_sources = max_sources
         self.sweep_interval = sweep_interval
-        self._next_sweep: float | None = None
+        self._next_sweep = -math.inf  # the first check sweeps (nothing) and sets it
         self._conns: dict[int, _ConnState] = {}
         self._sources: dict[str, TokenBucket] = {}
 
@@ -112,9 +112,8 @@ class RateLimiter:
         return len(self._conns), len(self._sources)
 
     def check(self, connection_id: int, source: str, method: str, now: float) -> Decision:
-        if self._next_sweep is None or now >= self._next_sweep:
-            if self._next_sweep is not None:
-                self.sweep(now)
+        if now >= self._next_sweep:
+            self.sweep(now)
             self._next_sweep = now + self.sweep_interval
         state = self._conns.get(connection_id)
         if state is None:

@@ -24,9 +24,9 @@ from .headers import (
     FAST_VIA_RE,
     NAME_ADDR_PARTS_RE,
     VIA_PARTS_RE,
-    CSeq,
     canonical_name,
     is_digits,
+    new_cseq,
     parse_cseq,
     parse_name_addr,
     parse_via,
@@ -84,7 +84,6 @@ _FAST_VIA = FAST_VIA_RE.fullmatch
 _VIA_PARTS = VIA_PARTS_RE.fullmatch
 _FAST_NAME_ADDR = FAST_NAME_ADDR_RE.fullmatch
 _NAME_ADDR_PARTS = NAME_ADDR_PARTS_RE.fullmatch
-_new_tuple = tuple.__new__
 _NAME_KEYS: dict[str, str] = {}
 
 
@@ -424,7 +423,7 @@ def _validate(msg: Request | Response, first: dict[str, str], vias: list[str],
         raise ParseError("Bad CSeq header", line=cseq)  # pragma: no cover
     assert m is not None
     method = m.group(2)
-    views["cseq"] = _new_tuple(CSeq, (number, method))
+    views["cseq"] = new_cseq(number, method)
     if isinstance(msg, Request):
         if method != msg.method:
             raise ParseError("CSeq method does not match request method", line=cseq)

@@ -210,17 +210,30 @@ class TransactionLayer:
         self._servers.pop(key, None)
         self._unindex(key)
 
+    def _index_branch(self, key: ServerKey) -> None:
+        by_branch = (key.branch, key.sent_by)
+        found = self._by_branch.get(by_branch)
+        if found is None:
+            self._by_branch[by_branch] = key
+        elif isinstance(found, list):
+            found.append(key)
+        else:
+            self._by_branch[by_branch] = [found, key]
+
+    def _unindex_branch(self, key: ServerKey) -> None:
+        by_branch = (key.branch, key.sent_by)
+        found = self._by_branch.get(by_branch)
+        if isinstance(found, list):
+            if key in found:
+                found.remove(key)
+            if len(found) == 1:
+                self._by_branch[by_branch] = found[0]
+        elif found == key:
+            del self._by_branch[by_branch]
+
     def _unindex(self, key: ServerKey) -> None:
         if key.branch.startswith(MAGIC_COOKIE):
-            by_branch = (key.branch, key.sent_by)
-            value = self._by_branch.get(by_branch)
-            if isinstance(value, list):
-                if key in value:
-                    value.remove(key)
-                if len(value) == 1:
-                    self._by_branch[by_branch] = value[0]
-            elif value == key:
-                del self._by_branch[by_branch]
+            self._unindex_branch(key)
         if not self._server_index:
             return
         for index, index_key in self._server_index.pop(key, ()):
@@ -477,14 +490,7 @@ class TransactionLayer:
         if rfc2543:
             self._index(self._rfc2543, (request.call_id, request.cseq.seq), key, many=True)
         else:
-            by_branch = (key.branch, key.sent_by)
-            found = self._by_branch.get(by_branch)
-            if found is None:
-                self._by_branch[by_branch] = key
-            elif isinstance(found, list):
-                found.append(key)
-            else:
-                self._by_branch[by_branch] = [found, key]
+            self._index_branch(key)
         if merge_key is not None and merged_with is None:
             self._index(self._merge, merge_key, key)
         self._events.extend(txn.start(now))
