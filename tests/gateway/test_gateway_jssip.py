@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from conftest import PASSWORDS, gateway_config, token_for
 from test_gateway_modes import eventually
 from wicclient import Wic, bearer
@@ -41,9 +42,14 @@ PAGE = Path(__file__).with_name("web") / "jssip_gateway.html"
 
 
 async def with_browser(
-    gateway: Gateway, certs: tuple[Path, Path], profile: Path, steps: Callable[[Any, str], Awaitable[None]]
+    gateway: Gateway,
+    certs: tuple[Path, Path],
+    profile: Path,
+    steps: Callable[[Any, str], Awaitable[None]],
+    app: web.Application | None = None,
 ) -> None:
-    app = jssip_app(PAGE)
+    """``steps(page, wss_url)`` in Chromium on a page served by ``app`` (JsSIP's by default)."""
+    app = jssip_app(PAGE) if app is None else app
     async with running_gateway(gateway, ssl_context=server_context(*certs), app=app) as server:
         origin = server.url.rsplit("/sip", 1)[0].replace("wss://", "https://")
         async with chromium(profile, args=CHROMIUM_ARGS, ignore_https_errors=True) as context:
@@ -52,7 +58,7 @@ async def with_browser(
             await steps(page, server.url)
 
 
-async def call(page: Any, expression: str, arg: object) -> Any:
+async def call(page: Any, expression: str, arg: object = None) -> Any:
     return await asyncio.wait_for(page.evaluate(expression, arg), 60)
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import hmac
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dns.message
 import dns.rcode
@@ -28,6 +33,8 @@ from webims.labcore import LabCore
 from webims.sip import ParseError, Request, Response, SipURI, parse_uri
 from webims.store import Store
 
+T = TypeVar("T")
+
 # --------------------------------------------------------------------------- flow tokens
 
 
@@ -41,6 +48,19 @@ def test_flow_tokens_are_tamper_proof() -> None:
     assert FlowTokens(b"x" * 32).read(token) is None  # another gateway's key
     with pytest.raises(ValueError):
         tokens.make("b", "short")
+
+
+def test_flow_token_macs_new_and_stored() -> None:
+    """Tokens are made with keyed BLAKE2b; those a gateway up to bf21486 made with
+    HMAC-SHA256 (kept in stored bindings and in the S-CSCF's Path) are still read."""
+    key, body = b"k" * 32, "babcdefghijklmnop"
+    blake = hashlib.blake2b(body.encode(), digest_size=9, key=key).digest()
+    legacy = hmac.digest(key, body.encode(), "sha256")[:9]
+    tokens = FlowTokens(key)
+    assert tokens.make("b", "abcdefghijklmnop") == body + base64.urlsafe_b64encode(blake).decode()
+    stored = body + base64.urlsafe_b64encode(legacy).decode()
+    assert tokens.read(stored) == ("b", "abcdefghijklmnop")
+    assert FlowTokens(b"x" * 32).read(stored) is None
 
 
 # --------------------------------------------------------------------------- rate limits
@@ -238,6 +258,47 @@ async def test_sqlite_store_writes_batches_larger_than_one_statement(tmp_path: P
         loaded = {r["id"]: r["v"] for r in await SqliteRegistrationStore(store).load("binding", 0.0)}
         assert loaded == {f"b{i}": 2 for i in range(450) if i % 3}
         assert regs.writes == 2
+    finally:
+        store.close()
+
+
+class _TimedStore(Store):
+    """The real store, noting when each write starts and ends; ``during`` runs inside the first."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.during: list[Callable[[], None]] = []
+
+    async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        self.starts.append(loop.time())
+        while self.during:
+            self.during.pop()()
+        try:
+            return await super().awrite(fn)
+        finally:
+            self.ends.append(loop.time())
+
+
+async def test_sqlite_store_changes_during_a_write_wait_for_the_next_interval(tmp_path: Path) -> None:
+    """Write-behind at one write per ``flush_interval`` under load: a change made while a write
+    runs is written an interval after it, not straight away (each write is a hand-over to the
+    store's thread)."""
+    store = _TimedStore(tmp_path / "s.sqlite3")
+    try:
+        regs = SqliteRegistrationStore(store, flush_interval=0.1)
+        store.during.append(lambda: regs.put("binding", "b", {"id": "b"}, 1e10))
+        regs.put("binding", "a", {"id": "a"}, 1e10)
+        for _ in range(300):
+            if regs.writes == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert regs.writes == 2 and len(store.starts) == 2
+        assert store.starts[1] - store.ends[0] >= 0.08  # the interval (libuv rounds to ms)
+        loaded = await SqliteRegistrationStore(store).load("binding", 0.0)
+        assert sorted(r["id"] for r in loaded) == ["a", "b"]
     finally:
         store.close()
 

@@ -40,18 +40,22 @@ def _require_browser() -> None:
 def jssip_app(page: Path) -> web.Application:
     """An app serving ``page`` at / and the JsSIP bundle at /jssip.js (fails when a tool is missing)."""
     _require_browser()
-    script = bundle(NODE_MODULES, "jssip", "JsSIP")
+    return script_app(page, "/jssip.js", bundle(NODE_MODULES, "jssip", "JsSIP"))
+
+
+def script_app(page: Path, path: str, script: str) -> web.Application:
+    """An app serving ``page`` at / and ``script`` (a SIP library's bundle) at ``path``."""
     page_html = page.read_text()
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page_html, content_type="text/html")
 
-    async def jssip(request: web.Request) -> web.Response:
+    async def library(request: web.Request) -> web.Response:
         return web.Response(text=script, content_type="application/javascript")
 
     app = web.Application()
     app.router.add_get("/", index)
-    app.router.add_get("/jssip.js", jssip)
+    app.router.add_get(path, library)
     return app
 
 

@@ -435,41 +435,54 @@ class SqliteRegistrationStore:
 
         return await self.store.awrite(run)
 
-    def _schedule(self) -> None:
+    def _schedule(self, delay: float | None = None) -> None:
         if self._handle is not None or self._flushing is not None:
             return
         loop = asyncio.get_running_loop()
-        self._handle = loop.call_later(self.flush_interval, self._start_flush)
+        self._handle = loop.call_later(self.flush_interval if delay is None else delay, self._start_flush)
 
     def _start_flush(self) -> None:
         self._handle = None
         if self._flushing is None and self._dirty:
-            self._flushing = asyncio.ensure_future(self._flush_loop())
+            self._flushing = asyncio.ensure_future(self._flush_once())
 
-    async def _flush_loop(self) -> None:
+    async def _flush_once(self) -> None:
+        """Write what is dirty in one transaction. What changes meanwhile waits for the next
+        interval, not for the end of this write: under load the writes stay at one per
+        ``flush_interval`` with many rows each, rather than one per hand-over to the store's
+        thread (each costs GIL hand-overs and context switches in the event loop's thread)."""
+        batch, self._dirty = self._dirty, {}
+        delay = None
         try:
-            while self._dirty:
-                batch, self._dirty = self._dirty, {}
-                try:
-                    await self.store.awrite(functools.partial(_write, batch=batch))
-                    self.writes += 1
-                except Exception:  # keep the gateway running; the next change retries
-                    log.exception("gateway state write failed (%d changes)", len(batch))
-                    for k, v in batch.items():
-                        self._dirty.setdefault(k, v)
-                    await asyncio.sleep(max(self.flush_interval, 1.0))
+            await self.store.awrite(functools.partial(_write, batch=batch))
+            self.writes += 1
+        except Exception:  # keep the gateway running; retried a little later
+            log.exception("gateway state write failed (%d changes)", len(batch))
+            for k, v in batch.items():
+                self._dirty.setdefault(k, v)
+            delay = max(self.flush_interval, 1.0)
         finally:
             self._flushing = None
+        if self._dirty:
+            self._schedule(delay)
 
     async def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self._flushing is not None:
+        """Write everything now, and what changes while writing. Stops after a failed write
+        (logged; its changes stay dirty and are retried later)."""
+        while True:
+            if self._flushing is not None:
+                await asyncio.shield(self._flushing)
+                continue
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            if not self._dirty:
+                return
+            writes = self.writes
+            self._flushing = asyncio.ensure_future(self._flush_once())
             await asyncio.shield(self._flushing)
-        if self._dirty:
-            self._flushing = asyncio.ensure_future(self._flush_loop())
-            await asyncio.shield(self._flushing)
+            if self.writes == writes:
+                return
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

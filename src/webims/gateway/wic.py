@@ -74,7 +74,16 @@ class FlowTokens:
         self._key = key
 
     def _mac(self, body: str) -> str:
-        digest = hmac.digest(self._key, body.encode(), "sha256")[:9]  # one-shot, in C
+        """Keyed BLAKE2b (RFC 7693 §2.5: the key is the MAC key), 9 octets. It runs once per
+        registration; HMAC-SHA256 through OpenSSL 3 (a provider fetch per call) took 1.7 % of
+        the gateway's CPU per registration in ``perf``."""
+        digest = hashlib.blake2b(body.encode(), digest_size=9, key=self._key).digest()
+        return base64.urlsafe_b64encode(digest).decode()
+
+    def _legacy_mac(self, body: str) -> str:
+        """The HMAC-SHA256 MAC of tokens made up to commit bf21486, which a restarted gateway
+        still finds in stored bindings and in the S-CSCF's Path: read, never made."""
+        digest = hmac.digest(self._key, body.encode(), "sha256")[:9]
         return base64.urlsafe_b64encode(digest).decode()
 
     def make(self, kind: str, ident: str) -> str:
@@ -87,7 +96,9 @@ class FlowTokens:
         if not token or len(token) != 1 + self.ID_LENGTH + self.MAC_LENGTH:
             return None
         body, mac = token[: 1 + self.ID_LENGTH], token[1 + self.ID_LENGTH :]
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not hmac.compare_digest(mac, self._mac(body)) and not hmac.compare_digest(
+            mac, self._legacy_mac(body)
+        ):
             return None
         return body[0], body[1:]
 
