@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import Config, StateConfig, TransportConfig, load_config
 from .transport import ensure_self_signed, server_context
 from .transport.loop import GcPolicy, stop_on_signals
 from .transport.loop import run as run_loop
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .auth.service import AuthService
+    from .gateway.core import Gateway
+    from .labcore import LabCore
 
 __all__ = ["DEMO_DEFAULTS", "DEMO_USERS", "Demo", "demo_config", "run", "running_demo"]
 
@@ -131,11 +139,17 @@ class Demo:
     url: str
     wss_url: str
     icscf: str
+    gateway: Gateway
+    core: LabCore
+    auth: AuthService
 
 
 @contextlib.asynccontextmanager
-async def running_demo(config: Config) -> AsyncIterator[Demo]:
-    """Start everything; yields the URLs; stops everything on exit."""
+async def running_demo(
+    config: Config, *, routes: Callable[[web.Application], object] | None = None
+) -> AsyncIterator[Demo]:
+    """Start everything; yields the URLs and the running parts; stops everything on exit.
+    ``routes`` adds to the HTTPS app before it serves (tests add their own pages)."""
     from .auth.run import build_service
     from .auth.server import create_app as create_auth_app
     from .gateway.run import build_gateway, running_gateway
@@ -159,11 +173,14 @@ async def running_demo(config: Config) -> AsyncIterator[Demo]:
         settings = resolve_settings(config)
         create_web_app(settings, build(settings), app=app)
         gateway = build_gateway(config, store=store, auth=auth)
+        if routes is not None:
+            routes(app)
         async with running_gateway(
             gateway, host=transport.host, port=transport.wss_port, ssl_context=server_context(cert, key),
             path=transport.ws_path, origins=transport.allowed_origins, app=app,
         ) as server:  # fmt: skip
-            yield Demo(url=settings.origin + "/", wss_url=server.url, icscf=core.icscf_uri)
+            yield Demo(url=settings.origin + "/", wss_url=server.url, icscf=core.icscf_uri,
+                       gateway=gateway, core=core, auth=auth)  # fmt: skip
     finally:
         await core.stop()
         store.close()
