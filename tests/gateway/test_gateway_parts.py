@@ -303,6 +303,31 @@ async def test_sqlite_store_changes_during_a_write_wait_for_the_next_interval(tm
         store.close()
 
 
+async def test_sqlite_store_keeps_changes_of_a_failed_write_and_retries(tmp_path: Path) -> None:
+    """A write that fails (a locked or full disk) loses nothing: ``flush`` returns (it does not
+    wait for the disk), and the change is written by the retry a second later."""
+    store = _TimedStore(tmp_path / "s.sqlite3")
+
+    def locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    try:
+        regs = SqliteRegistrationStore(store, flush_interval=0.05)
+        store.during.append(locked)
+        regs.put("binding", "a", {"id": "a"}, 1e10)
+        await regs.flush()
+        assert regs.writes == 0 and len(store.starts) == 1
+        for _ in range(300):
+            if regs.writes == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert regs.writes == 1 and store.starts[1] - store.starts[0] >= 0.9  # retried after 1 s
+        (record,) = await SqliteRegistrationStore(store).load("binding", 0.0)
+        assert record == {"id": "a"}
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- RFC 3263, DNS server on loopback
 
 ZONE = {
