@@ -43,7 +43,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "web")]
 
 from aiohttp import web  # noqa: E402
+from call_checks import left_in_gateway, until  # noqa: E402
 from ims_phone import Got, ImsPhone  # noqa: E402
 from wictest import text, wait_state, wic_audio  # type: ignore[import-not-found]  # noqa: E402
 
@@ -59,7 +60,6 @@ from webims.auth.service import AuthService  # noqa: E402
 from webims.config import load_config  # noqa: E402
 from webims.demo import running_demo  # noqa: E402
 from webims.gateway.core import Gateway  # noqa: E402
-from webims.gateway.sessions import SessionManager  # noqa: E402
 from webims.labcore import LabCore  # noqa: E402
 from webims.media.ports import PortAllocator  # noqa: E402
 from webims.media.transcode import AudioDecoder  # noqa: E402
@@ -121,14 +121,6 @@ async def running_system(tmp: Path, bundle: str) -> AsyncIterator[System]:
         yield System(demo.gateway, demo.core, demo.auth, origin, demo.wss_url)
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
-    for _ in range(int(seconds * 10)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not reached within {seconds:g} s: {what}")
-
-
 async def evaluate(page: Any, expression: str, arg: object = None) -> Any:
     return await asyncio.wait_for(page.evaluate(expression, arg), 60)
 
@@ -174,28 +166,6 @@ async def phone_audio(rtp: RtpPeer, seconds: float = 30.0) -> dict[str, Any]:
         "payload_types": sorted({p[1] & 0x7F for p in packets}),
         "rms": rms(pcm),
     }
-
-
-async def left_in_gateway(gateway: Gateway, seconds: float = 10.0) -> dict[str, int]:
-    """What the gateway still holds once its calls are gone (or after ``seconds``)."""
-    sessions = gateway.sessions
-    assert isinstance(sessions, SessionManager), f"the gateway runs no session B2BUA: {sessions!r}"
-
-    def held() -> dict[str, int]:
-        iwf = sessions.iwf
-        return {
-            "calls": len(sessions.calls),
-            "dialogs": len(sessions.dialogs),
-            "invites": len(sessions.invites),
-            "iwf_sessions": len(iwf.sessions()) if iwf is not None else 0,
-        }
-
-    async def empty() -> bool:
-        return not any(held().values())
-
-    with contextlib.suppress(AssertionError):
-        await until(empty, "no call left in the gateway", seconds)
-    return held()
 
 
 def at_phone(got: Got) -> dict[str, Any]:
