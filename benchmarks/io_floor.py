@@ -54,8 +54,8 @@ def _pad(head: bytes, size: int) -> bytes:
 def _frame(payload: bytes, mask: bytes | None) -> bytes:
     """An RFC 6455 text frame (FIN), masked when ``mask`` is given (client to server)."""
     n = len(payload)
-    head = bytes([0x81]) + (bytes([n | (0x80 if mask else 0)]) if n < 126
-                            else bytes([126 | (0x80 if mask else 0)]) + struct.pack("!H", n))  # fmt: skip
+    masked = 0x80 if mask else 0
+    head = bytes([0x81, n | masked]) if n < 126 else bytes([0x81, 126 | masked]) + struct.pack("!H", n)
     return head + payload if mask is None else head + mask + _xor(payload, mask)
 
 

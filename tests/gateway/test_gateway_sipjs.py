@@ -24,7 +24,7 @@ sip.js is missing (``scripts/setup.sh`` installs them).
 from __future__ import annotations
 
 import functools
-import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,35 +45,35 @@ from webims.labcore import LabCore
 from webims.sip import Request, Response, parse
 from webims.sip.auth_header import parse_challenge, parse_credentials
 from webims.testing.browser import missing_chromium
-from webims.web.bundle import BuildError, find_esbuild
+from webims.web.bundle import BuildError, find_esbuild, run_esbuild
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "node_modules"
 PAGE = Path(__file__).with_name("web") / "sipjs_gateway.html"
+TRACE = PAGE.with_name("sipjs_trace.js")
 INSTANCE = "3f9c1a52-6b0e-4d8a-9a57-0c1d2e3f4a5b"  # the UA's instanceId (RFC 4122 UUID)
 
 
 @functools.cache
 def sipjs_bundle() -> str:
-    """sip.js's ES modules as one browser script defining ``window.SIP`` (esbuild IIFE)."""
+    """sip.js's ES modules as one browser script defining ``window.SIP`` (esbuild IIFE),
+    followed by the pages' SIP trace capture (web/sipjs_trace.js)."""
     entry = NODE_MODULES / "sip.js" / "lib" / "index.js"
     if not entry.is_file():
         pytest.fail(
             f"sip.js is missing in {NODE_MODULES}: run `npm install` in {ROOT} (scripts/setup.sh does)",
             pytrace=False,
         )
-    try:
-        esbuild = find_esbuild(ROOT)
-    except BuildError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    proc = subprocess.run(
-        [str(esbuild), str(entry), "--bundle", "--format=iife", "--global-name=SIP", "--platform=browser",
-         "--target=es2020", "--log-level=warning"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0 or "UserAgent" not in proc.stdout:
-        pytest.fail(f"esbuild could not bundle sip.js:\n{proc.stderr}", pytrace=False)
-    return proc.stdout
+    with tempfile.TemporaryDirectory(prefix="webims-sipjs-") as out:
+        outfile = Path(out) / "sip.js"
+        try:
+            run_esbuild(find_esbuild(ROOT), entry, ["--format=iife", "--global-name=SIP", "--target=es2020",
+                                                    f"--outfile={outfile}"])  # fmt: skip
+        except BuildError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        script = outfile.read_text()
+    assert "UserAgent" in script, "esbuild's sip.js bundle has no UserAgent"
+    return script + "\n" + TRACE.read_text()
 
 
 def sipjs_app() -> web.Application:

@@ -17,10 +17,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Asset", "Assets", "BuildError", "build_assets", "default_webclient_dir", "find_esbuild"]
+__all__ = [
+    "Asset", "Assets", "BuildError", "build_assets", "default_webclient_dir", "find_esbuild", "run_esbuild",
+]  # fmt: skip
 
 JS_SRI = "__WIC_JS_SRI__"
 CSS_SRI = "__WIC_CSS_SRI__"
@@ -84,6 +87,18 @@ def find_esbuild(webclient: Path) -> Path:
     return Path(found)
 
 
+def run_esbuild(tool: Path, entry: Path, options: Sequence[str], *, cwd: Path | None = None) -> None:
+    """Bundle ``entry`` for the browser with esbuild and ``options`` (the output among them).
+    Raises :class:`BuildError` with esbuild's message when it cannot run or fails."""
+    args = [str(tool), str(entry), "--bundle", "--platform=browser", "--log-level=warning", *options]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"esbuild failed to run: {exc}") from None
+    if proc.returncode != 0:
+        raise BuildError(f"esbuild failed building {entry}:\n{proc.stderr.strip()}")
+
+
 def _esbuild(webclient: Path, *, minify: bool, esbuild: Path | None) -> tuple[bytes, bytes]:
     tool = esbuild or find_esbuild(webclient)
     entry = webclient / "src" / "main.js"
@@ -91,22 +106,13 @@ def _esbuild(webclient: Path, *, minify: bool, esbuild: Path | None) -> tuple[by
         raise BuildError(f"the WIC entry point {entry} is missing")
     with tempfile.TemporaryDirectory(prefix="webims-wic-") as out:
         outfile = Path(out) / "wic.js"
-        args = [
-            str(tool), str(entry), "--bundle", "--format=iife", "--platform=browser",
-            f"--target={TARGETS}", "--charset=utf8", "--legal-comments=none",
+        options = [
+            "--format=iife", f"--target={TARGETS}", "--charset=utf8", "--legal-comments=none",
             "--sourcemap=external", "--sources-content=true", f"--outfile={outfile}",
-            "--log-level=warning",
-        ]
+        ]  # fmt: skip
         if minify:
-            args.append("--minify")
-        try:
-            proc = subprocess.run(
-                args, capture_output=True, text=True, timeout=120, cwd=webclient, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(f"esbuild failed to run: {exc}") from None
-        if proc.returncode != 0:
-            raise BuildError(f"esbuild failed building {entry}:\n{proc.stderr.strip()}")
+            options.append("--minify")
+        run_esbuild(tool, entry, options, cwd=webclient)
         js = outfile.read_bytes()
         source_map = outfile.with_name("wic.js.map").read_bytes()
     return js, source_map
