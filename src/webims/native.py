@@ -73,6 +73,8 @@ COMPILED: tuple[str, ...] = (
     "webims.labcore.registrations",
     "webims.labcore.proxy",
     "webims.labcore.local_hop",
+    "webims.labcore.flows",
+    "webims.labcore.attached",
 )
 MANIFEST = "_compiled.json"
 _SRC = Path(__file__).resolve().parent.parent

@@ -571,9 +571,11 @@ def account(outbound: str) -> str:
 
 
 def outbound_proxy(demo: Demo, which: str) -> str:
-    """``icscf``: the lab I-CSCF, as ``webims demo`` tells SIP phones; ``service-route``: the
-    S-CSCF's Service-Route URI (``sip:orig@...``), which a phone that ignores the
-    Service-Route it registered with (RFC 3608) must be given to be served as originating."""
+    """``icscf``: the lab I-CSCF, as ``webims demo`` tells SIP phones (it sends the requests of
+    a phone registered there without a P-CSCF to the S-CSCF's originating part,
+    webims.labcore.attached); ``service-route``: the S-CSCF's Service-Route URI
+    (``sip:orig@...``), which a phone that ignores the Service-Route it registered with
+    (RFC 3608) may be given to reach the originating part directly."""
     if which == "service-route":
         return demo.core.scscf.service_route.removesuffix(";lr")
     return demo.icscf

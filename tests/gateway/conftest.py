@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +257,16 @@ def sqlite_state(tmp_path: Path) -> Iterator[Store]:
     store = Store(tmp_path / "gateway.sqlite3")
     yield store
     store.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test that used Kamailio gets its logs in the report."""
+    report = yield
+    if report.when == "call" and report.failed:
+        from webims.testing.kamailio import log_sections
+
+        report.sections.extend(log_sections(getattr(item, "funcargs", {})))
+    return report

@@ -26,8 +26,12 @@ own parser: the assertions are on what baresip really sent and got.
   the browser (a browser has no API that shows received telephone-events).
 
 baresip 1.0 does not use the Service-Route it gets (RFC 3608): its INVITEs go to its
-outbound proxy, the I-CSCF, which routes them as terminating requests (TS 24.229
-§5.3.2.1); the S-CSCF's originating part is not on their path.
+outbound proxy, the I-CSCF. baresip registered there without a P-CSCF (no Path), so
+the lab core does the P-CSCF's originating duties for it (webims.labcore.attached,
+TS 24.229 §5.2.6.3): the I-CSCF knows its flow (127.0.0.1:5090 over UDP) and sends its
+INVITE to the S-CSCF's originating part, which asserts its identity
+(P-Asserted-Identity: <sip:phone@ims.test>, RFC 3325 §5); the WIC gets that identity
+whichever way baresip sends (outbound proxy the I-CSCF, or the Service-Route URI).
 
 baresip's log and WAV recordings are kept in test-artifacts/gateway/baresip/<scenario>/.
 The tests fail, never skip, when baresip, Chromium or network namespaces are missing.
@@ -276,11 +280,10 @@ def test_baresip_calls_the_wic_which_answers_with_audio_both_ways(outbound: str)
     assert all(ack.headers.get("Route") == f"<sip:{SCSCF};lr>" for _, ack in acks)  # the Record-Route
     assert r["incoming_from"] == "sip:phone@ims.test", r["incoming_from"]
     assert r["at_wic"]["from"].startswith("<sip:phone@ims.test>;tag="), r["at_wic"]
-    if outbound == "service-route":
-        # On the Service-Route the S-CSCF serves baresip as originating (TS 24.229 §5.4.3.2)
-        # and asserts its identity; the gateway passes it on to the WIC (RFC 3325 §5).
-        # (Through the I-CSCF the INVITE is only terminating: nobody asserts the caller.)
-        assert r["at_wic"]["pai"] == "<sip:phone@ims.test>", r["at_wic"]
+    # The S-CSCF serves baresip as originating (TS 24.229 §5.4.3.2), on the Service-Route or
+    # sent there by the I-CSCF from baresip's registered flow, and asserts its identity as its
+    # P-CSCF would (TS 24.229 §5.2.6.3.1); the gateway passes it on to the WIC (RFC 3325 §5).
+    assert r["at_wic"]["pai"] == "<sip:phone@ims.test>", r["at_wic"]
     (established,) = events(r, "CALL_ESTABLISHED")
     assert established["direction"] == "outgoing" and established["peeruri"] == "sip:alice@ims.test"
     wic_audio(r)

@@ -12,6 +12,7 @@ from Debian; a missing one fails the test (no skip).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -78,8 +79,10 @@ def hss_state(impu: str) -> RegState:
     return rec.reg_state
 
 
-@pytest.fixture(scope="module")
-def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioIms]:
+@contextlib.contextmanager
+def kamailio_ims(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> Iterator[KamailioIms]:
+    """Kamailio's CSCFs (``options``: :class:`KamailioIms`'s, e.g. ``with_pcscf=True``) in front of
+    the webims HSS on its own thread (:data:`HSS`), with this module's subscribers."""
     missing = [tool for tool in ("kamailio", "kamcmd") if shutil.which(tool) is None]
     if missing:
         pytest.fail(
@@ -88,11 +91,14 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioIms]:
         )
     store = Store(tmp_path_factory.mktemp("hss") / "hss.sqlite3")
     subs = SubscriberStore(store, default_realm=REALM)
-    for name in ("bob", "dave", "erin"):
+    for name in ("bob", "dave", "erin", "frank", "gina"):
         subs.add(SubscriberSpec(f"{name}@{REALM}", (f"sip:{name}@{REALM}",), password=PASSWORDS[name]))
-    subs.add(
-        SubscriberSpec(f"carol@{REALM}", (f"sip:carol@{REALM}",), k=AKA_K, op=AKA_OP, amf=AKA_AMF, sqn=64)
-    )
+    for name in ("carol", "walt"):
+        subs.add(
+            SubscriberSpec(
+                f"{name}@{REALM}", (f"sip:{name}@{REALM}",), k=AKA_K, op=AKA_OP, amf=AKA_AMF, sqn=64
+            )
+        )
     web = tuple(f"sip:web-{i}@{REALM}" for i in range(1, 4))
     subs.add(
         SubscriberSpec(
@@ -102,13 +108,19 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioIms]:
     try:
         with HssThread(subs) as hss, KamailioIms(
             "127.0.0.1", hss.hss.port, realm=REALM, trusted_addresses=[GATEWAY_HOST],
-            workdir=tmp_path_factory.mktemp("kamailio"),
-        ) as pair:  # fmt: skip
-            pair.wait_diameter_open()
+            workdir=tmp_path_factory.mktemp("kamailio"), **options,
+        ) as ims:  # fmt: skip
+            ims.wait_diameter_open()
             HSS["hss"] = hss
-            yield pair
+            yield ims
     finally:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioIms]:
+    with kamailio_ims(tmp_path_factory) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from wicclient import Wic, bearer, password_header
 from webims.gateway.state import SqliteRegistrationStore
 from webims.labcore import LabCore
 from webims.store import Store
-from webims.testing.kamailio import free_port
+from webims.testing.ports import free_port
 
 
 async def test_gateway_refreshes_the_ims_registration_it_made(make_lab: LabFactory) -> None:
@@ -170,6 +170,10 @@ async def test_behind_an_operator_p_cscf_the_gateway_is_a_ue(make_lab: LabFactor
             assert str(contact.contact.uri).startswith("sip:") and "invalid" not in str(contact.contact.uri)
             ok2 = await frank.register(headers=[password_header("frank@ims.test", PASSWORDS["frank"])])
             assert ok2.status == 200
+            # each WIC is a UE of its own for the P-CSCF: its own port (TS 24.229 §5.2.6.3.1)
+            (frank_contact,) = core_bindings(lab, "sip:frank@ims.test")
+            ports = {c.contact.uri.port for c in (contact, frank_contact)}  # type: ignore[union-attr]
+            assert len(ports) == 2 and lab.gateway.ims.port not in ports
             response = await frank.request(
                 "MESSAGE", "sip:bob@ims.test", [("Content-Type", "text/plain")], b"ue"
             )

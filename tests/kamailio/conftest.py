@@ -16,7 +16,7 @@ import pytest
 from kamailio_env import REALM, TRUSTED, subscribers
 from kamailio_hss_standin import StandinHss, ThreadedHss, describe
 
-from webims.testing.kamailio import KamailioIms
+from webims.testing.kamailio import KamailioIms, log_sections
 
 
 def require_tools() -> None:
@@ -64,9 +64,7 @@ def pytest_runtest_makereport(
     report = yield
     if report.when == "call" and report.failed:
         funcargs = getattr(item, "funcargs", {})
-        pair = funcargs.get("ims")
-        if isinstance(pair, KamailioIms):
-            report.sections.append(("kamailio logs", pair.log_report(20_000)))
+        report.sections.extend(log_sections(funcargs))
         server = funcargs.get("hss")
         if isinstance(server, StandinHss):
             dump = "\n".join(

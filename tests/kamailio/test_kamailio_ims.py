@@ -24,7 +24,14 @@ from webims.diameter import (
     ServerAssignmentType,
     build_rtr,
 )
-from webims.testing.kamailio import KamailioIms, KamailioNotInstalled, sip_options_ping, trusted_regex
+from webims.testing.kamailio import (
+    KamailioError,
+    KamailioIms,
+    KamailioNotInstalled,
+    in_loopback_only_namespace,
+    sip_options_ping,
+    trusted_regex,
+)
 from webims.testing.ports import free_port
 from webims.testing.sipp import (
     Sipp,
@@ -249,3 +256,14 @@ def test_registration_termination_request_is_answered(
     assert rta.command_code == CommandCode.REGISTRATION_TERMINATION and not rta.is_request
     assert rta.result_code == ResultCode.DIAMETER_SUCCESS
     assert rta.session_id == rtr.session_id
+
+
+def test_pcscf_refused_outside_a_loopback_only_namespace(tmp_path: Path) -> None:
+    """ims_ipsec_pcscf (which Kamailio's P-CSCF needs) deletes the IPsec SAs and policies of
+    the namespace it starts in: KamailioIms never starts it in the machine's own (which has
+    more than ``lo``), and nothing is started or rendered."""
+    assert not in_loopback_only_namespace()
+    kamailio = KamailioIms(workdir=tmp_path / "k", with_pcscf=True)
+    with pytest.raises(KamailioError, match="nothing but loopback"):
+        kamailio.start()
+    assert not (tmp_path / "k" / "pcscf.cfg").exists()

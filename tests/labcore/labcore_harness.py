@@ -342,10 +342,16 @@ class Ue:
         content_type: str = "application/sdp",
         ack: bool = True,
         headers: Iterable[tuple[str, str]] = (),
+        target: Target | None = None,
+        route: bool = True,
     ) -> Call:
-        invite = self.request("INVITE", uri, body=body, content_type=content_type, headers=headers)
+        """An INVITE on the Service-Route to the S-CSCF (``target``: elsewhere, e.g. the
+        I-CSCF, without Route unless ``route``)."""
+        invite = self.request(
+            "INVITE", uri, body=body, content_type=content_type, headers=headers, route=route
+        )
         call = Call(invite)
-        final = await self.send(invite, on_provisional=call.provisional.append)
+        final = await self.send(invite, target, on_provisional=call.provisional.append)
         call.final = final
         if 200 <= final.status < 300:
             call.dialog = Dialog.from_uac(invite, final)

@@ -231,7 +231,10 @@ async def test_a_tcp_only_core(tmp_path: Path) -> None:
         alice = await registered(core, "alice", transport="TCP")
         bob = await registered(core, "bob", transport="TCP")
         try:
-            call = await alice.call("sip:bob@ims.test")
+            # Over TCP a UE registered without a P-CSCF is known by the connection its REGISTER
+            # came on (its flow, RFC 5626 §3): it calls through the I-CSCF on that connection,
+            # which sends the INVITE to the S-CSCF's originating part (webims.labcore.attached).
+            call = await alice.call("sip:bob@ims.test", target=alice.icscf(), route=False)
             assert call.final is not None and call.final.status == 200
             assert call.dialog is not None
             bye = await alice.send_in_dialog(call.dialog.create_request("BYE"))

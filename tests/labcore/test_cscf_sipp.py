@@ -25,6 +25,7 @@ from webims.testing.sipp import (
     call_uas_scenario,
     register_uac,
     require_sipp,
+    sipp_safe_rands,
 )
 
 
@@ -83,6 +84,8 @@ async def test_akav1_md5_registration_computed_by_sipp(core: LabCore, tmp_path: 
         f"[authentication username=carol@{REALM} aka_K={AKA_K.decode()} aka_OP={AKA_OP.decode()} "
         f"aka_AMF={AKA_AMF.decode()}]"
     )
+    assert core.hss is not None
+    core.hss.cx.rand_source = sipp_safe_rands(AKA_K, AKA_OP)  # RANDs SIPp answers right
     check(await register(core, tmp_path, "carol", auth=auth, deregister=False))
     assert reg_state(core, "sip:carol@ims.test") is RegState.REGISTERED
 
@@ -138,32 +141,37 @@ async def _uas(core: LabCore, workdir: Path, user: str) -> Sipp:
     return uas
 
 
-def caller(core: LabCore, workdir: Path, user: str, callee: str, final_status: int = 200) -> Sipp:
-    """A SIPp UAC calling ``callee`` as ``user`` on the S-CSCF's Service-Route."""
+def caller(core: LabCore, workdir: Path, user: str, callee: str, port: int, final_status: int = 200) -> Sipp:
+    """A SIPp UAC calling ``callee`` as ``user`` on the S-CSCF's Service-Route, from ``port``:
+    where its registration (as UE + P-CSCF, with Path) came from, which makes it a P-CSCF
+    whose P-Asserted-Identity the S-CSCF believes (RFC 3325 §5)."""
     route = f"<{core.scscf.service_route}>"
     return Sipp(
         workdir, f"uac-{user}", call_uac_scenario(final_status=final_status), core.scscf_address,
-        service=user, keys={"realm": REALM, "callee": callee, "route": route},
+        service=user, keys={"realm": REALM, "callee": callee, "route": route}, local_port=port,
     )  # fmt: skip
 
 
 async def test_call_a_to_b_with_180_200_ack_bye(core: LabCore, tmp_path: Path) -> None:
     uas = await _uas(core, tmp_path, "gina")
     try:
-        check(await register(core, tmp_path, "hank", deregister=False))
-        check(await caller(core, tmp_path, "hank", "gina").run_async())
+        port = free_port()
+        check(await register(core, tmp_path, "hank", local_port=port, deregister=False))
+        check(await caller(core, tmp_path, "hank", "gina", port).run_async())
         check(await uas.finish_async())
     finally:
         uas.stop()
 
 
 async def test_call_to_a_known_but_unregistered_user_gets_480(core: LabCore, tmp_path: Path) -> None:
-    check(await register(core, tmp_path, "ivan", deregister=False))
-    check(await caller(core, tmp_path, "ivan", "olga", 480).run_async())
+    port = free_port()
+    check(await register(core, tmp_path, "ivan", local_port=port, deregister=False))
+    check(await caller(core, tmp_path, "ivan", "olga", port, 480).run_async())
     # the I-CSCF's LIR found olga not registered (DIAMETER_ERROR_IDENTITY_NOT_REGISTERED)
     assert reg_state(core, "sip:olga@ims.test") is RegState.NOT_REGISTERED
 
 
 async def test_call_to_an_unknown_user_gets_404(core: LabCore, tmp_path: Path) -> None:
-    check(await register(core, tmp_path, "judy", deregister=False))
-    check(await caller(core, tmp_path, "judy", "nobody", 404).run_async())
+    port = free_port()
+    check(await register(core, tmp_path, "judy", local_port=port, deregister=False))
+    check(await caller(core, tmp_path, "judy", "nobody", port, 404).run_async())

@@ -29,6 +29,7 @@ from webims.testing.sipp import (
     message_uac_scenario,
     message_uas_scenario,
     register_uac,
+    sipp_safe_rands,
 )
 
 T = TypeVar("T")
@@ -42,7 +43,8 @@ class HssThread:
     """The HSS on its own event loop thread: Kamailio and SIPp are driven synchronously."""
 
     def __init__(self, subs: SubscriberStore) -> None:
-        self.hss = HssServer(config(), subs)
+        # carol's RANDs are ones SIPp answers right (webims.testing.sipp.sipp_safe_rands)
+        self.hss = HssServer(config(), subs, rand_source=sipp_safe_rands(AKA_K.encode(), AKA_OP.encode()))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="webims-hss", daemon=True)
 

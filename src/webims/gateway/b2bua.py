@@ -175,7 +175,7 @@ class Leg:
             if dialog is not None and 200 <= response.status < 300:
                 ack = dialog.ack_for(response)
                 if ack is not None and self.side is Side.IMS:
-                    mgr.send_ack_ims(ack)
+                    mgr.send_ack_ims(ack, binding)
                 elif ack is not None:
                     mgr.send_ack_wic(binding, ack)
 

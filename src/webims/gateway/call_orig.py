@@ -146,7 +146,7 @@ class Originating:
         self.max_forwards = max_forwards
         self.binding: Binding = call.binding
         self.invite: Request | None = None
-        self.late = LateAnswers(mgr)
+        self.late = LateAnswers(mgr, call.binding)
         self.attempts: list[Request] = []  # the INVITEs sent (failover, 422 retry): CANCEL the last
         self.dialogs: DialogSet | None = None
         self.forks: dict[str, Fork] = {}
@@ -259,7 +259,7 @@ class Originating:
         relay = ("INVITE", self.started) if len(self.attempts) == 0 else None
         task = asyncio.ensure_future(
             mgr.send_ims(invite, on_provisional=deliver, on_extra_final=self.late,
-                         attempts=self.attempts, relay=relay)
+                         attempts=self.attempts, relay=relay, binding=self.binding)
         )  # fmt: skip
         task.add_done_callback(lambda t: deliver(t.result()) if not t.cancelled() else None)
         first = True

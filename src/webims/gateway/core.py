@@ -37,11 +37,20 @@ from webims.auth.errors import InsufficientScope, InvalidToken, TokenError
 from webims.auth.identity import Identity
 from webims.auth.sessions import cookie_value
 from webims.endpoint import IncomingRequest
-from webims.sip import DEFAULT_LIMITS, DEFAULT_TIMERS, Limits, NameAddr, ParseError, Request, TimerSettings
+from webims.sip import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMERS,
+    Limits,
+    NameAddr,
+    ParseError,
+    Request,
+    TimerSettings,
+    parse_name_addr,
+)
 from webims.sip.auth_header import AuthParam, Challenge, parse_credentials
 from webims.transport import Connection, ConnectionLimits
 
-from .ims import ImsSide
+from .ims import FlowFailure, ImsSide, UeFlow
 from .modes import Modes, Presented
 from .policy import PASSWORD_SCHEME, Policy
 from .pool import PoolRegistrar
@@ -177,6 +186,8 @@ class Gateway:
             self.regevents.ensure(binding)
         if restored:
             log.info("restored %d registrations from the state store", restored)
+            if not self.ims.as_pcscf:
+                await self.restore_flows()
         await self.pools.start()
         if self.sessions is not None:  # issue 7: the session B2BUA (its media IWF)
             await self.sessions.start()
@@ -271,7 +282,69 @@ class Gateway:
             for k, v in wic_contact.params.items()
             if k.lower() != "expires"
         )
-        return f"<{self.ims.uri(self.token_of(binding))}>{params}"
+        return f"<{self.ims.uri(self.token_of(binding), flow=binding.ims_flow)}>{params}"
+
+    # ------------------------------------------------------------------ UE flows (seed 004)
+    def ims_flow_of(self, binding: Binding) -> UeFlow | None:
+        """Behind a P-CSCF, the flow the binding's requests leave from (:mod:`.ueflow`): its
+        own, or for a pool WIC its pool registration's; None as the P-CSCF (one listener)."""
+        if self.ims.as_pcscf:
+            return None
+        if binding.mode == "pool":
+            reg = self.pools.find(binding.impu, binding.pool)
+            return None if reg is None else reg.ims_flow
+        flow: UeFlow | None = binding.ims_flow
+        return flow
+
+    async def binding_flow(self, binding: Binding, port: int = 0) -> UeFlow:
+        """Open the binding's own flow (from ``port`` when not 0) and make its IMS Contact name
+        it. Raises :class:`FlowFailure`; a binding dropped meanwhile gets no flow."""
+        flow = await self.ims.open_flow("b:" + binding.id, port)
+        if self.bindings.by_id.get(binding.id) is not binding:
+            flow.end()
+            raise FlowFailure("the binding ended")
+        old: UeFlow | None = binding.ims_flow
+        if old is not None and old is not flow:
+            old.end()
+        binding.ims_flow = flow
+        binding.ims_contact = self.ims_contact_for(binding, parse_name_addr(binding.contact))
+        return flow
+
+    async def binding_flow_or_failure(self, binding: Binding) -> tuple[UeFlow | None, str | None]:
+        """:meth:`binding_flow`, or (None, why) when it cannot be opened (our 503 to the WIC)."""
+        try:
+            return await self.binding_flow(binding), None
+        except FlowFailure as exc:
+            return None, f"no flow toward the P-CSCF: {exc}"
+
+    async def restore_flows(self) -> None:
+        """After a restart behind a P-CSCF: each restored binding's flow on its old port (the
+        P-CSCF binds the registration to that address, TS 33.203 §7.1); when the port cannot be
+        bound, on a new one: the gateway registers again for the modes it manages, a relaying
+        WIC's next REGISTER carries the new Contact."""
+        for binding in list(self.bindings):
+            if binding.mode == "pool":
+                continue
+            port = _port_of(binding.ims_contact)
+            try:
+                await self.binding_flow(binding, port)
+                continue
+            except FlowFailure as exc:
+                log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
+            try:
+                await self.binding_flow(binding)
+            except FlowFailure as exc:
+                log.error("binding %s: no flow toward the P-CSCF: %s", binding.id, exc)
+                self.registrar.drop(binding)
+                continue
+            self.registrar.persist(binding)  # its new Contact
+            if binding.mode in ("web-token", "web-login"):
+                self.spawn(self._register_again(binding))
+
+    async def _register_again(self, binding: Binding) -> None:
+        async with binding.lock:
+            if self.bindings.by_id.get(binding.id) is binding:
+                await self.modes.refresh(binding)
 
     def presented(self, request: Request, flow: Flow) -> Presented:
         """What the WIC offers (precedence: Authorization, then a session cookie)."""
@@ -393,6 +466,15 @@ def _without_claims(identity: Identity) -> Identity:
         allocation=identity.allocation, jti=identity.jti, dest=identity.dest, source=identity.source,
         claims=_NO_CLAIMS,
     )  # fmt: skip
+
+
+def _port_of(contact: str) -> int:
+    """The port of a Contact we registered (``<sip:token@host:port;...>...``), else 0."""
+    try:
+        uri = parse_name_addr(contact).uri
+    except ParseError:
+        return 0
+    return getattr(uri, "port", None) or 0
 
 
 def _safe(text: str) -> str:

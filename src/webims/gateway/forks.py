@@ -27,6 +27,7 @@ from .sdp_media import SDP, LegSdp, parse_sdp, rejecting_answer
 
 if TYPE_CHECKING:
     from .sessions import SessionManager
+    from .state import Binding
 
 __all__ = ["Fork", "LateAnswers"]
 
@@ -57,8 +58,9 @@ class LateAnswers:
     BYE need (the INVITE, the confirmed IMS dialog), not the call and its media.
     """
 
-    def __init__(self, mgr: SessionManager) -> None:
+    def __init__(self, mgr: SessionManager, binding: Binding | None = None) -> None:
         self.mgr = mgr
+        self.binding = binding  # behind a P-CSCF its ACK and BYE leave from the UE's flow
         self.invite: Request | None = None  # the INVITE last sent (a 422 retry replaces it)
         self.dialog: Dialog | None = None  # the IMS leg's dialog, once a 2xx made it
 
@@ -70,7 +72,7 @@ class LateAnswers:
         if dialog is not None and response.to.tag == dialog.id.remote_tag:
             ack = dialog.ack_for(response)
             if ack is not None:
-                self.mgr.send_ack_ims(ack)
+                self.mgr.send_ack_ims(ack, self.binding)
             return
         self.mgr.spawn(self._end_fork(self.invite, response))
 
@@ -89,8 +91,8 @@ class LateAnswers:
             if offer is not None and offer.media:
                 body = rejecting_answer(offer, mgr.sdp_address).to_bytes()
         headers = [("Content-Type", SDP)] if body else []
-        mgr.send_ack_ims(dialog.create_ack(invite, headers=headers, body=body))
+        mgr.send_ack_ims(dialog.create_ack(invite, headers=headers, body=body), self.binding)
         bye = dialog.create_request(
             "BYE", headers=[("Reason", reason_header(200, "Call completed elsewhere"))]
         )
-        await mgr.send_ims(bye)
+        await mgr.send_ims(bye, binding=self.binding)

@@ -32,7 +32,7 @@ from webims.sip.auth_header import Challenge, Credentials
 from webims.sip.digest import DigestClient, DigestError
 
 from .identity import aor_of, associated_uris, same_identity
-from .ims import Unreachable
+from .ims import UeFlow, Unreachable
 from .registrar import AUTH_WAIT, RegisterAttempt
 from .regmsg import (
     COPIED_RESPONSE_HEADERS,
@@ -243,6 +243,9 @@ class Modes:
         attempt: RegisterAttempt | None = None,
     ) -> Response:
         gw = self.gw
+        flow, failure = binding.ims_flow, None
+        if not gw.ims.as_pcscf and (flow is None or flow.closed):  # seed 004: the UE's own flow
+            flow, failure = await gw.binding_flow_or_failure(binding)
         binding.cseq += 1
         path = (
             gw.ims.path(gw.token_of(binding), outbound=binding.reg_id is not None)
@@ -258,19 +261,19 @@ class Modes:
             outbound=binding.reg_id is not None,
         )  # fmt: skip
         snapshot = (
-            binding.call_id,
-            binding.from_tag,
-            binding.cseq,
-            binding.ims_contact,
-            binding.aor,
-            binding.request_uri,
-            path,
-            authorization,
+            binding.call_id, binding.from_tag, binding.cseq, binding.ims_contact, binding.aor,
+            binding.request_uri, path, authorization,
+        )  # fmt: skip
+        if failure is not None:
+            log.error("REGISTER for %s not sent: %s", binding.aor, failure)
+            return gw.ims.unreachable(request, failure)
+        return await gw.ims.send(
+            request, on_late=lambda late: self._undo_late(late, snapshot, expires, flow), flow=flow
         )
-        response = await gw.ims.send(request, on_late=lambda late: self._undo_late(late, snapshot, expires))
-        return response
 
-    def _undo_late(self, late: Response, snapshot: tuple[Any, ...], expires: int) -> None:
+    def _undo_late(
+        self, late: Response, snapshot: tuple[Any, ...], expires: int, flow: UeFlow | None
+    ) -> None:
         """A registration we gave up on succeeded after all: undo it (no half state)."""
         if expires == 0 or not 200 <= late.status < 300:
             return
@@ -281,10 +284,16 @@ class Modes:
             from_tag=from_tag, cseq=cseq + 1000, contact=contact, expires=0, path=path,
             authorization=authorization,
         )  # fmt: skip
-        self.gw.spawn(self._send_quietly(request))
+        if flow is not None:
+            flow.hold()  # (released once sent: the flow stays open for it)
+        self.gw.spawn(self._send_quietly(request, flow))
 
-    async def _send_quietly(self, request: Request) -> None:
-        response = await self.gw.ims.send(request)
+    async def _send_quietly(self, request: Request, flow: UeFlow | None = None) -> None:
+        try:
+            response = await self.gw.ims.send(request, flow=flow)
+        finally:
+            if flow is not None:
+                flow.release()
         log.info("clean-up %s for %s: %d", request.method, request.to.uri, response.status)
 
     def _confirm(

@@ -33,6 +33,7 @@ from webims.sip.digest import DigestClient, DigestError
 
 from .identity import associated_uris, same_identity
 from .regmsg import granted_expires, new_dialog, tna_credentials
+from .ueflow import FlowFailure
 
 if TYPE_CHECKING:
     from .core import Gateway
@@ -59,6 +60,8 @@ class PoolRegistration:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Future[bool] | None = None
     wildcard: str | None = None  # the wildcarded IMPU (TS 23.003 §13.5) this registration stands for
+    ims_port: int = 0  # behind a P-CSCF: the port of its own flow (kept across restarts)
+    ims_flow: Any = None  # behind a P-CSCF: its own .ueflow.UeFlow (runtime only)
 
     @property
     def active(self) -> bool:
@@ -90,6 +93,7 @@ class PoolRegistration:
                 "service_route",
                 "associated",
                 "wildcard",
+                "ims_port",
             )
         }
 
@@ -167,6 +171,9 @@ class PoolRegistrar:
             except TypeError:
                 continue
             self._add(reg)
+            if not self.gw.ims.as_pcscf and reg.active and not await self._flow(reg):
+                self.gw.spawn(self._refresh_one(reg))  # the P-CSCF knows it by another port: again
+                continue
             self._arm(reg)
         for name in self.config.pools:
             impi, impus = await self.gw.run_sync(lambda n=name: self._definition(n))  # type: ignore[misc]
@@ -228,7 +235,26 @@ class PoolRegistrar:
 
     # ------------------------------------------------------------------ REGISTER
     def contact(self, reg: PoolRegistration) -> str:
-        return f"<{self.gw.ims.uri(self.gw.tokens.make('p', reg.ident))}>"
+        return f"<{self.gw.ims.uri(self.gw.tokens.make('p', reg.ident), flow=reg.ims_flow)}>"
+
+    async def _flow(self, reg: PoolRegistration) -> bool:
+        """Behind a P-CSCF, open the registration's own flow (seed 004 §6.X.2.2.4: the
+        registration of a block of identities is a UE's toward the P-CSCF, which knows it by
+        its address and port, TS 33.203 §7.1), on its old port when it has one; True when it
+        has that port (False: a new port, or none; the registration must be made again)."""
+        if reg.ims_flow is not None and not reg.ims_flow.closed:
+            return True
+        for port in (reg.ims_port, 0) if reg.ims_port else (0,):
+            try:
+                flow = await self.gw.ims.open_flow("p:" + reg.ident, port)
+            except FlowFailure as exc:
+                log.warning("pool %s: no flow for %s from port %d: %s", reg.pool, reg.impu, port, exc)
+                continue
+            reg.ims_flow = flow
+            same = flow.port == reg.ims_port
+            reg.ims_port = flow.port
+            return same
+        return False
 
     async def register(self, reg: PoolRegistration, expires: int | None = None) -> bool:
         """Register (or refresh, or with ``expires=0`` end) one pool IMPU; True on 2xx."""
@@ -293,6 +319,9 @@ class PoolRegistrar:
             if expires == 0:
                 reg.expires_at = 0.0
                 gw.store.delete("pool", reg.impu)
+                if reg.ims_flow is not None:  # its flow closes with it
+                    reg.ims_flow.end()
+                    reg.ims_flow = None
                 return True
             from webims.sip import parse_name_addr
 
@@ -307,6 +336,8 @@ class PoolRegistrar:
 
     async def _send(self, reg: PoolRegistration, expires: int, authorization: str | None) -> Response:
         gw = self.gw
+        if not gw.ims.as_pcscf:
+            await self._flow(reg)
         reg.cseq += 1
         token = gw.tokens.make("p", reg.ident)
         request = gw.register_builder.build(
@@ -314,7 +345,10 @@ class PoolRegistrar:
             cseq=reg.cseq, contact=self.contact(reg), expires=expires,
             path=gw.ims.path(token, outbound=False) if gw.ims.as_pcscf else None, authorization=authorization,
         )  # fmt: skip
-        return await gw.ims.send(request)
+        flow = reg.ims_flow
+        if not gw.ims.as_pcscf and flow is None:
+            return gw.ims.unreachable(request, "no flow toward the P-CSCF")
+        return await gw.ims.send(request, flow=flow)
 
     def _arm(self, reg: PoolRegistration, *, retry: bool = False) -> None:
         if reg.timer is not None:
@@ -345,3 +379,6 @@ class PoolRegistrar:
             if reg.timer is not None:
                 reg.timer.cancel()
                 reg.timer = None
+            if reg.ims_flow is not None:
+                reg.ims_flow.end()
+                reg.ims_flow = None

@@ -109,11 +109,13 @@ class Router:
         chosen = asserted_identity(binding.identities, preferred) or binding.impu
         assert_identity(fwd, chosen, as_pcscf=self.gw.ims.as_pcscf)
         self._route_outgoing(fwd, binding, in_dialog)
+        ue_flow = self.gw.ims_flow_of(binding)  # behind a P-CSCF: the UE's own (TS 24.229 §5.2.6.3.1)
         if request.method in DIALOG_CREATING and not in_dialog:
-            fwd.headers.add("Record-Route", self.gw.ims.record_route(self.gw.token_of(binding)), first=True)
+            rr = self.gw.ims.record_route(self.gw.token_of(binding), ue_flow)
+            fwd.headers.add("Record-Route", rr, first=True)
         if self.gw.ims.as_pcscf and not in_dialog:
             fwd.headers.set("P-Charging-Vector", charging_vector(self.config.uri_host))
-        response = await self.gw.ims.send(fwd)
+        response = await self.gw.ims.send(fwd, flow=ue_flow)
         incoming.send(self._unwrap(response, request))
 
     def _b2bua_dialog(self, request: Request) -> bool:
@@ -269,7 +271,8 @@ class Router:
         if not gw.ims.as_pcscf or binding.mode == "pool" or gw.ims.is_ours(fwd.uri):
             fwd.uri = parse_uri(binding.contact_uri)
         if request.method in DIALOG_CREATING and request.to.tag is None:
-            fwd.headers.add("Record-Route", gw.ims.record_route(gw.token_of(binding)), first=True)
+            rr = gw.ims.record_route(gw.token_of(binding), gw.ims_flow_of(binding))  # the IMS's route set
+            fwd.headers.add("Record-Route", rr, first=True)
         SipEndpoint.add_via(fwd, conn)
         response = await gw.wic.endpoint.request(fwd, conn)
         response.headers.pop_first("Via")

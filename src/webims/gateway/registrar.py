@@ -325,6 +325,10 @@ class Registrar:
         self.gw.bindings.remove(binding)
         binding.password = None
         binding.digest_state = None
+        flow = binding.ims_flow
+        if flow is not None:  # behind a P-CSCF: its own flow closes once its transactions are done
+            binding.ims_flow = None
+            flow.end()
         if not present:
             return
         self.gw.store.delete("binding", binding.id)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import resource
 import signal
 import ssl
 from collections.abc import AsyncIterator, Iterable
@@ -119,6 +120,10 @@ def build_gateway(config: Config, *, store: Store | None = None, auth: AuthServi
     elif cfg.token_auth == "off":
         auth = None
     limits = transport.limits
+    need = descriptors_needed(cfg, limits.max_connections)  # (serve and demo both come here)
+    have = raise_nofile(need)
+    if have < need:  # a WIC beyond it gets a 503 (no socket for its flow) or no WebSocket
+        log.warning("open-file limit %d is below the %d that max_connections asks for", have, need)
     sip_limits = dataclasses.replace(
         DEFAULT_LIMITS, max_message_bytes=limits.max_message_bytes, max_headers=limits.max_headers
     )
@@ -136,6 +141,26 @@ def build_gateway(config: Config, *, store: Store | None = None, auth: AuthServi
 
     SessionManager(gateway, config.get(SessionConfig))
     return gateway
+
+
+def descriptors_needed(config: GatewayConfig, max_connections: int) -> int:
+    """File descriptors for ``max_connections`` WICs: one WebSocket each, and behind a P-CSCF one
+    Mw flow more per WIC registration (:mod:`.ueflow`: seed 004, TS 24.229 §5.2.6.3.1), plus a
+    margin for listeners, the state store, DNS and the IMS connections."""
+    return max_connections * (1 if config.topology == "p-cscf" else 2) + 1024
+
+
+def raise_nofile(want: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to ``want`` (at most the hard limit); the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, want) if hard == resource.RLIM_INFINITY else min(hard, max(soft, want))
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit to %d: %s", target, exc)
+            return soft
+    return target
 
 
 def _tls(transport: TransportConfig, state: StateConfig) -> ssl.SSLContext | None:

@@ -41,6 +41,7 @@ from .call_term import terminate
 from .resolver import ResolveError
 from .sdp_media import ExternalIwf, PassThrough
 from .session_settings import SessionConfig
+from .ueflow import FlowFailure, UeFlow
 
 if TYPE_CHECKING:
     from .core import Gateway
@@ -253,7 +254,7 @@ class SessionManager:
             host = self.gw.config.uri_host
             host = f"[{host}]" if ":" in host else host
             return f"<sip:{call.id}@{host};transport=ws>"
-        return f"<{self.gw.ims.uri(self.gw.token_of(call.binding))}>"
+        return f"<{self.gw.ims.uri(self.gw.token_of(call.binding), flow=self.gw.ims_flow_of(call.binding))}>"
 
     def _media_event(self, call: Call) -> Callable[[MediaEvent], None]:
         call_id = call.id  # not the call itself: the IWF session it owns would hold it (a cycle)
@@ -357,7 +358,7 @@ class SessionManager:
         """Send on a leg (a coroutine to await or spawn; the leg's binding is taken now, so
         that the BYEs of an ended call need nothing of the call when they run)."""
         if leg.side is Side.IMS:
-            return self.send_ims(request, **kw)
+            return self.send_ims(request, binding=leg.call.binding, **kw)
         return self.send_wic(request, leg.call.binding, **kw)
 
     async def send_wic(
@@ -388,9 +389,31 @@ class SessionManager:
         on_extra_final: Callable[[Response], None] | None = None,
         attempts: list[Request] | None = None,
         relay: tuple[str, float] | None = None,
+        binding: Binding | None = None,
     ) -> Response:
         """To the first Route, else the remote target (in a dialog) or the configured next hop;
-        each resolved target in turn while the failure is local (RFC 3263 §4.3)."""
+        each resolved target in turn while the failure is local (RFC 3263 §4.3). Behind a
+        P-CSCF from the ``binding``'s own flow (:mod:`.ueflow`: the P-CSCF knows the UE by it)."""
+        flow = None if binding is None else self.gw.ims_flow_of(binding)
+        if flow is not None:
+            if flow.closed:
+                return request.response(503, "Service Unavailable (the UE's flow is closed)")
+            flow.hold()
+            try:
+                return await self._send_ims(request, on_provisional, on_extra_final, attempts, relay, flow)
+            finally:
+                flow.release()
+        return await self._send_ims(request, on_provisional, on_extra_final, attempts, relay, None)
+
+    async def _send_ims(
+        self,
+        request: Request,
+        on_provisional: Callable[[Response], None] | None,
+        on_extra_final: Callable[[Response], None] | None,
+        attempts: list[Request] | None,
+        relay: tuple[str, float] | None,
+        flow: UeFlow | None,
+    ) -> Response:
         ims = self.gw.ims
         hop = self._hop(request)
         if hop is None:
@@ -404,8 +427,8 @@ class SessionManager:
         response = request.response(503, "Service Unavailable (next hop unreachable)")
         for i, target in enumerate(targets):
             try:
-                conn = await ims.endpoint.connect(target)
-            except (TransportFailure, OSError, ValueError) as exc:
+                conn = await (ims.endpoint.connect(target) if flow is None else flow.connect(target))
+            except (TransportFailure, FlowFailure, OSError, ValueError) as exc:
                 log.info("cannot reach %s: %s", target, exc)
                 continue
             attempt = request if i == 0 else Request(request.method, request.uri, request.headers.copy(),
@@ -450,7 +473,7 @@ class SessionManager:
     def send_ack(self, leg: Leg, ack: Request) -> None:
         """The ACK for a 2xx (RFC 3261 §13.2.2.4): outside any transaction, on the leg's path."""
         if leg.side is Side.IMS:
-            self.send_ack_ims(ack)
+            self.send_ack_ims(ack, leg.call.binding)
         else:
             self.send_ack_wic(leg.call.binding, ack)
 
@@ -462,20 +485,21 @@ class SessionManager:
             SipEndpoint.add_via(ack, conn)
             self.gw.wic.endpoint.send_stateless(ack, conn)
 
-    def send_ack_ims(self, ack: Request) -> None:
-        """The ACK for a 2xx toward the IMS (as :meth:`send_ack` on the IMS leg)."""
+    def send_ack_ims(self, ack: Request, binding: Binding | None = None) -> None:
+        """The ACK for a 2xx toward the IMS (as :meth:`send_ack` on the IMS leg); behind a
+        P-CSCF from the ``binding``'s own flow."""
         ack.headers.remove("Via")
-        self.spawn(self._ack_ims(ack))
+        self.spawn(self._ack_ims(ack, None if binding is None else self.gw.ims_flow_of(binding)))
 
-    async def _ack_ims(self, ack: Request) -> None:
+    async def _ack_ims(self, ack: Request, flow: UeFlow | None) -> None:
         hop = self._hop(ack)
         if hop is None:
             return
         ims = self.gw.ims
         try:
             targets = await ims.resolver.resolve(hop)
-            conn = await ims.endpoint.connect(targets[0])
-        except (ResolveError, TransportFailure, OSError, ValueError, IndexError) as exc:
+            conn = await (ims.endpoint.connect(targets[0]) if flow is None else flow.connect(targets[0]))
+        except (ResolveError, TransportFailure, FlowFailure, OSError, ValueError, IndexError) as exc:
             log.info("cannot send ACK to %s: %s", hop, exc)
             return
         SipEndpoint.add_via(ack, conn)

@@ -110,6 +110,7 @@ class Binding:
     busy: asyncio.Future[None] | None  # what tasks waiting for ``lock`` wait on
     digest_state: Any  # webims.sip.digest.DigestClient for on-behalf refreshes
     flow_token: str | None  # Gateway.token_of, made once (an HMAC of the constant id)
+    ims_flow: Any  # behind a P-CSCF: its own .ueflow.UeFlow (None as the P-CSCF)
 
     def __init__(
         self, id: str, mode: str, aor: str, contact: str, contact_uri: str, instance: str | None = None,
@@ -161,6 +162,7 @@ class Binding:
         self.busy = None
         self.digest_state = None
         self.flow_token = None
+        self.ims_flow = None
 
     @property
     def lock(self) -> BindingLock:

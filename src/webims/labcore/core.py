@@ -29,6 +29,7 @@ from webims.transport.loop import GcPolicy, stop_on_signals
 from webims.transport.loop import run as run_loop
 
 from .cx_client import DiameterClient
+from .flows import CoreElements
 from .hss import AdminServer, HssConfig, HssServer, SubscriberStore, running_hss
 from .icscf import ICscf
 from .local_hop import LocalHop
@@ -134,7 +135,11 @@ async def start_labcore(
             clients.append(client)
             stack.push_async_callback(client.close)
         icscf_cx, scscf_cx = clients
+        # the elements of this core tell each other by (transport, host, port): on loopback
+        # every sender is 127.0.0.1 (webims.labcore.flows)
+        elements = CoreElements()
         icscf = ICscf(settings, icscf_cx, [], timers=timers)
+        icscf.core = elements
         await icscf.start()
         stack.push_async_callback(icscf.stop)
         scscf = SCscf(
@@ -143,10 +148,14 @@ async def start_labcore(
             iwf=media,
             icscf_uri=icscf.uri,
             core_hosts=(settings.host, settings.uri_host),
+            core=elements,
             timers=timers,
         )
         await scscf.start()
         stack.push_async_callback(scscf.stop)
+        # P-CSCF duties for SIP phones registered without one (webims.labcore.attached)
+        icscf.originating_route = scscf.originating_route
+        icscf.trusts = scscf.trusts
         icscf.scscfs = [ScscfEntry(scscf.server_name, settings.capabilities), *settings.scscf_entries]
         _add_local_hop(icscf, scscf)
         if hss is not None:  # Cx requests to the embedded HSS skip the messages and TCP

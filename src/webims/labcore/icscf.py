@@ -14,13 +14,22 @@ Other initial requests (TS 24.229 §5.3.2.1): LIR for the Request-URI; to the
 S-CSCF named, or selected for unregistered service (DIAMETER_UNREGISTERED_SERVICE);
 a wildcarded identity match is passed on in P-Profile-Key (RFC 5002, §5.3.2.1);
 unknown user 404, not registered 480.
+
+UEs attached without a P-CSCF (SIP phones registered here directly,
+:mod:`webims.labcore.attached`): the I-CSCF stamps the real source on the top Via of
+every request (``received`` and ``rport``, :func:`webims.labcore.flows.stamp_source`)
+so that the S-CSCF can tell who sent what it forwards. A request outside a dialog from
+the flow of such a UE is sent to its S-CSCF's originating part, on the Service-Route
+(RFC 3608 §6: the phone may ignore it) in place of any Route it preloaded (TS 24.229
+§5.2.6.3.2, §5.2.6.3.7), not routed as terminating. From any other source outside the trust
+domain an initial request loses its P-Asserted-Identity (RFC 3325 §5).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from webims.diameter import (
     DiameterError,
@@ -32,8 +41,10 @@ from webims.diameter import (
 )
 from webims.endpoint import IncomingRequest, SipEndpoint, Target, target_of
 from webims.sip import DEFAULT_TIMERS, ParseError, Request, SipURI, TelURI, TimerSettings, parse_uri
+from webims.transport import host_key
 
 from .cx_client import CxError, DiameterClient
+from .flows import CoreElements, Flow, flow_of, stamp_source
 from .identities import canonical, impi_from_impu
 from .local_hop import LocalHop
 from .proxy import Branch, ProxyCore, best_response, listen
@@ -112,6 +123,13 @@ class ICscf:
         #: S-CSCFs in this process by (host, port) of their Server-Name: REGISTERs to them
         #: are handed over in-process (:mod:`webims.labcore.local_hop`)
         self.local_hops: dict[tuple[str, int], LocalHop] = {}
+        #: the Service-Route of the S-CSCF serving a UE attached without a P-CSCF that sends
+        #: from this flow, if any (set by the lab core: :meth:`webims.labcore.scscf.SCscf.originating_route`)
+        self.originating_route: Callable[[Flow], str | None] | None = None
+        #: whether a source is in the trust domain (RFC 3325 §2.3); None: every source is
+        self.trusts: Callable[[Flow], bool] | None = None
+        #: the lab core's elements in this process (we add ourselves on start)
+        self.core: CoreElements | None = None
 
     @property
     def uri(self) -> str:
@@ -131,6 +149,8 @@ class ICscf:
         self.port = await listen(self.endpoint, config.host, config.icscf_port, config.transports)
         own = [(config.host, self.port), (config.uri_host, self.port)]
         self._proxy = ProxyCore(self.endpoint, own)
+        if self.core is not None:
+            self.core.add(self.endpoint, config.host, self.port)
         log.info("I-CSCF listening on %s:%d (%s)", config.host, self.port, "/".join(config.transports))
 
     async def stop(self) -> None:
@@ -151,18 +171,17 @@ class ICscf:
         if method == "INVITE":
             proxy.context(incoming)  # from now on a CANCEL finds it (while the HSS is asked, too)
         try:
+            stamp_source(request, incoming.connection)
             if request.max_forwards == 0:
                 proxy.respond(incoming, 483)
                 return
             proxy.pop_own_routes(request)
             if method == "REGISTER":
                 await self.register(incoming)
-            elif request.to.tag is not None or request.route:
+            elif request.to.tag is not None:
                 await proxy.forward(incoming, [Branch(request.uri)])  # loose routing (§16.4)
-            elif proxy.is_own(request.uri):
-                proxy.respond(incoming, 200 if method == "OPTIONS" else 404)
             else:
-                await self.terminating(incoming)
+                await self.initial(incoming)
         except ParseError as exc:
             if not incoming.final_sent:
                 proxy.respond(incoming, 400, exc.reason)
@@ -225,6 +244,45 @@ class ICscf:
             self._targets.clear()
         self._targets[uri] = target
         return target
+
+    async def initial(self, incoming: IncomingRequest) -> None:
+        """A request outside a dialog (see the module docstring)."""
+        request, proxy = incoming.request, self.proxy
+        source = flow_of(incoming.connection)
+        own = proxy.is_own(request.uri)
+        if self.originating_route is not None and not own:
+            route = self.originating_route(source)
+            if route is not None:
+                await self.originating(incoming, route)
+                return
+        if self.trusts is not None and not self.trusts(source) and not self._is_scscf(source):
+            request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from the trust domain
+        if request.route:
+            await proxy.forward(incoming, [Branch(request.uri)])  # loose routing (§16.4)
+        elif own:
+            proxy.respond(incoming, 200 if request.method == "OPTIONS" else 404)
+        else:
+            await self.terminating(incoming)
+
+    def _is_scscf(self, source: Flow) -> bool:
+        """Whether ``source`` is the listening address of an S-CSCF we may select (in the
+        trust domain; our own is told by :attr:`trusts`)."""
+        for entry in self.scscfs:
+            target = self._target(entry.uri, None)
+            if target is not None and target.port == source.port and host_key(target.host) == source.host:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ originating
+    async def originating(self, incoming: IncomingRequest, service_route: str) -> None:
+        """An initial request of a UE attached without a P-CSCF: to its S-CSCF's originating
+        part on ``service_route`` (TS 24.229 §5.2.6.3.2 dialogs, §5.2.6.3.7 standalone
+        transactions: a preloaded Route that is not the Service-Route is replaced by it;
+        RFC 3608 §6). The S-CSCF asserts its identity."""
+        request = incoming.request
+        request.headers.remove("route")
+        branch = Branch(request.uri, routes=(f"<{service_route}>",))
+        await self.proxy.forward(incoming, [branch], record_route=False)
 
     # ------------------------------------------------------------------ terminating
     async def terminating(self, incoming: IncomingRequest) -> None:

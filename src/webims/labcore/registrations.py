@@ -19,6 +19,7 @@ from typing import Generic, Protocol, TypeVar
 from webims.sip import NameAddr, SipURI
 from webims.sip.randomness import token_hex
 
+from .flows import Flow
 from .hss.user_data import IdentityType, ImsSubscription
 from .hss.wildcard import is_wildcarded
 from .identities import canonical_text
@@ -41,6 +42,9 @@ class Binding:
     id: str = field(default_factory=lambda: token_hex(4))
     event: str = "registered"  # RFC 3680 §5.1.2 contact event of the last change
     state: str = "active"
+    #: where its REGISTER came from (:mod:`webims.labcore.flows`); without a Path the UE
+    #: itself, attached without a P-CSCF (:mod:`webims.labcore.attached`)
+    flow: Flow | None = None
     #: the end of its reginfo ``<contact>`` element (:func:`webims.labcore.regevent.reginfo_xml`)
     reginfo_tail: str | None = field(default=None, repr=False, compare=False)
     #: ``str(contact)``, made once (each 200 OK to a REGISTER lists every binding)

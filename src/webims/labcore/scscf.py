@@ -26,6 +26,7 @@ from webims.media.api import MediaIWF
 from webims.sip import DEFAULT_TIMERS, ParseError, TimerSettings
 
 from .cx_client import DiameterClient
+from .flows import CoreElements, Flow
 from .identities import canonical_text
 from .mrf import MediaInterworking
 from .proxy import ProxyCore, listen
@@ -44,8 +45,11 @@ class SCscf:
 
     ``icscf_uri``: where originating requests to other users of the home network go
     (the I-CSCF, for its LIR). ``core_hosts``: addresses of our own I-CSCF, behind
-    which the origin of a REGISTER is read from the next Via (Trusted Node
-    Authentication). ``iwf``: the media interworking function, or None.
+    which the origin of a request is read from the next Via (Trusted Node
+    Authentication, UEs attached without a P-CSCF); ``core``: the lab core's elements
+    in this process, which tell our I-CSCF by its port rather than its host
+    (:class:`webims.labcore.flows.CoreElements`; the S-CSCF adds itself).
+    ``iwf``: the media interworking function, or None.
     """
 
     def __init__(
@@ -56,12 +60,14 @@ class SCscf:
         iwf: MediaIWF | None = None,
         icscf_uri: str | None = None,
         core_hosts: Sequence[str] = (),
+        core: CoreElements | None = None,
         timers: TimerSettings | None = None,
     ) -> None:
         self.config = config
         self.cx = cx
         self.icscf_uri = icscf_uri
         self.core_hosts = tuple(core_hosts)
+        self.core = core
         self.endpoint = SipEndpoint(self.on_request, uas_core=False, timers=timers or DEFAULT_TIMERS)
         self.mrf = MediaInterworking(iwf if config.media_interworking == "auto" else None)
         self.port = 0
@@ -116,6 +122,8 @@ class SCscf:
         self.port = await listen(self.endpoint, config.host, config.scscf_port, config.transports)
         own = [(config.host, self.port), (config.uri_host, self.port)]
         self._proxy = ProxyCore(self.endpoint, own, record_route=self.record_route)
+        if self.core is not None:
+            self.core.add(self.endpoint, config.host, self.port)
         self._regevent = RegEventServer(self.endpoint, self.uri, max_expires=config.max_subscription_expires)
         self._registrar = Registrar(
             config,
@@ -123,10 +131,17 @@ class SCscf:
             server_name=self.server_name,
             service_route=self.service_route,
             core_hosts=self.core_hosts,
+            core=self.core,
             on_change=self._regevent.registration_changed,
         )
         self._router = Router(
-            config, self._proxy, self._registrar, self._regevent, self.mrf, icscf_uri=self.icscf_uri
+            config,
+            self._proxy,
+            self._registrar,
+            self._regevent,
+            self.mrf,
+            icscf_uri=self.icscf_uri,
+            core=self.core,
         )
         log.info(
             "S-CSCF %s listening on %s:%d (%s)",
@@ -181,6 +196,20 @@ class SCscf:
                 proxy.respond(incoming, 400, exc.reason)
         finally:
             proxy.release(incoming)
+
+    # ------------------------------------------------------------------ for the I-CSCF
+    def originating_route(self, source: Flow) -> str | None:
+        """Our Service-Route when ``source`` is the flow of a UE registered here without a
+        P-CSCF (:mod:`webims.labcore.attached`): the I-CSCF sends its requests there."""
+        router = self._router
+        if router is None or not router.ue_registrations(source):
+            return None
+        return self.service_route
+
+    def trusts(self, source: Flow) -> bool:
+        """Whether ``source`` is in the trust domain (RFC 3325 §2.3): see :meth:`Router.trusted`."""
+        router = self._router
+        return router is not None and router.trusted(source)
 
     # ------------------------------------------------------------------ Cx from the HSS
     def handle_cx(self, message: Message) -> Message | None:

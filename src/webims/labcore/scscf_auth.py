@@ -48,6 +48,7 @@ from webims.sip.randomness import token_hex
 from webims.transport import host_key
 
 from .cx_client import CxError, DiameterClient
+from .flows import CoreElements, Flow, flow_of, via_flow
 from .settings import LabCoreConfig
 
 __all__ = ["Authenticator", "credentials", "reply"]
@@ -100,9 +101,16 @@ class Authenticator:
     """Challenges and verification for one S-CSCF (see the module docstring)."""
 
     def __init__(
-        self, config: LabCoreConfig, cx: DiameterClient, *, server_name: str, core_hosts: Sequence[str] = ()
+        self,
+        config: LabCoreConfig,
+        cx: DiameterClient,
+        *,
+        server_name: str,
+        core_hosts: Sequence[str] = (),
+        core: CoreElements | None = None,
     ) -> None:
         self.config = config
+        self.core = core
         self.cx = cx
         self.server_name = server_name
         self.core_hosts = {host_key(h) for h in core_hosts}
@@ -133,18 +141,25 @@ class Authenticator:
     ) -> None:
         reply(incoming, status, reason, headers=headers)
 
-    def _origin(self, request: Request, incoming: IncomingRequest) -> str:
-        """The address the REGISTER entered the core from: its direct source, or behind our
-        own I-CSCF the address that I-CSCF recorded in the next Via (RFC 3261 §18.2.1)."""
-        source = _host_key(incoming.connection.remote[0])
-        if source in self.core_hosts:
-            vias = request.via
-            if len(vias) >= 2 and _host_key(vias[0].host) in self.core_hosts:
-                nxt = vias[1]
-                return _host_key(nxt.received or nxt.host)
-        return source
+    def origin(self, request: Request, incoming: IncomingRequest) -> Flow:
+        """Where a request entered the core: its direct source, or behind our own I-CSCF the
+        source that I-CSCF stamped on the next Via (``received``/``rport``, RFC 3261 §18.2.1,
+        RFC 3581; :func:`webims.labcore.flows.stamp_source`).
 
-    def _is_trusted(self, address: str) -> bool:
+        With the lab core's elements known (``core``), "our own I-CSCF" is told by its
+        (transport, host, port), which matters on loopback where every sender is 127.0.0.1;
+        otherwise by the configured ``core_hosts`` addresses."""
+        direct = flow_of(incoming.connection)
+        core = self.core
+        behind = core.is_own(direct) if core is not None else direct.host in self.core_hosts
+        if behind:
+            vias = request.via
+            if len(vias) >= 2 and (core is not None or _host_key(vias[0].host) in self.core_hosts):
+                return via_flow(vias[1])
+        return direct
+
+    def is_trusted(self, address: str) -> bool:
+        """Whether ``address`` is a configured trusted node (``[labcore] trusted_nodes``)."""
         trusted = self._trusted_cache.get(address)
         if trusted is None:
             try:
@@ -163,8 +178,8 @@ class Authenticator:
     ) -> bool:
         now = self.now()
         if creds is not None and (creds.integrity_protected or "").lower() == "auth-done":
-            origin = self._origin(request, incoming)
-            if self._is_trusted(origin):
+            origin = self.origin(request, incoming).host
+            if self.is_trusted(origin):
                 return True  # TS 24.229 §5.4.1.2.2F: trusted node authenticated the user
             log.info("auth-done REGISTER for %s from untrusted %s: challenged", impu, origin)
         pending = self._pending.get(creds.nonce) if creds is not None and creds.nonce else None

@@ -50,7 +50,9 @@ from webims.endpoint import IncomingRequest
 from webims.sip import NameAddr, ParseError, Request
 from webims.sip.randomness import token_hex
 
+from .attached import FlowIndex
 from .cx_client import CxError, DiameterClient
+from .flows import CoreElements
 from .hss.user_data import ImsSubscription, UserDataError
 from .hss.wildcard import WildcardIndex
 from .identities import canonical, canonical_text, impi_from_impu
@@ -79,13 +81,16 @@ class Registrar:
         server_name: str,
         service_route: str,
         core_hosts: Sequence[str] = (),
+        core: CoreElements | None = None,
         on_change: ChangeHook | None = None,
     ) -> None:
         self.config = config
         self.cx = cx
         self.server_name = server_name
         self.service_route = service_route
-        self.auth = Authenticator(config, cx, server_name=server_name, core_hosts=core_hosts)
+        self.auth = Authenticator(config, cx, server_name=server_name, core_hosts=core_hosts, core=core)
+        #: bindings by the flow that registered them (UEs attached without a P-CSCF, P-CSCFs)
+        self.flows = FlowIndex()
         self.on_change = on_change
         self._by_identity: dict[str, Registration] = {}
         self._wildcards: WildcardIndex = WildcardIndex(())
@@ -124,6 +129,11 @@ class Registrar:
                 return reg
         pattern = self._wildcards.match(identity)
         return self._wildcard_owner.get(pattern) if pattern is not None else None
+
+    def serves(self, identity: str, reg: Registration) -> bool:
+        """Whether ``identity`` (canonical) is one of ``reg``'s identities: registered or
+        implicitly registered, or in one of its wildcarded ranges, and not barred."""
+        return identity not in reg.barred and self.lookup(identity) is reg
 
     def is_barred(self, identity: str) -> bool:
         reg = self._by_identity.get(identity)
@@ -241,6 +251,7 @@ class Registrar:
             return
         now = self.now()
         path = tuple(request.headers.get_all("path"))
+        flow = self.auth.origin(request, incoming)  # the UE itself when there is no Path
         for contact, expires in changes:
             key = binding_key(contact)
             old = reg.bindings.get(key)
@@ -257,7 +268,7 @@ class Registrar:
                 event = "registered"
             else:
                 event = "shortened" if expires < old.expires_in(now) else "refreshed"
-            reg.bindings[key] = Binding(
+            binding = Binding(
                 plain,
                 now + expires,
                 impi,
@@ -268,7 +279,12 @@ class Registrar:
                 contact.reg_id,
                 id=old.id if old is not None else token_hex(4),
                 event=event,
+                flow=flow,
             )
+            if old is not None:
+                self.flows.remove(old)
+            reg.bindings[key] = binding
+            self.flows.add(binding, reg)
         self._index(reg)
         self._arm(reg)
         self.registrations_completed += 1
@@ -331,6 +347,7 @@ class Registrar:
 
     def _terminate(self, reg: Registration, binding: Binding, event: str) -> None:
         reg.bindings.pop(binding.key, None)
+        self.flows.remove(binding)
         binding.state, binding.event = "terminated", event
         reg.terminated.append(binding)
 

@@ -2,7 +2,13 @@
 
 - **Originating** (the request came on the Service-Route, whose URI carries the
   ``orig`` user part, TS 24.229 §5.4.3.2): the served user (P-Asserted-Identity,
-  else From) must be registered here and not barred (else 403). A callee in the
+  else From) must be registered here and not barred (else 403). Only a P-CSCF (a
+  source that registered users with Path, or a configured trusted node) may use the
+  Service-Route that way (RFC 3325 §5: its P-Asserted-Identity is believed); anyone
+  else gets 403. A request outside a dialog from the flow of a UE registered without
+  a P-CSCF is that UE's originating request, on the Service-Route or not, directly or
+  through our I-CSCF: the core asserts its identity as its P-CSCF would
+  (TS 24.229 §5.2.6.3.1, :mod:`webims.labcore.attached`). A callee in the
   home network registered at this S-CSCF is reached directly; any other callee
   in the home network (``sip:...@domain`` or ``tel:``) through the I-CSCF, whose
   LIR finds its S-CSCF (TS 23.228 §5.5.3); other domains by their URI.
@@ -13,6 +19,7 @@
   P-Called-Party-ID carrying the called identity (RFC 7315 §4.2). A known user
   without contacts gets 480, an unknown one 404 (SAR UNREGISTERED_USER tells
   which, TS 29.228 §6.1.2).
+- A P-Asserted-Identity from outside the trust domain is removed (RFC 3325 §5).
 - Dialog-creating requests are record-routed (INVITE, SUBSCRIBE, REFER); requests
   inside a dialog follow their Route set (loose routing, RFC 3261 §16.4).
 - The MRF (:mod:`webims.labcore.mrf`) rewrites SDP on branches that need the media IWF.
@@ -27,6 +34,8 @@ from webims.endpoint import IncomingRequest, Target, target_of
 from webims.media.api import MediaError
 from webims.sip import Request, Response, SipURI, TelURI, parse_uri
 
+from .attached import Refused, assert_identity
+from .flows import CoreElements, Flow
 from .identities import canonical, canonical_text
 from .mrf import SDP, IwfLeg, MediaInterworking
 from .proxy import Branch, ProxyCore, ResponseHook
@@ -56,8 +65,10 @@ class Router:
         mrf: MediaInterworking,
         *,
         icscf_uri: str | None,
+        core: CoreElements | None = None,
     ) -> None:
         self.config = config
+        self.core = core
         self.proxy = proxy
         self.registrar = registrar
         self.regevent = regevent
@@ -78,9 +89,25 @@ class Router:
             if reg is not None:
                 self.regevent.subscribe(incoming, reg)
                 return
+        source = self.registrar.auth.origin(request, incoming)
+        ue = self.ue_registrations(source)
+        if ue and not self.proxy.is_own(request.uri):
+            # TS 24.229 §5.2.6.3: we are its P-CSCF; past our own entry a Route it preloaded
+            # would not be the Service-Route (§5.2.6.3.2, §5.2.6.3.7)
+            request.headers.remove("route")
+            await self.originating(incoming, ue)
+            return
+        trusted = self.trusted(source)
         if originating:
+            if not trusted:
+                log.info("%s on the Service-Route from %s (no P-CSCF, no UE): 403", request.method, source)
+                self.proxy.respond(incoming, 403, "Forbidden (not from a P-CSCF or a registered UE)")
+                return
             await self.originating(incoming)
-        elif request.route:
+            return
+        if not trusted and "p-asserted-identity" in request.headers:
+            request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from the trust domain
+        if request.route:
             await self.proxy.forward(incoming, [Branch(request.uri)], record_route=self._rr(request.method))
         elif self.proxy.is_own(request.uri):
             if request.method == "OPTIONS":
@@ -126,6 +153,29 @@ class Router:
             await self.mrf.end(call_id, f"BYE {final.status}")
 
     # ------------------------------------------------------------------ originating
+    # ------------------------------------------------------------------ sources
+    def ue_registrations(self, source: Flow) -> list[Registration]:
+        """The registrations of the UE attached without a P-CSCF that sends from ``source``
+        (empty: not such a UE). The flow its REGISTER came from; else, for a source that is
+        neither in the trust domain nor our own, a UDP Contact it registered
+        (:class:`webims.labcore.attached.FlowIndex`)."""
+        flows = self.registrar.flows
+        regs = flows.registrations(source)
+        if regs or self.trusted(source):
+            return regs
+        return flows.by_contact(source)
+
+    def trusted(self, source: Flow) -> bool:
+        """The trust domain (RFC 3325 §2.3, TS 24.229 §4.4): the lab core's own elements, the
+        P-CSCFs (sources that registered users with Path, RFC 3327) and the configured
+        trusted nodes (``[labcore] trusted_nodes``)."""
+        if self.core is not None:
+            if self.core.is_own(source):
+                return True
+        elif (source.host, source.port) in self.proxy.own:
+            return True
+        return self.registrar.flows.is_pcscf(source) or self.registrar.auth.is_trusted(source.host)
+
     @staticmethod
     def served_user(request: Request) -> str | None:
         """TS 24.229 §5.4.3.2: the P-Asserted-Identity the P-CSCF set, else From."""
@@ -139,11 +189,22 @@ class Router:
             return True
         return isinstance(uri, SipURI) and uri.host.lower() == self.domain
 
-    async def originating(self, incoming: IncomingRequest) -> None:
-        """TS 24.229 §5.4.3.2 (no iFC / application servers in the lab core)."""
+    async def originating(self, incoming: IncomingRequest, ue: list[Registration] | None = None) -> None:
+        """TS 24.229 §5.4.3.2 (no iFC / application servers in the lab core). ``ue``: the
+        registrations of the UE attached without a P-CSCF that sent it, whose identity is
+        asserted first (TS 24.229 §5.2.6.3.1, :func:`webims.labcore.attached.assert_identity`)."""
         request = incoming.request
-        served = self.served_user(request)
-        reg = self.registrar.lookup(served) if served else None
+        if ue:
+            asserted = assert_identity(request, ue, self.registrar.serves)
+            if isinstance(asserted, Refused):
+                log.info("%s from %s: %s", request.method, request.from_.uri, asserted.reason)
+                self.proxy.respond(incoming, asserted.status, asserted.reason)
+                return
+            served: str | None = asserted.identity
+            reg: Registration | None = asserted.registration
+        else:
+            served = self.served_user(request)
+            reg = self.registrar.lookup(served) if served else None
         if served is None or reg is None or not reg.active:
             self.proxy.respond(incoming, 403, "Forbidden (originating user not registered)")
             return

@@ -9,7 +9,7 @@ environment, e.g. ``WEBIMS_LABCORE__SCSCF_PORT=6070``. Example::
     host = "127.0.0.1"
     icscf_port = 5070
     scscf_port = 6060
-    trusted_nodes = ["127.0.0.1"]        # may use Trusted Node Authentication (auth-done)
+    trusted_nodes = ["127.0.0.2"]        # P-CSCFs: Trusted Node Authentication, P-Asserted-Identity
     hss = "embedded"                     # or "remote" with hss_host / hss_port
 """
 
@@ -100,7 +100,8 @@ class LabCoreConfig:
     trusted_nodes: tuple[str, ...] = setting(
         (),
         check=each(predicate("an IP address or network", _is_network)),
-        doc="addresses whose REGISTER may use Trusted Node Authentication (integrity-protected=auth-done)",
+        doc="addresses in the trust domain: their REGISTER may use Trusted Node Authentication "
+        "(integrity-protected=auth-done) and their P-Asserted-Identity is believed (RFC 3325)",
     )
     min_expires: int = setting(60, check=between(1, 86_400), doc="shorter registrations get 423")
     max_expires: int = setting(7200, check=between(1, 2**31 - 1), doc="longer registrations are cut")

@@ -1,4 +1,4 @@
-"""Start and stop Kamailio 5.6 as an IMS I-CSCF and S-CSCF on loopback, for interop tests.
+"""Start and stop Kamailio 5.6 as an IMS I-CSCF and S-CSCF (and a P-CSCF) on loopback, for interop tests.
 
 Real peers for webims' HSS (Cx) and gateway (Mw): Debian's ``kamailio``,
 ``kamailio-ims-modules``, ``kamailio-presence-modules`` and
@@ -18,6 +18,8 @@ What it does (see the templates in ``webims/testing/kamailio/``):
   addresses, realm, Server-Name, trusted addresses) and a CDP XML config each
   from ``cdp.xml``, into a work directory; the I-CSCF's S-CSCF list (table
   ``s_cscf`` + ``s_cscf_capabilities``) goes into an SQLite file (db_sqlite);
+  with ``with_pcscf=True`` also ``pcscf.cfg`` (a P-CSCF without IPsec, Rx or RTP
+  proxy, in front of the I-CSCF: see "P-CSCF" below);
 * runs ``kamailio -DD -E -f CFG -Y RUNDIR -P PIDFILE`` in the foreground, its
   output in ``icscf.log`` / ``scscf.log``; waits until it answers SIP OPTIONS;
 * stops it with SIGTERM (Kamailio stops its own children; SIGKILL to its process
@@ -76,6 +78,22 @@ Cx as Kamailio 5.6.3 speaks it (observed with the stand-in HSS of tests/kamailio
   the contacts registered); with only User-Name it never answers. PPR is never
   answered (unsupported).
 
+P-CSCF (``with_pcscf=True``; ims_usrloc_pcscf + ims_registrar_pcscf, seed 004's
+operator P-CSCF that webims' gateway registers through as a UE): REGISTERs go to the
+I-CSCF with ``Path: <sip:term@HOST:PORT;lr>``, ``Supported: path`` and
+``P-Visited-Network-ID``; a 200 saves the contact with its Service-Route and
+P-Associated-URI (``pcscf_save``); a 401 loses ``ck``/``ik``. Originating requests
+from a registered contact get ``P-Asserted-Identity`` (``pcscf_assert_identity`` of
+the P-Preferred-Identity, else of the From URI, else the default IMPU) and follow the
+Service-Route (forced when they do not); requests arriving on the Path go to the
+Request-URI (the registered contact). ``trusted_addresses`` then names who may send
+it ``integrity-protected="auth-done"`` REGISTERs (others get 403); the I-CSCF trusts
+the P-CSCF's address for TNA. ``pcscf_reginfo``: it SUBSCRIBEs to the reg event of
+each registered user (pua, in memory) and handles the NOTIFYs. ims_registrar_pcscf 5.6.3
+does not start without ims_ipsec_pcscf, which deletes every IPsec SA and policy of its
+network namespace when it starts: :meth:`KamailioIms.start` refuses a P-CSCF in the
+machine's own namespace (run it, and what talks to it, under :mod:`webims.testing.netns`).
+
 Kamailio quirks met here (Debian 5.6.3): ims_usrloc_scscf needs the presence and
 ims_dialog modules loaded; ``save()`` with 2 arguments crashes the worker, 4
 arguments work; ims_auth sends the 401 *before* storing the auth vector, so an
@@ -104,7 +122,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from string import Template
 
@@ -116,6 +134,10 @@ DEBIAN_PACKAGES = ("kamailio", "kamailio-ims-modules", "kamailio-presence-module
 #: Modules of those packages that the configs load (besides Kamailio's core modules).
 REQUIRED_MODULES = (
     "ims_icscf",
+    "ims_usrloc_pcscf",
+    "ims_registrar_pcscf",
+    "ims_ipsec_pcscf",
+    "pua",
     "ims_registrar_scscf",
     "ims_usrloc_scscf",
     "ims_auth",
@@ -158,6 +180,28 @@ def trusted_regex(addresses: Iterable[str]) -> str:
     if not alternatives:
         return "^$"  # $si is never empty: nothing is trusted
     return "^(" + "|".join(alternatives) + ")$"
+
+
+def log_sections(funcargs: Mapping[str, object], limit: int = 20_000) -> list[tuple[str, str]]:
+    """For a failing test's report (a ``pytest_runtest_makereport`` hook): the logs of every
+    :class:`KamailioIms` among its fixture values."""
+    return [
+        ("kamailio logs", value.log_report(limit))
+        for value in funcargs.values()
+        if isinstance(value, KamailioIms)
+    ]
+
+
+def in_loopback_only_namespace() -> bool:
+    """Whether this process's network namespace has no interface but ``lo`` (one made by
+    :mod:`webims.testing.netns`, not the machine's own): read from ``/proc/self/net/dev``,
+    which lists the interfaces of the reader's namespace. False when it cannot be read."""
+    try:
+        lines = Path("/proc/self/net/dev").read_text("ascii").splitlines()[2:]
+    except OSError:
+        return False
+    names = {line.split(":", 1)[0].strip() for line in lines if ":" in line}
+    return names == {"lo"}
 
 
 def sip_options_ping(host: str, port: int, timeout: float = 0.5) -> int | None:
@@ -282,6 +326,9 @@ class KamailioIms(StartStop):
     ``scscf_capabilities``: the S-CSCF's capabilities in the I-CSCF's list, which
     a UAA's Server-Capabilities must match. ``workdir``: where configs and logs go
     (a temporary directory, removed by :meth:`stop`, when not given).
+    ``with_pcscf``: also a P-CSCF in front of the I-CSCF (:attr:`pcscf_uri`); then
+    ``trusted_addresses`` are trusted by the P-CSCF, which the I-CSCF trusts.
+    ``pcscf_reginfo``: the P-CSCF subscribes to each registered user's reg event.
     """
 
     def __init__(
@@ -296,6 +343,9 @@ class KamailioIms(StartStop):
         scscf_port: int = 0,
         icscf_diameter_port: int = 0,
         scscf_diameter_port: int = 0,
+        with_pcscf: bool = False,
+        pcscf_port: int = 0,
+        pcscf_reginfo: bool = True,
         icscf_identity: str | None = None,
         scscf_identity: str | None = None,
         trusted_addresses: Sequence[str] = (),
@@ -323,6 +373,9 @@ class KamailioIms(StartStop):
         self.scscf_port = scscf_port or free_port(self.host)
         self.icscf_diameter_port = icscf_diameter_port or free_port(self.host)
         self.scscf_diameter_port = scscf_diameter_port or free_port(self.host)
+        self.with_pcscf = with_pcscf
+        self.pcscf_port = (pcscf_port or free_port(self.host)) if with_pcscf else 0
+        self.pcscf_reginfo = pcscf_reginfo
         self.icscf_identity = icscf_identity or f"icscf.{realm}"
         self.scscf_identity = scscf_identity or f"scscf.{realm}"
         self.trusted_addresses = tuple(str(ipaddress.ip_address(a)) for a in trusted_addresses)
@@ -348,6 +401,21 @@ class KamailioIms(StartStop):
         self.scscf = KamailioProcess(
             "scscf", self.workdir / "scscf.cfg", self.workdir, self.host, self.scscf_port, kamailio=kamailio
         )
+        self.pcscf: KamailioProcess | None = None
+        if with_pcscf:
+            self.pcscf = KamailioProcess(
+                "pcscf",
+                self.workdir / "pcscf.cfg",
+                self.workdir,
+                self.host,
+                self.pcscf_port,
+                kamailio=kamailio,
+            )
+
+    @property
+    def processes(self) -> tuple[KamailioProcess, ...]:
+        """The Kamailio processes, in start order: S-CSCF, I-CSCF, then the P-CSCF if any."""
+        return (self.scscf, self.icscf) + ((self.pcscf,) if self.pcscf is not None else ())
 
     # --- addresses -----------------------------------------------------------------------------------
     @property
@@ -368,6 +436,22 @@ class KamailioIms(StartStop):
     def service_route(self) -> str:
         """The Service-Route the S-CSCF returns in the 200 to REGISTER (orig requests go there)."""
         return f"<sip:orig@{_uri_host(self.host)}:{self.scscf_port};lr>"
+
+    @property
+    def pcscf_uri(self) -> str:
+        """The P-CSCF's SIP URI (``with_pcscf``): where a UE (the gateway behind a P-CSCF) registers."""
+        if self.pcscf is None:
+            raise KamailioError("no P-CSCF: KamailioIms(with_pcscf=True)")
+        return f"sip:{_uri_host(self.host)}:{self.pcscf_port}"
+
+    @property
+    def pcscf_path(self) -> str:
+        """The Path entry the P-CSCF adds to REGISTERs (RFC 3327): its terminating side."""
+        return f"<sip:term@{_uri_host(self.host)}:{self.pcscf_port};lr>"
+
+    @property
+    def pcscf_address(self) -> tuple[str, int]:
+        return (self.host, self.pcscf_port)
 
     @property
     def icscf_address(self) -> tuple[str, int]:
@@ -398,10 +482,12 @@ class KamailioIms(StartStop):
     def render(self) -> None:
         """Write the configuration files and the I-CSCF's SQLite database into the work directory."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("icscf.cfg", "scscf.cfg"):
-            (self.workdir / name).write_text(_template(name), "utf-8")
+        for process in self.processes:
+            (self.workdir / f"{process.name}.cfg").write_text(_template(f"{process.name}.cfg"), "utf-8")
         (self.workdir / "icscf-params.cfg").write_text(self._icscf_params(), "utf-8")
         (self.workdir / "scscf-params.cfg").write_text(self._scscf_params(), "utf-8")
+        if self.pcscf is not None:
+            (self.workdir / "pcscf-params.cfg").write_text(self._pcscf_params(self.pcscf), "utf-8")
         (self.workdir / "icscf.xml").write_text(
             self._cdp_xml(self.icscf_identity, self.icscf_diameter_port), "utf-8"
         )
@@ -409,21 +495,29 @@ class KamailioIms(StartStop):
             self._cdp_xml(self.scscf_identity, self.scscf_diameter_port), "utf-8"
         )
         self._write_scscf_list(self.workdir / "icscf.sqlite")
+        if self.pcscf is not None and self.pcscf_reginfo:
+            self._write_pua_table(self.workdir / "pcscf.sqlite")
 
     def start(self, timeout: float = 30.0) -> None:
-        """Render the configs, start the S-CSCF then the I-CSCF, and wait until both answer SIP."""
+        """Render the configs, start the S-CSCF, the I-CSCF (and the P-CSCF); wait until they answer SIP."""
         self.check_installed()
+        if self.pcscf is not None and not in_loopback_only_namespace():
+            raise KamailioError(
+                "the Kamailio P-CSCF runs only in a network namespace that has nothing but "
+                "loopback (webims.testing.netns): ims_registrar_pcscf needs ims_ipsec_pcscf, which deletes "
+                "the IPsec SAs and policies of the namespace it starts in"
+            )
         self.render()
         try:
-            self.scscf.start(timeout)
-            self.icscf.start(timeout)
+            for process in self.processes:
+                process.start(timeout)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Stop both (logs stay readable through :meth:`log_report`); remove an own temporary workdir."""
-        for process in (self.icscf, self.scscf):
+        """Stop them (logs stay readable through :meth:`log_report`); remove an own temporary workdir."""
+        for process in reversed(self.processes):
             process.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -440,12 +534,23 @@ class KamailioIms(StartStop):
         raise KamailioError(f"Diameter peers not open within {timeout} s: {states}\n{self.log_report()}")
 
     def log_report(self, limit: int = _LOG_TAIL) -> str:
-        """Both logs' tails, for a failing test's report."""
-        return "\n".join(p.log_tail(limit) for p in (self.icscf, self.scscf))
+        """The logs' tails, for a failing test's report."""
+        return "\n".join(p.log_tail(limit) for p in self.processes)
 
     def registered_contacts(self, impu: str) -> str:
         """The S-CSCF's usrloc record of ``impu`` (RPC ulscscf.showimpu), as kamcmd prints it."""
         return self.scscf.rpc("ulscscf.showimpu", impu)
+
+    def pcscf_records(self) -> int:
+        """How many contacts the P-CSCF's usrloc holds (RPC ulpcscf.status, "Records"; 5.6.3 has
+        no RPC listing them)."""
+        if self.pcscf is None:
+            raise KamailioError("no P-CSCF: KamailioIms(with_pcscf=True)")
+        status = self.pcscf.rpc("ulpcscf.status")
+        match = re.search(r"Records:\s*(\d+)", status)
+        if match is None:
+            raise KamailioError(f"pcscf: unexpected ulpcscf.status output: {status!r}")
+        return int(match.group(1))
 
     # --- rendering -------------------------------------------------------------------------------------
     def _common_params(self, process: KamailioProcess) -> list[str]:
@@ -469,9 +574,29 @@ class KamailioIms(StartStop):
         lines += [
             f"#!define DB_URL {_cfg_string('sqlite:///' + str(self.workdir / 'icscf.sqlite'))}",
             f"#!define CDP_CONFIG {_cfg_string(str(self.workdir / 'icscf.xml'))}",
-            f"#!define TRUSTED_RE {_cfg_string(trusted_regex(self.trusted_addresses))}",
+            f"#!define TRUSTED_RE {_cfg_string(trusted_regex(self._icscf_trusted))}",
             f"#!define CHALLENGE_DELAY_US {int(self.challenge_delay * 1_000_000)}",
         ]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def _icscf_trusted(self) -> tuple[str, ...]:
+        """Whom the I-CSCF trusts for TNA: behind a P-CSCF, that P-CSCF (which checks the sender)."""
+        return self.trusted_addresses + ((self.host,) if self.pcscf is not None else ())
+
+    def _pcscf_params(self, pcscf: KamailioProcess) -> str:
+        lines = self._common_params(pcscf)
+        lines += [
+            f"#!define PCSCF_URI {_cfg_string(self.pcscf_uri)}",
+            f"#!define PATH_HDR {_cfg_string(self.pcscf_path)}",
+            f"#!define ICSCF_URI {_cfg_string(self.icscf_uri)}",
+            f"#!define TRUSTED_RE {_cfg_string(trusted_regex(self.trusted_addresses))}",
+        ]
+        if self.pcscf_reginfo:
+            lines += [
+                "#!define WITH_REGINFO",
+                f"#!define PUA_DB_URL {_cfg_string('sqlite:///' + str(self.workdir / 'pcscf.sqlite'))}",
+            ]
         return "\n".join(lines) + "\n"
 
     def _scscf_params(self) -> str:
@@ -524,5 +649,29 @@ class KamailioIms(StartStop):
             db.executemany(
                 "INSERT INTO s_cscf_capabilities (id_s_cscf, capability) VALUES (1, ?)",
                 [(c,) for c in self.scscf_capabilities],
+            )
+            db.commit()
+
+    @staticmethod
+    def _write_pua_table(path: Path) -> None:
+        """pua's table (Kamailio's presence-create.sql, version 7): checked at start-up, unused in
+        db_mode 0."""
+        path.unlink(missing_ok=True)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.executescript(
+                """
+                CREATE TABLE version (
+                    id INTEGER PRIMARY KEY NOT NULL, table_name VARCHAR(32) NOT NULL,
+                    table_version INTEGER DEFAULT 0 NOT NULL);
+                INSERT INTO version (table_name, table_version) VALUES ('pua', 7);
+                CREATE TABLE pua (
+                    id INTEGER PRIMARY KEY NOT NULL, pres_uri VARCHAR(255) NOT NULL,
+                    pres_id VARCHAR(255) NOT NULL, event INTEGER NOT NULL, expires INTEGER NOT NULL,
+                    desired_expires INTEGER NOT NULL, flag INTEGER NOT NULL, etag VARCHAR(128) NOT NULL,
+                    tuple_id VARCHAR(64), watcher_uri VARCHAR(255) NOT NULL, call_id VARCHAR(255) NOT NULL,
+                    to_tag VARCHAR(128) NOT NULL, from_tag VARCHAR(128) NOT NULL, cseq INTEGER NOT NULL,
+                    record_route TEXT, contact VARCHAR(255) NOT NULL, remote_contact VARCHAR(255) NOT NULL,
+                    version INTEGER NOT NULL, extra_headers TEXT NOT NULL);
+                """
             )
             db.commit()

@@ -18,6 +18,7 @@ import socket
 import ssl
 from collections.abc import Awaitable
 from types import TracebackType
+from typing import Any
 
 from webims.sip import DEFAULT_LIMITS, Limits, ParseError, Request, Response
 
@@ -81,6 +82,10 @@ class TransportLayer:
         self._connecting: dict[Key, asyncio.Future[Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._udp: list[UdpListener] = []
+        # select.poll() over the fds of ``_udp`` (input_pending). Any: at run time select.poll is
+        # a function, not the class typeshed says (a compiled isinstance check would fail)
+        self._poll: Any = None
+        self._private_udp: set[UdpListener] = set()  # open_udp: outside the poll and _udp_flow
         self._servers: list[StreamListener] = []
         self._closing = False
 
@@ -89,7 +94,30 @@ class TransportLayer:
         """Receive SIP over UDP on ``host:port`` (port 0 picks a free port)."""
         listener = await serve_udp(self, host, port)
         self._udp.append(listener)
+        self._poll = None
         return listener
+
+    async def open_udp(self, host: str, port: int = 0) -> UdpListener:
+        """A private UDP socket on ``host:port`` (0: an ephemeral port), e.g. one UE's own flow
+        toward a P-CSCF (TS 33.203 §7.1: without IPsec the P-CSCF knows a UE by its IP address
+        and port). What it receives is delivered like the datagrams of the listeners, to the
+        same handler; but :meth:`connect` never picks it for UDP (send on
+        ``listener.flow(remote)``), and :meth:`input_pending` does not poll it (thousands of
+        them would make every timer tick O(n); each carries one UE's few datagrams, read in
+        the loop's next iteration). Close it with :meth:`close_udp` (or :meth:`close`)."""
+        listener = await serve_udp(self, host, port)
+        self._private_udp.add(listener)
+        return listener
+
+    def close_udp(self, listener: UdpListener) -> None:
+        """Close a socket of :meth:`open_udp`."""
+        self._private_udp.discard(listener)
+        listener.close()
+
+    @property
+    def private_udp(self) -> int:
+        """How many sockets of :meth:`open_udp` are open."""
+        return len(self._private_udp)
 
     async def listen_tcp(self, host: str = "127.0.0.1", port: int = 5060) -> StreamListener:
         """Accept SIP over TCP on ``host:port``."""
@@ -119,11 +147,14 @@ class TransportLayer:
         """Whether datagrams wait in a UDP socket of this layer (polled, not read): the
         endpoint reads them before firing retransmission timers (see
         :meth:`webims.endpoint.SipEndpoint._on_timer`)."""
-        fds = [udp.fileno for udp in self._udp if udp.fileno >= 0 and not udp.closed]
-        if not fds:
-            return False
+        poll = self._poll
+        if poll is None:  # made once per set of listeners: poll(), not select(), whose
+            poll = self._poll = select.poll()  # FD_SETSIZE (1024) a busy process's fds pass
+            for udp in self._udp:
+                if udp.fileno >= 0 and not udp.closed:
+                    poll.register(udp.fileno, select.POLLIN)
         try:
-            return bool(select.select(fds, (), (), 0)[0])
+            return bool(poll.poll(0))
         except (OSError, ValueError):  # a socket closed meanwhile
             return False
 
@@ -156,11 +187,7 @@ class TransportLayer:
         future: asyncio.Future[Connection] = loop.create_future()
         self._connecting[key] = future
         try:
-            context = None
-            if transport == "TLS":
-                if self.tls_client_context is None:
-                    self.tls_client_context = ssl.create_default_context()
-                context = self.tls_client_context
+            context = self._client_context(transport)
             try:
                 conn = await asyncio.wait_for(
                     open_stream(self, transport, host, port, context, server_hostname),
@@ -178,6 +205,33 @@ class TransportLayer:
             self._connecting.pop(key, None)
             if not future.done():
                 future.cancel()
+
+    def _client_context(self, transport: str) -> ssl.SSLContext | None:
+        """The TLS context of outgoing connections (None for TCP): the given one, else the
+        system CAs with host names checked, made on first use."""
+        if transport != "TLS":
+            return None
+        if self.tls_client_context is None:
+            self.tls_client_context = ssl.create_default_context()
+        return self.tls_client_context
+
+    async def open_connection(self, transport: str, host: str, port: int, *,
+                              local: tuple[str, int] | None = None) -> Connection:
+        """A new TCP/TLS connection to ``host:port`` from ``local`` (an address and port, 0 for
+        an ephemeral one), never shared: :meth:`connect` and :meth:`find` do not return it
+        (one UE's own flow, TS 24.229 §5.2.6.3.1 / TS 33.203 §7.1). Raises
+        :class:`TransportError` on failure."""
+        transport = via_transport(transport)
+        if transport not in ("TCP", "TLS"):
+            raise TransportError(f"open_connection: {transport} is not a stream transport")
+        context = self._client_context(transport)
+        try:
+            return await asyncio.wait_for(
+                open_stream(self, transport, host, port, context, None, keyed=False, local=local),
+                self.connection_limits.connect_timeout,
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            raise TransportError(f"cannot connect to {transport} {host}:{port}: {exc}") from exc
 
     async def _udp_flow(self, host: str, port: int) -> Connection:
         address = host_key(host)
@@ -240,10 +294,12 @@ class TransportLayer:
         else:
             self._per_source.pop(key, None)
 
-    def register(self, conn: Connection) -> None:
-        """A connection-oriented transport has a new open connection."""
+    def register(self, conn: Connection, *, keyed: bool = True) -> None:
+        """A connection-oriented transport has a new open connection (``keyed``: reused by
+        :meth:`connect`; not for those of :meth:`open_connection`)."""
         self._by_id[conn.id] = conn
-        self._add_key((conn.transport, host_key(conn.remote[0]), conn.remote[1]), conn)
+        if keyed:
+            self._add_key((conn.transport, host_key(conn.remote[0]), conn.remote[1]), conn)
         log.debug("connection open: %s", conn.source)
         try:
             self.handler.connection_made(conn)
@@ -300,7 +356,8 @@ class TransportLayer:
     async def close(self) -> None:
         """Stop listening, close every connection, cancel running handler tasks."""
         self._closing = True
-        for udp in self._udp:
+        udps = [*self._udp, *self._private_udp]
+        for udp in udps:
             udp.close()
         for server in self._servers:
             server.close()
@@ -310,10 +367,13 @@ class TransportLayer:
         for server in self._servers:
             await server.wait_closed()
         await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+        await asyncio.gather(*(u.wait_closed() for u in udps), return_exceptions=True)  # ports free
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._udp.clear()
+        self._private_udp.clear()
+        self._poll = None
         self._servers.clear()
 
     async def __aenter__(self) -> TransportLayer:

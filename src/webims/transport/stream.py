@@ -35,10 +35,12 @@ _ANSWER_WINDOW = 8192
 class StreamConnection(asyncio.Protocol, Connection):
     """One TCP or TLS connection (incoming or outgoing)."""
 
-    def __init__(self, layer: TransportLayer, transport_name: str, *, outgoing: bool) -> None:
+    def __init__(self, layer: TransportLayer, transport_name: str, *, outgoing: bool,
+                 keyed: bool = True) -> None:
         self.layer = layer
         self.name = transport_name
         self.outgoing = outgoing
+        self.keyed = keyed  # reused by TransportLayer.connect (not a private one: open_connection)
         self._transport: asyncio.Transport | None = None
         self.source = Source(transport_name, "", 0, "", 0, 0)
         self._framer = StreamFramer(layer.limits, role="client" if outgoing else "server")
@@ -64,7 +66,7 @@ class StreamConnection(asyncio.Protocol, Connection):
             self._admitted = True
             loop = asyncio.get_running_loop()
             self._idle = IdleTimer(loop, self.layer.connection_limits.idle_timeout, self._idle_expired)
-        self.layer.register(self)
+        self.layer.register(self, keyed=self.keyed)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -214,16 +216,19 @@ async def serve_stream(layer: TransportLayer, transport_name: str, host: str, po
 
 
 async def open_stream(layer: TransportLayer, transport_name: str, host: str, port: int,
-                      ssl_context: ssl.SSLContext | None, server_hostname: str | None) -> StreamConnection:
+                      ssl_context: ssl.SSLContext | None, server_hostname: str | None, *,
+                      keyed: bool = True, local: tuple[str, int] | None = None) -> StreamConnection:
     loop = asyncio.get_running_loop()
+
+    def factory() -> StreamConnection:
+        return StreamConnection(layer, transport_name, outgoing=True, keyed=keyed)
+
     if ssl_context is not None:
         _, protocol = await loop.create_connection(
-            lambda: StreamConnection(layer, transport_name, outgoing=True),
-            host_key(host), port, ssl=ssl_context,
+            factory, host_key(host), port, ssl=ssl_context,
             server_hostname=server_hostname or host_key(host),
-            ssl_handshake_timeout=layer.connection_limits.tls_handshake_timeout,
+            ssl_handshake_timeout=layer.connection_limits.tls_handshake_timeout, local_addr=local,
         )
     else:
-        _, protocol = await loop.create_connection(
-            lambda: StreamConnection(layer, transport_name, outgoing=True), host_key(host), port)
+        _, protocol = await loop.create_connection(factory, host_key(host), port, local_addr=local)
     return protocol

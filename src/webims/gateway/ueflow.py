@@ -1,0 +1,147 @@
+"""One Mw flow per UE registration in the ``behind-p-cscf`` topology (seed 004).
+
+In front of an operator P-CSCF the gateway behaves toward it as each of its WICs' UEs would
+(seed 004 §6.X.2.2: "registers ... via the P-CSCF"; §6.X.2.3: the Web Signalling Translator
+"sends this to the IMS P-CSCF"). A P-CSCF without IPsec knows the UE that sent a request by
+its source IP address and port: it binds the registration to them (TS 24.229 §5.2.6.3.1 /
+§5.2.2 with "SIP digest without TLS"; TS 33.203 §7.1, annex N) and asserts, on a request
+arriving from that address and port, the identity registered from it (TS 24.229
+§5.2.6.3.1: P-Asserted-Identity). One shared source port would make every WIC look like
+one UE. So each WIC binding, and each pool registration (:mod:`.pool`), gets a
+:class:`UeFlow` of its own:
+
+- ``udp``: its own socket on ``mw_host`` (an ephemeral port), opened in the Mw
+  :class:`~webims.transport.TransportLayer` (:meth:`~webims.transport.TransportLayer.open_udp`),
+  so what arrives on it goes to the one transaction layer like the main listener's input;
+- ``tcp``: its own connection to the P-CSCF
+  (:meth:`~webims.transport.TransportLayer.open_connection`, never the shared one).
+
+The binding's IMS Contact carries the flow's port (:meth:`.ims.ImsSide.uri` with ``flow``),
+every request sent for the binding leaves from it (:meth:`.ims.ImsSide.send` with ``flow``),
+and responses to requests received on it go back on it (RFC 3261 §18.2.2). A flow counts
+the client transactions in progress on it (:meth:`UeFlow.hold` / :meth:`UeFlow.release`);
+:meth:`UeFlow.end` closes it once they are done. After a restart a binding asks for its
+old port again (the P-CSCF holds that address); when it cannot be bound the flow gets a
+new port and the binding must register again (:meth:`.core.Gateway.restore_flows`).
+
+The ``p-cscf`` topology has none of this: one shared Mw listener, no lookups.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from webims.endpoint import Target
+from webims.transport import Connection, UdpListener, host_key
+from webims.transport.base import TransportError
+
+if TYPE_CHECKING:
+    from .ims import ImsSide
+
+__all__ = ["FlowFailure", "UeFlow"]
+
+log = logging.getLogger("webims.gateway.ims")
+
+
+class FlowFailure(Exception):
+    """A UE flow could not be opened (no socket, no connection): the WIC gets a 503."""
+
+
+class UeFlow:
+    """One UE's own flow toward the P-CSCF (module docstring)."""
+
+    def __init__(self, ims: ImsSide, owner: str, transport: str) -> None:
+        self.ims = ims
+        self.owner = owner  # "b:<binding id>" or "p:<pool ident>"
+        self.transport = transport  # "UDP" or "TCP"
+        self.listener: UdpListener | None = None
+        self.stream: Connection | None = None
+        self.target: Target | None = None  # TCP: where ``stream`` goes
+        self.port = 0  # our local port: the one in the IMS Contact
+        self.holds = 0
+        self.ending = False
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<UeFlow {self.owner} {self.transport} :{self.port}{' closed' if self.closed else ''}>"
+
+    # ------------------------------------------------------------------ opening
+    async def open(self, port: int = 0, target: Target | None = None) -> None:
+        """Bind ``mw_host:port`` (UDP) or connect to ``target`` from it (TCP). Raises
+        :class:`FlowFailure`."""
+        layer = self.ims.endpoint.transport
+        host = self.ims.config.mw_host
+        try:
+            if self.transport == "UDP":
+                self.listener = await layer.open_udp(host, port)
+                self.port = self.listener.local[1]
+            else:
+                if target is None:
+                    raise FlowFailure("no P-CSCF address to connect to")
+                self.stream = await layer.open_connection(
+                    target.transport, target.host, target.port, local=(host, port)
+                )
+                self.target = target
+                self.port = self.stream.local[1]
+        except (OSError, TransportError) as exc:
+            raise FlowFailure(f"{exc}") from exc
+
+    def connection(self, target: Target) -> Connection | None:
+        """The open connection from this flow to ``target``, or None (TCP: :meth:`connect`)."""
+        if self.closed:
+            return None
+        listener = self.listener
+        if listener is not None:
+            if listener.closed or target.transport != "UDP":
+                return None
+            return listener.flow((host_key(target.host), target.port))
+        stream = self.stream
+        if stream is not None and not stream.closed and self.target == target:
+            return stream
+        return None
+
+    async def connect(self, target: Target) -> Connection:
+        """:meth:`connection`, reconnecting a TCP flow (from the same local port when it can:
+        the P-CSCF knows the UE by it). Raises :class:`FlowFailure`."""
+        conn = self.connection(target)
+        if conn is not None:
+            return conn
+        if self.closed or self.listener is not None:
+            raise FlowFailure(f"{self!r} cannot reach {target}")
+        old = self.stream
+        try:
+            await self.open(self.port, target)
+        except FlowFailure:
+            await self.open(0, target)
+            log.warning("%r: could not reconnect from its old port: the P-CSCF sees a new UE", self)
+        self.ims.moved(self, old)
+        assert self.stream is not None
+        return self.stream
+
+    # ------------------------------------------------------------------ lifecycle
+    def hold(self) -> None:
+        """A client transaction starts on this flow."""
+        self.holds += 1
+
+    def release(self) -> None:
+        """A client transaction on this flow is done."""
+        self.holds -= 1
+        if self.holds <= 0 and self.ending:
+            self._close()
+
+    def end(self) -> None:
+        """Its registration is over: close the flow once its transactions are done."""
+        self.ending = True
+        if self.holds <= 0:
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.listener is not None:
+            self.ims.endpoint.transport.close_udp(self.listener)
+        if self.stream is not None:
+            self.stream.close()
+        self.ims.forget(self)

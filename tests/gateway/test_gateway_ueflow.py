@@ -1,0 +1,375 @@
+"""Behind an operator P-CSCF each WIC registration has its own Mw flow (seed 004; TS 24.229
+§5.2.6.3.1, TS 33.203 §7.1: without IPsec the P-CSCF knows a UE by its address and port).
+
+The next hop here is a scripted P-CSCF on a real UDP socket: it answers REGISTERs with 200
+(the Contact with its expiry), MESSAGEs with 200, and records the source address of each
+request, which is what a P-CSCF binds a registration to. It can also send requests to a
+registered Contact, as a P-CSCF does for terminating requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import GATEWAY_HOST, ORIGIN, POOL_PASSWORD, LabFactory, gateway_on, token_for
+from test_gateway_modes import core_bindings, eventually
+from wicclient import Wic, bearer
+
+from webims.auth.service import AuthService
+from webims.gateway.run import descriptors_needed, raise_nofile
+from webims.gateway.settings import GatewayConfig
+from webims.gateway.state import SqliteRegistrationStore
+from webims.labcore import LabCore
+from webims.sip import Request, Response, parse, parse_name_addr
+from webims.sip.uri import SipURI
+from webims.store import Store
+
+
+@dataclass
+class Seen:
+    method: str
+    source: tuple[str, int]
+    contact: str | None
+    request: Request
+
+
+@dataclass
+class ScriptedPcscf(asyncio.DatagramProtocol):
+    """A P-CSCF as far as a UE's source address goes (module docstring)."""
+
+    seen: list[Seen] = field(default_factory=list)
+    answers: list[tuple[Response, tuple[str, int]]] = field(default_factory=list)
+    transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        message = parse(data)
+        if isinstance(message, Response):
+            self.answers.append((message, (addr[0], addr[1])))
+            return
+        contacts = message.contact
+        contact = str(contacts[0].uri) if contacts else None
+        self.seen.append(Seen(message.method, (addr[0], addr[1]), contact, message))
+        if message.method == "ACK":
+            return
+        headers: list[tuple[str, str]] = []
+        if message.method == "REGISTER" and contacts:
+            expires = message.expires if message.expires is not None else 600
+            headers = [
+                ("Contact", f"<{contact}>;expires={expires}"),
+                ("P-Associated-URI", f"<{message.to.uri}>"),
+            ]
+        response = message.response(200, to_tag="pcscf", headers=headers)
+        assert self.transport is not None
+        self.transport.sendto(response.serialize(), addr)
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    @property
+    def uri(self) -> str:
+        return f"sip:127.0.0.1:{self.port}"
+
+    def registers(self) -> list[Seen]:
+        return [s for s in self.seen if s.method == "REGISTER"]
+
+    def send(self, data: bytes, to: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, to)
+
+
+@contextlib.asynccontextmanager
+async def scripted_pcscf() -> AsyncIterator[ScriptedPcscf]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(ScriptedPcscf, local_addr=("127.0.0.1", 0))
+    try:
+        yield protocol
+    finally:
+        transport.close()
+
+
+def port_of(uri: str) -> int:
+    parsed = parse_name_addr(f"<{uri}>").uri
+    assert isinstance(parsed, SipURI) and parsed.port is not None
+    return parsed.port
+
+
+def message_to(contact: str, source_port: int, body: bytes = b"from the IMS") -> bytes:
+    """A terminating MESSAGE as the P-CSCF sends it to a registered Contact."""
+    return (
+        f"MESSAGE {contact} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{source_port};branch=z9hG4bK-term-{source_port}-{len(body)}\r\n"
+        "Max-Forwards: 69\r\n"
+        "From: <sip:alice@ims.test>;tag=a1\r\n"
+        f"To: <{contact}>\r\n"
+        f"Call-ID: term-{len(body)}@pcscf\r\n"
+        "CSeq: 1 MESSAGE\r\n"
+        "P-Asserted-Identity: <sip:alice@ims.test>\r\n"
+        "Content-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def test_each_wic_registers_and_sends_from_its_own_port(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    async with scripted_pcscf() as pcscf, gateway_on(
+        pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri
+    ) as server:
+        gateway = server.gateway
+        dave = Wic(server.url, origin=ORIGIN, user="dave")
+        erin = Wic(server.url, origin=ORIGIN, user="erin")
+        await dave.connect()
+        await erin.connect()
+        try:
+            for wic in (dave, erin):
+                ok = await wic.register(headers=[bearer(token_for(auth, wic.user))])
+                assert ok.status == 200, ok
+            registers = pcscf.registers()
+            assert len(registers) == 2
+            ports = [s.source[1] for s in registers]
+            # two UEs for the P-CSCF: two source ports, neither the shared Mw listener's, each the
+            # port of the Contact it registered (where the P-CSCF's terminating requests go)
+            assert len(set(ports)) == 2 and gateway.ims.port not in ports
+            assert all(s.source[0] == GATEWAY_HOST for s in registers)
+            for seen in registers:
+                assert seen.contact is not None and port_of(seen.contact) == seen.source[1]
+                via = seen.request.top_via
+                assert via.port == seen.source[1]  # responses come back to that flow (RFC 3261 §18.2.2)
+            assert gateway.ims.endpoint.transport.private_udp == 2
+            # out-of-dialog requests of each WIC leave from its own flow
+            contact_of = {s.request.to.uri.user: s.contact for s in registers}  # type: ignore[union-attr]
+            for wic in (dave, erin):
+                sent = await wic.request("MESSAGE", "sip:bob@ims.test", [("Content-Type", "text/plain")], b"")
+                assert sent.status == 200, sent
+                last = [s for s in pcscf.seen if s.method == "MESSAGE"][-1]
+                contact = contact_of[wic.user]
+                assert contact is not None and last.source[1] == port_of(contact)
+            # a terminating request to dave's Contact arrives on dave's socket, reaches dave, and
+            # its answer leaves from that socket
+            dave_contact = contact_of["dave"]
+            assert dave_contact is not None
+            pcscf.send(message_to(dave_contact, pcscf.port), (GATEWAY_HOST, port_of(dave_contact)))
+            got = await dave.wait_request("MESSAGE")
+            assert got.body == b"from the IMS"
+            await eventually(lambda: any(r.status == 200 for r, _ in pcscf.answers))
+            ((answer, source),) = [(r, s) for r, s in pcscf.answers if r.cseq.method == "MESSAGE"]
+            assert answer.status == 200 and source == (GATEWAY_HOST, port_of(dave_contact))
+        finally:
+            await dave.close()
+            await erin.close()
+
+
+async def test_ue_flow_closes_when_the_binding_ends(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    async with scripted_pcscf() as pcscf, gateway_on(
+        pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri
+    ) as server:
+        layer = server.gateway.ims.endpoint.transport
+        dave = Wic(server.url, origin=ORIGIN, user="dave")
+        await dave.connect()
+        try:
+            assert (await dave.register(headers=[bearer(token_for(auth, "dave"))])).status == 200
+            (seen,) = pcscf.registers()
+            port = seen.source[1]
+            assert layer.private_udp == 1
+            assert (await dave.register(0, headers=[bearer(token_for(auth, "dave"))])).status == 200
+            gone = pcscf.registers()[-1]
+            assert gone.source[1] == port and gone.request.expires == 0  # de-registered from its flow
+            await eventually(lambda: layer.private_udp == 0 and not server.gateway.ims.ue_flows)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind((GATEWAY_HOST, port))  # the socket is closed: its port is free
+        finally:
+            await dave.close()
+
+
+async def test_a_restarted_gateway_takes_back_each_flows_port(
+    auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The P-CSCF holds the UE's address: after a restart the restored binding's flow binds the
+    same port, and a terminating request to its Contact is answered from it (430: its WIC has
+    not come back yet, RFC 5626 §5.3). When that port is taken the flow gets another and the
+    gateway registers the new Contact (TNA: it can)."""
+    store = Store(tmp_path / "state.db")
+    async with scripted_pcscf() as pcscf:
+        async with gateway_on(
+            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
+            store=SqliteRegistrationStore(store), restart_grace=30.0,
+        ) as server:  # fmt: skip
+            for user in ("dave", "erin"):
+                wic = Wic(server.url, origin=ORIGIN, user=user)
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(auth, user))])).status == 200
+                await wic.close()
+            first = {s.request.to.uri.user: s for s in pcscf.registers()}  # type: ignore[union-attr]
+            await server.gateway.store.flush()
+        dave_port = first["dave"].source[1]
+        erin_port = first["erin"].source[1]
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        blocker.bind((GATEWAY_HOST, erin_port))  # erin's old port is taken meanwhile
+        try:
+            async with gateway_on(
+                pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
+                store=SqliteRegistrationStore(Store(tmp_path / "state.db")), restart_grace=30.0,
+            ) as server:  # fmt: skip
+                by_aor = {b.aor: b for b in server.gateway.bindings}
+                assert by_aor["sip:dave@ims.test"].ims_flow.port == dave_port
+                erin_flow = by_aor["sip:erin@ims.test"].ims_flow
+                assert erin_flow is not None and erin_flow.port != erin_port
+                # erin's new Contact is registered from the new port
+                await eventually(lambda: len(pcscf.registers()) == 3)
+                again = pcscf.registers()[-1]
+                assert again.source[1] == erin_flow.port and again.contact is not None
+                assert port_of(again.contact) == erin_flow.port
+                erins = [s for s in pcscf.registers() if "erin" in str(s.request.to.uri)]
+                assert len({s.request.call_id for s in erins}) == 1  # one registration, a new Contact
+                # the P-CSCF reaches dave's restored flow at the old address
+                contact = first["dave"].contact
+                assert contact is not None
+                pcscf.send(message_to(contact, pcscf.port, b"after the restart"), (GATEWAY_HOST, dave_port))
+                await eventually(lambda: any(r.cseq.method == "MESSAGE" for r, _ in pcscf.answers))
+                ((answer, source),) = [(r, s) for r, s in pcscf.answers if r.cseq.method == "MESSAGE"]
+                assert answer.status == 430 and source == (GATEWAY_HOST, dave_port)
+        finally:
+            blocker.close()
+
+
+async def test_no_flow_toward_the_pcscf_is_a_503_and_no_binding(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    """Over TCP a UE's flow is its own connection: when it cannot be opened the WIC gets a 503
+    saying so (with Retry-After), and the gateway keeps nothing of the attempt."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))  # a port nobody listens on: connection refused
+        refused = f"sip:127.0.0.1:{closed.getsockname()[1]};transport=tcp"
+        async with gateway_on(
+            refused, auth, certs, topology="behind-p-cscf", pcscf=refused, mw_transport="tcp"
+        ) as server:
+            dave = Wic(server.url, origin=ORIGIN, user="dave")
+            await dave.connect()
+            try:
+                answer = await dave.register(headers=[bearer(token_for(auth, "dave"))])
+                assert answer.status == 503, answer
+                assert "no flow toward the P-CSCF" in answer.reason
+                assert answer.headers.get("Retry-After")
+                assert not server.gateway.bindings.by_id and not server.gateway.ims.ue_flows
+                assert not server.gateway.ims.endpoint.transport.connections
+            finally:
+                await dave.close()
+
+
+async def test_tcp_flows_are_connections_of_their_own(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    """With ``mw_transport = tcp`` each UE's flow is a new connection to the P-CSCF (not the one
+    :meth:`TransportLayer.connect` shares), from the port its Contact names."""
+    accepted: list[tuple[str, int]] = []
+    registers: list[Request] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer.get_extra_info("peername")[:2])
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                message = parse(head)  # only REGISTERs here: no body
+                assert isinstance(message, Request)
+                registers.append(message)
+                contact = str(message.contact[0].uri)
+                ok = message.response(200, to_tag="p", headers=[("Contact", f"<{contact}>;expires=600")])
+                writer.write(ok.serialize())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server_socket = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server_socket.sockets[0].getsockname()[1]
+    uri = f"sip:127.0.0.1:{port};transport=tcp"
+    try:
+        async with gateway_on(
+            uri, auth, certs, topology="behind-p-cscf", pcscf=uri, mw_transport="tcp"
+        ) as server:
+            wics = [Wic(server.url, origin=ORIGIN, user=u) for u in ("dave", "erin")]
+            try:
+                for wic in wics:
+                    await wic.connect()
+                    assert (await wic.register(headers=[bearer(token_for(auth, wic.user))])).status == 200
+                assert len(accepted) == 2 and len({p for _, p in accepted}) == 2
+                for message in registers:
+                    uri_ = message.contact[0].uri
+                    assert isinstance(uri_, SipURI) and uri_.param("transport") == "tcp"
+                assert {port_of(str(m.contact[0].uri)) for m in registers} == {p for _, p in accepted}
+                layer = server.gateway.ims.endpoint.transport
+                assert layer.find("TCP", "127.0.0.1", port) is None  # not the shared connection
+            finally:
+                for wic in wics:
+                    await wic.close()
+    finally:
+        server_socket.close()
+
+
+async def test_as_the_pcscf_there_is_one_listener(make_lab: LabFactory, core: LabCore) -> None:
+    """The ``p-cscf`` topology keeps its one shared Mw listener: no flow per WIC."""
+    async with make_lab() as lab:
+        wics = [Wic(lab.url, origin=ORIGIN, user=u) for u in ("dave", "erin")]
+        try:
+            for wic in wics:
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(lab.auth, wic.user))])).status == 200
+            ims = lab.gateway.ims
+            assert ims.endpoint.transport.private_udp == 0 and not ims.ue_flows
+            assert all(b.ims_flow is None for b in lab.gateway.bindings)
+            for wic in wics:  # the IMS reaches every WIC by the one listener (our Path entry)
+                (binding,) = core_bindings(lab, wic.aor)
+                assert binding.path and f":{ims.port};" in str(binding.path[0])
+        finally:
+            for wic in wics:
+                await wic.close()
+
+
+def test_the_run_path_asks_for_a_descriptor_per_flow() -> None:
+    """10,000 WICs behind a P-CSCF: 10,000 WebSockets and 10,000 Mw flows (plus a margin); as
+    the P-CSCF one each. ``raise_nofile`` never lowers the limit and stays within the hard one."""
+    hop = "sip:127.0.0.1"
+    behind = GatewayConfig(icscf=hop, domain="ims.test", topology="behind-p-cscf", pcscf=hop)
+    assert descriptors_needed(behind, 10_000) == 2 * 10_000 + 1024
+    assert descriptors_needed(GatewayConfig(icscf=hop, domain="ims.test"), 10_000) == 10_000 + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert raise_nofile(1) == soft  # never lowered
+    want = soft + 16 if hard == resource.RLIM_INFINITY else min(hard, soft + 16)
+    assert raise_nofile(want) == want == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def test_pool_registrations_have_flows_of_their_own(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    """Seed 004 §6.X.2.2.4/§6.X.2.2.5: each pool IMPU the gateway registers is a UE of its own for
+    the P-CSCF; a WIC given a pooled IMPU sends from that registration's flow."""
+    async with scripted_pcscf() as pcscf, gateway_on(
+        pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
+        pools=("web",), pool_passwords=(f"web={POOL_PASSWORD}",),
+    ) as server:  # fmt: skip
+        regs = server.gateway.pools.regs
+        registers = pcscf.registers()
+        assert len(regs) == len(registers) == 3
+        ports = {s.source[1] for s in registers}
+        assert len(ports) == 3 and {r.ims_port for r in regs.values()} == ports
+        assert all(s.contact is not None and port_of(s.contact) == s.source[1] for s in registers)
+        pat = Wic(server.url, origin=ORIGIN, user="pat", domain="web.example")
+        await pat.connect()
+        try:
+            ok = await pat.register(headers=[bearer(token_for(auth, "pat"))])
+            assert ok.status == 200, ok
+            impu = ok.headers.get("P-Associated-URI", "").strip("<>")
+            sent = await pat.request("MESSAGE", "sip:bob@ims.test", [("Content-Type", "text/plain")], b"")
+            assert sent.status == 200, sent
+            (message,) = [s for s in pcscf.seen if s.method == "MESSAGE"]
+            assert message.source[1] == regs[impu].ims_port
+        finally:
+            await pat.close()
