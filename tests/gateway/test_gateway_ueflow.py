@@ -22,7 +22,7 @@ from test_gateway_modes import core_bindings, eventually
 from wicclient import Wic, bearer
 
 from webims.auth.service import AuthService
-from webims.gateway.run import descriptors_needed, raise_nofile
+from webims.gateway.run import connections_that_fit, descriptors_needed, raise_nofile
 from webims.gateway.settings import GatewayConfig
 from webims.gateway.state import SqliteRegistrationStore
 from webims.labcore import LabCore
@@ -341,6 +341,9 @@ def test_the_run_path_asks_for_a_descriptor_per_flow() -> None:
     assert descriptors_needed(behind, 10_000) == 2 * 10_000 + 1024
     assert descriptors_needed(GatewayConfig(icscf=hop, domain="ims.test"), 10_000) == 10_000 + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert connections_that_fit(behind, descriptors_needed(behind, 10_000)) == 10_000
+    assert connections_that_fit(behind, 20_000) == 9_488  # this machine's hard limit
+    assert connections_that_fit(GatewayConfig(icscf=hop, domain="ims.test"), 20_000) == 18_976
     assert raise_nofile(1) == soft  # never lowered
     want = soft + 16 if hard == resource.RLIM_INFINITY else min(hard, soft + 16)
     assert raise_nofile(want) == want == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -373,3 +376,32 @@ async def test_pool_registrations_have_flows_of_their_own(
             assert message.source[1] == regs[impu].ims_port
         finally:
             await pat.close()
+
+
+def test_raise_nofile_raises_the_hard_limit_when_privileged() -> None:
+    """10,000 WICs behind a P-CSCF need more descriptors than a 20,000 hard limit: a process that
+    may (CAP_SYS_RESOURCE) raises the hard limit too; one that may not (this machine's root lacks
+    it) stays within it, and the gateway then takes fewer WICs (``connections_that_fit``).
+    In a child process, so that this test run's own limits stay as they are."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import resource; from webims.gateway.run import raise_nofile; "
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
+        "want = hard + 64 if hard != resource.RLIM_INFINITY else soft + 64; "
+        "print(want, raise_nofile(want), *resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    want, got, soft, hard = (int(x) for x in out.stdout.split())
+    nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+    effective = next(
+        int(line.split()[1], 16) for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("CapEff:")
+    )  # fmt: skip
+    if effective >> 24 & 1 and want <= nr_open:  # CAP_SYS_RESOURCE (capability 24)
+        assert got == soft == hard == want
+    else:
+        assert got == soft <= hard < want

@@ -49,7 +49,6 @@ import contextlib
 import gc
 import json
 import os
-import resource
 import secrets
 import signal
 import ssl
@@ -83,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ims", choices=("labcore", "stub"), default="labcore",
         help="labcore: the lab IMS core; stub: a registrar answering 200 at once (the gateway's own limit)",
     )  # fmt: skip
+    parser.add_argument(
+        "--topology", choices=("p-cscf", "behind-p-cscf"), default="p-cscf",
+        help="p-cscf: the gateway is the P-CSCF (Mw to the I-CSCF); behind-p-cscf: seed 004, it "
+        "registers each WIC as a UE with its own Mw flow (the I-CSCF, or the stub, stands in for the P-CSCF)",
+    )
     parser.add_argument("--idle", type=float, default=6.0, help="seconds idle before measuring memory")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and logs here")
 
@@ -119,14 +123,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def raise_nofile(n: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, max(soft, n)) if hard != resource.RLIM_INFINITY else max(soft, n)
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return want
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -402,7 +398,8 @@ def _child_stub(port: int) -> None:
 
 
 def _child_gateway(
-    workdir: Path, wss_port: int, mw_port: int, icscf_port: int, clients: int, reg_event: bool
+    workdir: Path, wss_port: int, mw_port: int, icscf_port: int, clients: int, reg_event: bool,
+    topology: str = "p-cscf",
 ) -> None:
     from webims.auth.service import AuthService, ServiceSettings
     from webims.store import Store
@@ -410,15 +407,17 @@ def _child_gateway(
     from webims.transport.loop import run as run_loop
 
     from .core import Gateway
-    from .run import running_gateway
+    from .run import connections_that_fit, descriptors_needed, raise_nofile, running_gateway
     from .settings import GatewayConfig
     from .state import SqliteRegistrationStore
 
-    raise_nofile(clients + 1000)
+    behind = topology == "behind-p-cscf"
 
     async def main() -> None:
         config = GatewayConfig(
             icscf=f"sip:127.0.0.1:{icscf_port}", mw_port=mw_port, subscribe_reg_event=reg_event,
+            topology="behind-p-cscf" if behind else "p-cscf",
+            pcscf=f"sip:127.0.0.1:{icscf_port}" if behind else "",
             register_rate=100.0, register_burst=100,
             source_register_rate=1e6, source_register_burst=1_000_000,
             ims_timeout=30.0, grace_period=600.0,
@@ -426,10 +425,15 @@ def _child_gateway(
         auth = AuthService(
             Store(workdir / "webims.sqlite3"), ServiceSettings(issuer=ISSUER), register_wic=False
         )
+        # as build_gateway: behind a P-CSCF a Mw socket per WIC too; no more WICs than fit
+        need = descriptors_needed(config, clients + 100)
+        have = raise_nofile(need)
+        max_connections = clients + 100 if have >= need else connections_that_fit(config, have)
         gateway = Gateway(
             config, store=SqliteRegistrationStore(Store(workdir / "gateway.sqlite3")), auth=auth,
-            connection_limits=ConnectionLimits(max_connections=clients + 100, max_connections_per_source=1000,
-                                               idle_timeout=None),
+            connection_limits=ConnectionLimits(
+                max_connections=max_connections, max_connections_per_source=1000, idle_timeout=None
+            ),
         )  # fmt: skip
         cert, key = ensure_self_signed(workdir / "tls")
         stop = asyncio.Event()
@@ -657,6 +661,7 @@ class Result:
     ims_cpu_seconds: float = 0.0
     driver_cpu_seconds: float = 0.0
     connect_failures: int = 0
+    topology: str = "p-cscf"
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -665,7 +670,8 @@ class Result:
             return round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else 0.0
 
         return {
-            "mode": self.mode, "clients": self.clients, "target_rate": self.target_rate,
+            "mode": self.mode, "topology": self.topology, "clients": self.clients,
+            "target_rate": self.target_rate,
             "registrations": self.registrations, "failures": self.failures + self.connect_failures,
             "registrations_per_s": round(self.registrations / self.seconds, 1) if self.seconds else 0.0,
             "latency_ms_p50": pct(0.50), "latency_ms_p95": pct(0.95), "latency_ms_p99": pct(0.99),
@@ -688,7 +694,7 @@ async def _drive(
     mode: str, secrets_: Sequence[str], options: argparse.Namespace, wss_port: int, gw_pid: int, ims_pid: int
 ) -> Result:
     n = options.clients
-    result = Result(mode, n, options.rate)
+    result = Result(mode, n, options.rate, topology=options.topology)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -818,6 +824,8 @@ def _stop_py_spy(proc: subprocess.Popen[bytes] | None) -> None:
 def run(options: argparse.Namespace) -> list[dict[str, Any]]:
     from webims.transport.loop import run as run_loop
 
+    from .run import raise_nofile
+
     raise_nofile(options.clients + 1000)
     modes = ["web-token", "ims-digest"] if options.mode == "both" else [options.mode]
     workdir_ctx: Any = (contextlib.nullcontext(options.workdir) if options.workdir is not None
@@ -850,6 +858,7 @@ def run(options: argparse.Namespace) -> list[dict[str, Any]]:
                     str(icscf),
                     str(options.clients),
                     "0" if options.no_reg_event else "1",
+                    options.topology,
                     log=workdir / f"gateway-{mode}.log",
                 )
                 try:
@@ -899,6 +908,7 @@ if __name__ == "__main__":
             int(sys.argv[5]),
             int(sys.argv[6]),
             sys.argv[7] == "1",
+            sys.argv[8] if len(sys.argv) > 8 else "p-cscf",
         )
     else:
         parser = argparse.ArgumentParser(

@@ -122,15 +122,20 @@ def build_gateway(config: Config, *, store: Store | None = None, auth: AuthServi
     limits = transport.limits
     need = descriptors_needed(cfg, limits.max_connections)  # (serve and demo both come here)
     have = raise_nofile(need)
-    if have < need:  # a WIC beyond it gets a 503 (no socket for its flow) or no WebSocket
-        log.warning("open-file limit %d is below the %d that max_connections asks for", have, need)
+    max_connections = limits.max_connections
+    if have < need:  # fewer WICs, so that the state store, DNS and logs keep their descriptors
+        max_connections = connections_that_fit(cfg, have)
+        log.warning(
+            "open-file limit %d is below the %d that max_connections = %d asks for: at most %d WICs",
+            have, need, limits.max_connections, max_connections,
+        )  # fmt: skip
     sip_limits = dataclasses.replace(
         DEFAULT_LIMITS, max_message_bytes=limits.max_message_bytes, max_headers=limits.max_headers
     )
     gateway = Gateway(
         cfg, store=registrations, auth=auth, verifier=verifier, limits=sip_limits,
         connection_limits=ConnectionLimits(
-            max_connections=limits.max_connections,
+            max_connections=max_connections,
             max_connections_per_source=limits.max_connections_per_source,
             idle_timeout=limits.idle_timeout,
         ),
@@ -150,9 +155,22 @@ def descriptors_needed(config: GatewayConfig, max_connections: int) -> int:
     return max_connections * (1 if config.topology == "p-cscf" else 2) + 1024
 
 
+def connections_that_fit(config: GatewayConfig, descriptors: int) -> int:
+    """How many WICs ``descriptors`` open files carry (:func:`descriptors_needed` inverted)."""
+    return max(1, (descriptors - 1024) // (1 if config.topology == "p-cscf" else 2))
+
+
 def raise_nofile(want: int) -> int:
-    """Raise the soft RLIMIT_NOFILE to ``want`` (at most the hard limit); the soft limit now."""
+    """Raise the soft RLIMIT_NOFILE to ``want``; the soft limit now. Above the hard limit only
+    when the process may raise that too (CAP_SYS_RESOURCE, e.g. root; up to ``fs.nr_open``),
+    else up to the hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < want and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            pass  # not privileged: within the hard limit below
     target = max(soft, want) if hard == resource.RLIM_INFINITY else min(hard, max(soft, want))
     if target > soft:
         try:
