@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from labcore_harness import Ue, running_core
+from labcore_harness import TRUSTED, Ue, running_core
 
 from webims.labcore import LabCore
 from webims.labcore.flows import Flow
@@ -208,14 +208,17 @@ async def test_a_pcscf_with_path_is_trusted_and_its_users_stay_reachable(core: L
         request = pcscf.request("MESSAGE", "sip:bob@ims.test", body=b"x", content_type="text/plain")
         assert (await pcscf.send(request)).status == 200
         assert got(bob).headers.get_all("p-asserted-identity") == ["<sip:alice@ims.test>"]
-        # a P-CSCF's assertion is believed, even of a user it did not register (the S-CSCF
-        # only checks that the served user is registered, TS 24.229 §5.4.3.2)
+        # a P-CSCF known only by its Path asserts only the users it registered: anyone who can
+        # authenticate can send a Path (RFC 3325 §2.3: the trust domain is configured)
         other = pcscf.request("MESSAGE", "sip:alice@ims.test", body=b"x", content_type="text/plain")
         other.headers.set("P-Asserted-Identity", "<sip:bob@ims.test>")
-        assert (await pcscf.send(other)).status == 200
-        # (alice's contact is behind the P-CSCF: the request comes back to it, on the Path)
+        refused = await pcscf.send(other)
+        assert refused.status == 403 and "not registered through this P-CSCF" in refused.reason
+        # its own user is reachable (alice's contact is behind it: the request comes back on the Path)
+        own = pcscf.request("MESSAGE", "sip:alice@ims.test", body=b"x", content_type="text/plain")
+        assert (await pcscf.send(own)).status == 200
         to_alice = [r for r in pcscf.received if r.method == "MESSAGE"]
-        assert to_alice and to_alice[-1].headers.get_all("p-asserted-identity") == ["<sip:bob@ims.test>"]
+        assert to_alice and to_alice[-1].headers.get_all("p-asserted-identity") == ["<sip:alice@ims.test>"]
         assert to_alice[-1].headers.get_all("route") == [f"<{pcscf.path}>"]
         async with Ue(core, "alice") as elsewhere:  # the same request from another address
             elsewhere.service_route = pcscf.service_route
@@ -345,3 +348,18 @@ async def test_over_tcp_the_phone_is_known_by_the_connection_it_registered_on(tm
         finally:
             await alice.__aexit__()
             await bob.__aexit__()
+
+
+async def test_a_configured_trusted_node_may_assert_any_registered_user(core: LabCore) -> None:
+    """``[labcore] trusted_nodes`` (here 127.0.0.2) is the configured trust domain: its
+    P-Asserted-Identity is believed for any registered user, one it registered or not."""
+    bob = await registered(core, "bob")
+    try:
+        async with Ue(core, "alice", host=TRUSTED) as node:
+            node.service_route = bob.service_route
+            request = node.request("MESSAGE", "sip:bob@ims.test", body=b"x", content_type="text/plain")
+            request.headers.set("P-Asserted-Identity", "<sip:bob@ims.test>")
+            assert (await node.send(request)).status == 200
+            assert got(bob).headers.get_all("p-asserted-identity") == ["<sip:bob@ims.test>"]
+    finally:
+        await bob.__aexit__()

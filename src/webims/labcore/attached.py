@@ -22,7 +22,9 @@ over the P-CSCF's originating duties for it (TS 24.229 §5.2.6.3):
 
 :class:`FlowIndex` also knows the flows that registered users *with* Path: those are
 P-CSCFs, in the trust domain (RFC 3325 §2.3), and their P-Asserted-Identity is
-believed on the Service-Route (TS 24.229 §5.4.3.2).
+believed on the Service-Route (TS 24.229 §5.4.3.2), for the users they registered:
+anyone who can authenticate can send a Path, so a P-CSCF known only that way (not a
+configured trusted node) asserts no one else.
 
 A UE over UDP is also known by the address of its registered Contact (``sip:u@host:port``
 with an IP address): symmetric UEs (RFC 3581) send from there, and a test tool may
@@ -65,14 +67,14 @@ class FlowIndex:
     def __init__(self) -> None:
         self._ue: dict[Flow, dict[Binding, Registration]] = {}
         self._contact: dict[Flow, dict[Binding, Registration]] = {}
-        self._pcscf: dict[Flow, int] = {}
+        self._pcscf: dict[Flow, dict[Binding, Registration]] = {}
 
     def add(self, binding: Binding, reg: Registration) -> None:
         flow = binding.flow
         if flow is None:
             return
         if binding.path:
-            self._pcscf[flow] = self._pcscf.get(flow, 0) + 1
+            self._pcscf.setdefault(flow, {})[binding] = reg
             return
         self._ue.setdefault(flow, {})[binding] = reg
         named = contact_flow(binding)
@@ -84,11 +86,7 @@ class FlowIndex:
         if flow is None:
             return
         if binding.path:
-            left = self._pcscf.get(flow, 0) - 1
-            if left > 0:
-                self._pcscf[flow] = left
-            else:
-                self._pcscf.pop(flow, None)
+            _drop(self._pcscf, flow, binding)
             return
         _drop(self._ue, flow, binding)
         named = contact_flow(binding)
@@ -106,6 +104,11 @@ class FlowIndex:
     def is_pcscf(self, flow: Flow) -> bool:
         """Whether ``flow`` registered someone with Path (a P-CSCF, RFC 3327)."""
         return flow in self._pcscf
+
+    def registered_through(self, flow: Flow, reg: Registration) -> bool:
+        """Whether ``reg`` has a binding that ``flow`` registered with Path: the users a P-CSCF
+        known only by its Path (not a configured trusted node) may assert."""
+        return reg in (self._pcscf.get(flow) or {}).values()
 
     @property
     def ue_flows(self) -> int:

@@ -103,7 +103,7 @@ class Router:
                 log.info("%s on the Service-Route from %s (no P-CSCF, no UE): 403", request.method, source)
                 self.proxy.respond(incoming, 403, "Forbidden (not from a P-CSCF or a registered UE)")
                 return
-            await self.originating(incoming)
+            await self.originating(incoming, through=None if self.fully_trusted(source) else source)
             return
         if not trusted and "p-asserted-identity" in request.headers:
             request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from the trust domain
@@ -165,16 +165,21 @@ class Router:
             return regs
         return flows.by_contact(source)
 
-    def trusted(self, source: Flow) -> bool:
-        """The trust domain (RFC 3325 §2.3, TS 24.229 §4.4): the lab core's own elements, the
-        P-CSCFs (sources that registered users with Path, RFC 3327) and the configured
-        trusted nodes (``[labcore] trusted_nodes``)."""
+    def fully_trusted(self, source: Flow) -> bool:
+        """The lab core's own elements and the configured trusted nodes: their P-Asserted-Identity
+        is believed for anyone (a P-CSCF known only by its Path, for the users it registered)."""
         if self.core is not None:
             if self.core.is_own(source):
                 return True
         elif (source.host, source.port) in self.proxy.own:
             return True
-        return self.registrar.flows.is_pcscf(source) or self.registrar.auth.is_trusted(source.host)
+        return self.registrar.auth.is_trusted(source.host)
+
+    def trusted(self, source: Flow) -> bool:
+        """The trust domain (RFC 3325 §2.3, TS 24.229 §4.4): the lab core's own elements, the
+        P-CSCFs (sources that registered users with Path, RFC 3327) and the configured
+        trusted nodes (``[labcore] trusted_nodes``)."""
+        return self.fully_trusted(source) or self.registrar.flows.is_pcscf(source)
 
     @staticmethod
     def served_user(request: Request) -> str | None:
@@ -189,10 +194,14 @@ class Router:
             return True
         return isinstance(uri, SipURI) and uri.host.lower() == self.domain
 
-    async def originating(self, incoming: IncomingRequest, ue: list[Registration] | None = None) -> None:
+    async def originating(
+        self, incoming: IncomingRequest, ue: list[Registration] | None = None, *, through: Flow | None = None
+    ) -> None:
         """TS 24.229 §5.4.3.2 (no iFC / application servers in the lab core). ``ue``: the
         registrations of the UE attached without a P-CSCF that sent it, whose identity is
-        asserted first (TS 24.229 §5.2.6.3.1, :func:`webims.labcore.attached.assert_identity`)."""
+        asserted first (TS 24.229 §5.2.6.3.1, :func:`webims.labcore.attached.assert_identity`).
+        ``through``: the P-CSCF, known only by the Path it registered users with, that sent it:
+        it may assert only those users (:meth:`webims.labcore.attached.FlowIndex.registered_through`)."""
         request = incoming.request
         if ue:
             asserted = assert_identity(request, ue, self.registrar.serves)
@@ -207,6 +216,10 @@ class Router:
             reg = self.registrar.lookup(served) if served else None
         if served is None or reg is None or not reg.active:
             self.proxy.respond(incoming, 403, "Forbidden (originating user not registered)")
+            return
+        if through is not None and not self.registrar.flows.registered_through(through, reg):
+            log.info("%s from %s asserts %s, whom it did not register: 403", request.method, through, served)
+            self.proxy.respond(incoming, 403, "Forbidden (identity not registered through this P-CSCF)")
             return
         if served in reg.barred:
             self.proxy.respond(incoming, 403, "Forbidden (barred identity)")
