@@ -407,3 +407,12 @@ def reginfo_of_notify(notify: Request) -> Any:
 
 def header_map(response: Response) -> Mapping[str, list[str]]:
     return {name.lower(): response.headers.get_all(name) for name, _ in response.headers}
+
+
+async def registered(core: LabCore, user: str, **options: object) -> Ue:
+    """A :class:`Ue` of ``user``, open and registered (200) at ``core``; close it with ``__aexit__``."""
+    ue = Ue(core, user, **options)  # type: ignore[arg-type]
+    await ue.__aenter__()
+    response = await ue.register()
+    assert response.status == 200, response
+    return ue

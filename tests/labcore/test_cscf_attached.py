@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from labcore_harness import TRUSTED, Ue, running_core
+from labcore_harness import TRUSTED, Ue, registered, running_core
 
 from webims.labcore import LabCore
 from webims.labcore.flows import Flow
@@ -27,14 +27,6 @@ from webims.sip import Request, Response, parse
 async def core(tmp_path: Path) -> AsyncIterator[LabCore]:
     async with running_core(tmp_path) as lab:
         yield lab
-
-
-async def registered(core: LabCore, user: str, **options: object) -> Ue:
-    ue = Ue(core, user, **options)  # type: ignore[arg-type]
-    await ue.__aenter__()
-    response = await ue.register()
-    assert response.status == 200, response
-    return ue
 
 
 def message(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from labcore_harness import SDP_PCMU, Ue, eventually, running_core
+from labcore_harness import SDP_PCMU, Ue, eventually, registered, running_core
 
 from webims.diameter import Message
 from webims.labcore import LabCore
@@ -24,14 +24,6 @@ async def core(tmp_path: Path) -> AsyncIterator[LabCore]:
 
 def message(ue: Ue, uri: str, text: bytes = b"hello") -> Request:
     return ue.request("MESSAGE", uri, body=text, content_type="text/plain")
-
-
-async def registered(core: LabCore, user: str, **options: object) -> Ue:
-    ue = Ue(core, user, **options)  # type: ignore[arg-type]
-    await ue.__aenter__()
-    response = await ue.register()
-    assert response.status == 200, response
-    return ue
 
 
 async def test_message_follows_the_callee_path_with_p_called_party_id(core: LabCore) -> None:

@@ -212,11 +212,8 @@ class ImsSide:
     ) -> Response:
         if flow.closed:
             return self.unreachable(request, "the UE's flow is closed")
-        flow.hold()  # the flow stays open until the transaction is done (UeFlow.end)
-        try:
+        with flow.held():  # the flow stays open until the transaction is done (UeFlow.end)
             return await self._send(request, timeout, on_late, flow)
-        finally:
-            flow.release()
 
     async def _send(
         self,
@@ -270,6 +267,13 @@ class ImsSide:
                 continue
             return response
         return self.unreachable(request, "IMS unreachable")
+
+    async def connect(self, target: Target, flow: UeFlow | None = None) -> Connection:
+        """A connection to ``target``: from the UE's own ``flow`` behind a P-CSCF, else the
+        endpoint's (RFC 3261 §18.1.1 reuse). Raises TransportError, FlowFailure or OSError."""
+        if flow is not None:
+            return await flow.connect(target)
+        return await self.endpoint.connect(target)
 
     async def _attempt(self, request: Request, target: Target, flow: UeFlow | None) -> Response:
         try:

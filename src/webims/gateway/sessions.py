@@ -398,11 +398,8 @@ class SessionManager:
         if flow is not None:
             if flow.closed:
                 return request.response(503, "Service Unavailable (the UE's flow is closed)")
-            flow.hold()
-            try:
+            with flow.held():
                 return await self._send_ims(request, on_provisional, on_extra_final, attempts, relay, flow)
-            finally:
-                flow.release()
         return await self._send_ims(request, on_provisional, on_extra_final, attempts, relay, None)
 
     async def _send_ims(
@@ -427,7 +424,7 @@ class SessionManager:
         response = request.response(503, "Service Unavailable (next hop unreachable)")
         for i, target in enumerate(targets):
             try:
-                conn = await (ims.endpoint.connect(target) if flow is None else flow.connect(target))
+                conn = await ims.connect(target, flow)
             except (TransportFailure, FlowFailure, OSError, ValueError) as exc:
                 log.info("cannot reach %s: %s", target, exc)
                 continue
@@ -498,7 +495,7 @@ class SessionManager:
         ims = self.gw.ims
         try:
             targets = await ims.resolver.resolve(hop)
-            conn = await (ims.endpoint.connect(targets[0]) if flow is None else flow.connect(targets[0]))
+            conn = await ims.connect(targets[0], flow)
         except (ResolveError, TransportFailure, FlowFailure, OSError, ValueError, IndexError) as exc:
             log.info("cannot send ACK to %s: %s", hop, exc)
             return

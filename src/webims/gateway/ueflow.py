@@ -29,7 +29,9 @@ The ``p-cscf`` topology has none of this: one shared Mw listener, no lookups.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from webims.endpoint import Target
@@ -129,6 +131,15 @@ class UeFlow:
         self.holds -= 1
         if self.holds <= 0 and self.ending:
             self._close()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """:meth:`hold` for the ``with`` block: a transaction on this flow."""
+        self.hold()
+        try:
+            yield
+        finally:
+            self.release()
 
     def end(self) -> None:
         """Its registration is over: close the flow once its transactions are done."""
