@@ -503,3 +503,47 @@ async def test_ue_flow_is_closed_after_de_registration(ims: KamailioIms, gateway
             probe.bind(("127.0.0.2", port))  # free again
     finally:
         await wic.close()
+
+
+async def test_tcp_flow_reset_by_the_pcscf_is_recovered(
+    ims: KamailioIms, tmp_path: Path, certs: tuple[Path, Path]
+) -> None:
+    """``mw_transport = tcp``: each UE flow is its own connection to the P-CSCF. The P-CSCF's
+    end of dave's connection is reset (``ss -K``, as a restart or a middlebox would): the
+    gateway reconnects from the same port (RFC 5626 §4.4.1; the P-CSCF knows the UE by it) and
+    registers dave again through the P-CSCF (TNA), and a MESSAGE from erin then reaches dave
+    down the P-CSCF's Path over the new connection."""
+    async with behind_pcscf(ims, tmp_path / "t", certs, mw_transport="tcp", flow_retry_base=0.2) as gateway:
+        auth = gateway.gateway.auth
+        assert auth is not None
+        dave = Wic(gateway.url, origin=ORIGIN, user="dave")
+        erin = Wic(gateway.url, origin=ORIGIN, user="erin")
+        try:
+            for wic in (dave, erin):
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(auth, wic.user))])).status == 200
+            contact = ims_contact(gateway, "sip:dave@ims.test")
+            assert contact.endswith(";transport=tcp")
+            assert len(registers_at_scscf(ims, contact)) == 1
+            flow = binding(gateway, "sip:dave@ims.test").ims_flow
+            assert flow is not None and flow.stream is not None
+            old, port = flow.stream, flow.port
+            killed = await asyncio.create_subprocess_exec(
+                "ss", "-K", "-t", "sport", "=", f":{ims.pcscf_port}", "dport", "=", f":{port}",
+                stdout=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            assert await killed.wait() == 0
+            await eventually(lambda: old.closed and flow.stream is not old, timeout=10)
+            assert flow.port == port and ims_contact(gateway, "sip:dave@ims.test") == contact
+            await eventually(lambda: len(registers_at_scscf(ims, contact)) == 2, timeout=10)
+            assert_registered_through_pcscf(ims, await scscf_record(ims, "sip:dave@ims.test"), contact)
+            text = [("Content-Type", "text/plain")]
+            sent = await erin.request("MESSAGE", "sip:dave@ims.test", text, b"back")
+            assert sent.status == 200, sent
+            got = await dave.wait_request("MESSAGE")
+            assert got.body == b"back"
+            assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
+            assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+        finally:
+            await dave.close()
+            await erin.close()

@@ -104,11 +104,13 @@ def port_of(uri: str) -> int:
     return parsed.port
 
 
-def message_to(contact: str, source_port: int, body: bytes = b"from the IMS") -> bytes:
+def message_to(
+    contact: str, source_port: int, body: bytes = b"from the IMS", transport: str = "UDP"
+) -> bytes:
     """A terminating MESSAGE as the P-CSCF sends it to a registered Contact."""
     return (
         f"MESSAGE {contact} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{source_port};branch=z9hG4bK-term-{source_port}-{len(body)}\r\n"
+        f"Via: SIP/2.0/{transport} 127.0.0.1:{source_port};branch=z9hG4bK-term-{source_port}-{len(body)}\r\n"
         "Max-Forwards: 69\r\n"
         "From: <sip:alice@ims.test>;tag=a1\r\n"
         f"To: <{contact}>\r\n"

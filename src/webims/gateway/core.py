@@ -51,8 +51,8 @@ from webims.sip.auth_header import AuthParam, Challenge, parse_credentials
 from webims.transport import Connection, ConnectionLimits
 
 from .ims import FlowFailure, ImsSide, UeFlow
-from .modes import Modes, Presented
-from .policy import PASSWORD_SCHEME, Policy
+from .modes import Modes
+from .policy import PASSWORD_SCHEME, Policy, Presented
 from .pool import PoolRegistrar
 from .proxy import Router
 from .ratelimit import RateLimiter
@@ -132,6 +132,7 @@ class Gateway:
         )
         self.ims = ImsSide(config, self._on_ims_request, resolver=resolver, timers=ims_timers, limits=limits)
         self.ims.endpoint.on_request_now = self._on_ims_request_now
+        self.ims.on_flow_lost = self._ue_flow_lost
         self.register_builder = RegisterBuilder(
             as_pcscf=self.ims.as_pcscf, pvni=config.pvni, generated_at=config.uri_host,
             access_network_info=config.access_network_info,
@@ -340,6 +341,39 @@ class Gateway:
             self.registrar.persist(binding)  # its new Contact
             if binding.mode in ("web-token", "web-login"):
                 self.spawn(self._register_again(binding))
+
+    def _ue_flow_lost(self, flow: UeFlow) -> None:
+        log.warning("%r: its connection to the P-CSCF closed; recovering the flow", flow)
+        self.spawn(self.recover_flow(flow))
+
+    async def recover_flow(self, flow: UeFlow) -> None:
+        """Behind a P-CSCF over TCP, a UE's connection closed under it (the P-CSCF restarted, a
+        NAT or firewall dropped it). As that UE would (RFC 5626 §4.4.1): reconnect — from the
+        same port when it can, the P-CSCF knows the UE by its address (TS 33.203 §7.1) — and
+        register again where the gateway holds what it takes (token modes, on-behalf digest,
+        pool). A relaying WIC cannot be registered for: when its flow had to move to a new
+        port, its WebSocket is closed so that it registers again (its own flow recovery);
+        on the same port the P-CSCF reaches it as before until its next refresh."""
+        same = await flow.recover(self.config.flow_retry_base)
+        if same is None:
+            return
+        kind, _, ident = flow.owner.partition(":")
+        if kind == "p":
+            reg = self.pools.by_ident.get(ident)
+            if reg is not None and reg.ims_flow is flow:
+                reg.ims_port = flow.port
+                await self.pools.register(reg)
+            return
+        binding = self.bindings.by_id.get(ident)
+        if binding is None or binding.ims_flow is not flow:
+            return
+        if not same:
+            binding.ims_contact = self.ims_contact_for(binding, parse_name_addr(binding.contact))
+            self.registrar.persist(binding)
+        if binding.mode in ("web-token", "web-login", "ims-digest-on-behalf"):
+            await self._register_again(binding)
+        elif not same:
+            self.tell_wic(binding, "the flow to the IMS moved: register again")
 
     async def _register_again(self, binding: Binding) -> None:
         async with binding.lock:

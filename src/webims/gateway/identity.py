@@ -26,6 +26,7 @@ from webims.sip.randomness import token_hex
 __all__ = [
     "UNTRUSTED_HEADERS",
     "aor_of",
+    "aors_of",
     "assert_identity",
     "asserted_identity",
     "associated_uris",
@@ -62,6 +63,17 @@ def aor_of(uri: object) -> str:
     if isinstance(uri, TelURI):
         return f"tel:{uri.digits}"
     return str(uri)
+
+
+def aors_of(impus: tuple[str, ...]) -> set[str]:
+    """Canonical AORs of a web identity's IMPUs (unparseable ones are ignored)."""
+    out = set()
+    for impu in impus:
+        try:
+            out.add(aor_of(parse_uri(impu)))
+        except ParseError:
+            continue
+    return out
 
 
 def impu_key(value: str) -> str:

@@ -76,6 +76,9 @@ class ImsSide:
         self._flows: dict[Target, Connection] = {}
         self.ue_flows: dict[str, UeFlow] = {}  # behind-p-cscf: each UE's own flow, by owner
         self._ue_ports: dict[int, UeFlow] = {}  # ... by local port (is_ours)
+        self.on_flow_lost: Callable[[UeFlow], None] | None = None  # a UE's TCP flow to recover
+        if not self.as_pcscf:
+            self.endpoint.on_connection_lost = self._connection_lost
 
     async def start(self) -> None:
         udp = await self.endpoint.transport.listen_udp(self.config.mw_host, self.config.mw_port)
@@ -130,6 +133,13 @@ class ImsSide:
         self._ue_ports[flow.port] = flow
         if old is not None and old is not flow.stream:
             old.close()
+
+    def _connection_lost(self, conn: Connection) -> None:
+        """A stream connection closed: when it was a UE's own flow, closed under it (by the
+        P-CSCF, a middlebox), :attr:`on_flow_lost` recovers it (:meth:`UeFlow.recover`)."""
+        flow = self._ue_ports.get(conn.local[1])
+        if flow is not None and flow.lost(conn) and self.on_flow_lost is not None:
+            self.on_flow_lost(flow)
 
     def forget(self, flow: UeFlow) -> None:
         """A flow closed (:meth:`UeFlow.end`)."""

@@ -22,17 +22,17 @@ import hmac
 import logging
 import sys
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from webims.auth.errors import TokenError
 from webims.auth.identity import Identity
-from webims.sip import ParseError, Request, Response, parse_name_addr, parse_uri
+from webims.sip import Request, Response, parse_name_addr
 from webims.sip.auth_header import Challenge, Credentials
 from webims.sip.digest import DigestClient, DigestError
 
-from .identity import aor_of, associated_uris, same_identity
+from .identity import aors_of, associated_uris, same_identity
 from .ims import UeFlow, Unreachable
+from .policy import Presented
 from .registrar import AUTH_WAIT, RegisterAttempt
 from .regmsg import (
     COPIED_RESPONSE_HEADERS,
@@ -60,29 +60,6 @@ _OK_COPIED = ("Authentication-Info", "Warning", "Date")
 _OK_COPIED_KEYS = frozenset(name.lower() for name in _OK_COPIED)
 #: Header fields of the IMS's other answers that the WIC gets too.
 _RELAYED = tuple(n for n in COPIED_RESPONSE_HEADERS if n not in ("Service-Route", "P-Associated-URI"))
-
-
-@dataclass(slots=True, init=False, unsafe_hash=True)
-class Presented:
-    """What a WIC's request offers as credentials (see :mod:`.policy`)."""
-
-    kind: Final[str]  # "bearer" | "password" | "session" | "digest" | "none"
-    token: Final[str | None]
-    username: Final[str | None]
-    password: Final[str | None]
-    credentials: Final[Credentials | None]
-    raw: Final[str | None]  # the Authorization value ``credentials`` was parsed from
-
-    def __init__(
-        self, kind: str, token: str | None = None, username: str | None = None, password: str | None = None,
-        credentials: Credentials | None = None, raw: str | None = None
-    ) -> None:
-        self.kind = kind
-        self.token = token
-        self.username = username
-        self.password = password
-        self.credentials = credentials
-        self.raw = raw
 
 
 def impi_of(aor: str) -> str:
@@ -135,7 +112,7 @@ class Modes:
                     403, "Forbidden (web session refused)", [("Warning", self.gw.warning(exc.reason))]
                 )
                 return
-            if identity.pool is not None or attempt.aor in _aors(identity.impus):
+            if identity.pool is not None or attempt.aor in aors_of(identity.impus):
                 await self._with_identity(attempt, identity, "web-login", allowed)
                 return
             # The browser sends the web session cookie of another identity (e.g. another tab
@@ -707,14 +684,3 @@ def _contact_uri(binding: Binding) -> object:
     if contact.startswith("<") and ">" in contact:
         return contact[1 : contact.index(">")]
     return parse_name_addr(contact).uri
-
-
-def _aors(impus: tuple[str, ...]) -> set[str]:
-    """Canonical AORs of a web identity's IMPUs (unparseable ones are ignored)."""
-    out = set()
-    for impu in impus:
-        try:
-            out.add(aor_of(parse_uri(impu)))
-        except ParseError:
-            continue
-    return out

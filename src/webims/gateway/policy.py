@@ -37,13 +37,15 @@ import fnmatch
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from webims.config_checks import is_hostname  # noqa: F401  (kept for rule checks)
+from webims.sip.auth_header import Credentials
 from webims.transport import normalize_origin
 
 from .settings import MODES
 
-__all__ = ["PASSWORD_SCHEME", "Policy", "Rule", "parse_rule"]
+__all__ = ["PASSWORD_SCHEME", "Policy", "Presented", "Rule", "parse_rule"]
 
 #: Our auth-scheme for handing the IMS password to the gateway (on-behalf digest mode).
 PASSWORD_SCHEME = "WebIMS-Password"
@@ -119,3 +121,31 @@ class Policy:
             if rule.matches(origin, aor, source):
                 return tuple(m for m in rule.modes if m in self.modes)
         return self.modes
+
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class Presented:
+    """What a WIC's request offers as credentials (its ``kind`` picks the mode, :mod:`.modes`)."""
+
+    kind: Final[str]  # "bearer" | "password" | "session" | "digest" | "none"
+    token: Final[str | None]
+    username: Final[str | None]
+    password: Final[str | None]
+    credentials: Final[Credentials | None]
+    raw: Final[str | None]  # the Authorization value ``credentials`` was parsed from
+
+    def __init__(
+        self,
+        kind: str,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        credentials: Credentials | None = None,
+        raw: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.token = token
+        self.username = username
+        self.password = password
+        self.credentials = credentials
+        self.raw = raw

@@ -127,6 +127,11 @@ class GatewayConfig:
     )  # fmt: skip
     subscribe_reg_event: bool = setting(True, doc="SUBSCRIBE to each registered user's reg event (p-cscf)")
     reg_event_expires: int = setting(600_000, check=between(60, 2**31 - 1), doc="TS 24.229 §5.2.3")
+    flow_retry_base: float = setting(
+        30.0, check=between(0.01, 1800),
+        doc="behind-p-cscf over TCP: a UE flow whose connection closed reconnects at once, then after "
+        "this base-time doubled per failure (RFC 5626 §4.5)",
+    )  # fmt: skip
     flow_timer: int = setting(120, check=between(0, 86_400), doc="Flow-Timer (RFC 5626 §11.5); 0 = none")
     register_rate: float = setting(2.0, check=between(0.01, 1e6), doc="REGISTERs per second per connection")
     register_burst: int = setting(10, check=between(1, 1_000_000))

@@ -24,13 +24,20 @@ the client transactions in progress on it (:meth:`UeFlow.hold` / :meth:`UeFlow.r
 old port again (the P-CSCF holds that address); when it cannot be bound the flow gets a
 new port and the binding must register again (:meth:`.core.Gateway.restore_flows`).
 
+A TCP flow whose connection the P-CSCF (or a NAT, a firewall, a restart of the P-CSCF) closes
+is recovered as the UE would recover it (RFC 5626 §4.4.1, §4.5): :meth:`UeFlow.recover`
+reconnects, from the same port when it can, at once and then after growing waits; the
+gateway then registers again (:meth:`.core.Gateway.recover_flow`).
+
 The ``p-cscf`` topology has none of this: one shared Mw listener, no lookups.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -64,6 +71,7 @@ class UeFlow:
         self.holds = 0
         self.ending = False
         self.closed = False
+        self._reopening: asyncio.Lock | None = None  # TCP: one reconnection at a time
 
     def __repr__(self) -> str:
         return f"<UeFlow {self.owner} {self.transport} :{self.port}{' closed' if self.closed else ''}>"
@@ -111,15 +119,53 @@ class UeFlow:
             return conn
         if self.closed or self.listener is not None:
             raise FlowFailure(f"{self!r} cannot reach {target}")
-        old = self.stream
-        try:
-            await self.open(self.port, target)
-        except FlowFailure:
-            await self.open(0, target)
-            log.warning("%r: could not reconnect from its old port: the P-CSCF sees a new UE", self)
-        self.ims.moved(self, old)
-        assert self.stream is not None
-        return self.stream
+        if self._reopening is None:
+            self._reopening = asyncio.Lock()
+        async with self._reopening:  # a request and the recovery may both want it
+            conn = self.connection(target)
+            if conn is not None:
+                return conn
+            if self.closed:
+                raise FlowFailure(f"{self!r} cannot reach {target}")
+            old = self.stream
+            try:
+                await self.open(self.port, target)
+            except FlowFailure:
+                await self.open(0, target)
+                log.warning("%r: could not reconnect from its old port: the P-CSCF sees a new UE", self)
+            self.ims.moved(self, old)
+            assert self.stream is not None
+            return self.stream
+
+    # ------------------------------------------------------------------ recovery (TCP)
+    def lost(self, conn: Connection) -> bool:
+        """``conn`` closed: True when it was this flow's connection and the flow is still
+        wanted (not closed or ending by us): it must be recovered (:meth:`recover`)."""
+        return conn is self.stream and not self.closed and not self.ending
+
+    async def recover(self, base_time: float, max_time: float = 1800.0) -> bool | None:
+        """Reconnect a TCP flow whose connection closed under it, as the UE does after a flow
+        failure (RFC 5626 §4.4.1): at once, then after ``min(max_time, base_time *
+        2**failures)`` seconds, a random 50-100 % of it (§4.5), until it is back or the flow
+        ends. True: back on the same port (the P-CSCF still knows the UE by it); False: on a
+        new port (it must register the new Contact); None: the flow ended meanwhile."""
+        port = self.port
+        target = self.target
+        failures = 0
+        while target is not None and not self.closed and not self.ending:
+            try:
+                await self.connect(target)
+            except FlowFailure as exc:
+                failures += 1
+                wait = min(max_time, base_time * 2**failures) * random.uniform(0.5, 1.0)
+                log.warning("%r: cannot reconnect to the P-CSCF (%s): again in %.1f s", self, exc, wait)
+                await asyncio.sleep(wait)
+                continue
+            if self.closed or self.ending:
+                break
+            log.info("%r: reconnected to the P-CSCF%s", self, "" if self.port == port else " from a new port")
+            return self.port == port
+        return None
 
     # ------------------------------------------------------------------ lifecycle
     def hold(self) -> None:

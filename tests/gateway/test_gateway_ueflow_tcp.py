@@ -1,0 +1,298 @@
+"""Behind an operator P-CSCF over TCP, a UE's own flow survives its connection closing.
+
+The P-CSCF (or a NAT, a firewall, its restart) may close the connection a UE registered over.
+The gateway recovers the flow as that UE would (RFC 5626 §4.4.1, §4.5): it reconnects, from
+the same port when it can (a P-CSCF without IPsec knows the UE by its address and port,
+TS 33.203 §7.1), and registers again where it holds what that takes (web-token: TNA). A
+relaying WIC (ims-digest) whose flow had to move to a new port is told to register again:
+its WebSocket is closed.
+
+The P-CSCF here is scripted on a real TCP listener: it answers REGISTER and MESSAGE with 200,
+records each request with the address it came from, can close a UE's connection, stop and
+start again on the same port, and send a terminating request over a UE's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conftest import GATEWAY_HOST, ORIGIN, POOL_PASSWORD, gateway_on, token_for
+from test_gateway_modes import eventually
+from test_gateway_ueflow import message_to, port_of
+from wicclient import Wic, bearer
+
+from webims.auth.service import AuthService
+from webims.gateway.run import GatewayServer
+from webims.sip import Request, Response, parse
+
+_LENGTH = re.compile(rb"\r\n(?:Content-Length|l)[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
+
+
+@dataclass
+class TcpPcscf:
+    """A P-CSCF as far as a UE's TCP connection and source address go (module docstring)."""
+
+    port: int = 0
+    accepted: list[tuple[str, int]] = field(default_factory=list)
+    requests: list[tuple[tuple[str, int], Request]] = field(default_factory=list)
+    answers: list[tuple[tuple[str, int], Response]] = field(default_factory=list)
+    writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)  # by the UE's port
+    server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (a P-CSCF going down)."""
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers.values()):
+            writer.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    @property
+    def uri(self) -> str:
+        return f"sip:127.0.0.1:{self.port};transport=tcp"
+
+    def registers(self) -> list[tuple[tuple[str, int], Request]]:
+        return [(peer, r) for peer, r in self.requests if r.method == "REGISTER"]
+
+    def drop(self, ue_port: int) -> None:
+        """Close the connection from the UE at ``ue_port`` (keep listening)."""
+        self.writers.pop(ue_port).close()
+
+    def send(self, ue_port: int, data: bytes) -> None:
+        """Send on the connection from the UE at ``ue_port`` (a terminating request)."""
+        self.writers[ue_port].write(data)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[:2]
+        self.accepted.append(peer)
+        self.writers[peer[1]] = writer
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = _LENGTH.search(head)
+                body = await reader.readexactly(int(length.group(1))) if length else b""
+                message = parse(head + body)
+                if isinstance(message, Response):
+                    self.answers.append((peer, message))
+                    continue
+                self.requests.append((peer, message))
+                headers: list[tuple[str, str]] = []
+                if message.method == "REGISTER" and message.contact:
+                    expires = message.expires if message.expires is not None else 600
+                    headers = [
+                        ("Contact", f"<{message.contact[0].uri}>;expires={expires}"),
+                        ("P-Associated-URI", f"<{message.to.uri}>"),
+                    ]
+                writer.write(message.response(200, to_tag="pcscf", headers=headers).serialize())
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if self.writers.get(peer[1]) is writer:
+                del self.writers[peer[1]]
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def tcp_pcscf_and_gateway(
+    auth: AuthService, certs: tuple[Path, Path], **overrides: Any
+) -> AsyncIterator[tuple[TcpPcscf, GatewayServer]]:
+    pcscf = TcpPcscf()
+    await pcscf.start()
+    try:
+        async with gateway_on(
+            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri, mw_transport="tcp",
+            flow_retry_base=0.2, **overrides,
+        ) as server:  # fmt: skip
+            yield pcscf, server
+    finally:
+        if pcscf.server is not None:
+            pcscf.server.close()
+        for writer in list(pcscf.writers.values()):
+            writer.close()
+
+
+def contact_port(request: Request) -> int:
+    return port_of(str(request.contact[0].uri))
+
+
+async def test_a_closed_flow_reconnects_from_its_port_and_registers_again(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    """The P-CSCF closes dave's connection: the gateway connects again from the same port,
+    registers dave again on it (the same registration: Call-ID, a higher CSeq, the same
+    Contact), and a terminating request over the new connection reaches dave. erin's flow,
+    untouched, sees nothing of it."""
+    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+        dave = Wic(server.url, origin=ORIGIN, user="dave")
+        erin = Wic(server.url, origin=ORIGIN, user="erin")
+        try:
+            for wic in (dave, erin):
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(auth, wic.user))])).status == 200
+            ((dave_peer, first), (erin_peer, _)) = pcscf.registers()
+            port = dave_peer[1]
+            assert contact_port(first) == port
+            pcscf.drop(port)
+            await eventually(lambda: len(pcscf.registers()) == 3)
+            assert pcscf.accepted.count((GATEWAY_HOST, port)) == 2  # a new connection, the same port
+            peer, again = pcscf.registers()[-1]
+            assert peer == (GATEWAY_HOST, port) and contact_port(again) == port
+            assert again.call_id == first.call_id and again.cseq.seq > first.cseq.seq
+            assert again.headers.get("Authorization", "").startswith("Digest")  # TNA (auth-done)
+            assert pcscf.accepted.count(erin_peer) == 1  # erin's flow was not touched
+            # the P-CSCF reaches dave over the new connection
+            contact = str(first.contact[0].uri)
+            pcscf.send(port, message_to(contact, pcscf.port, b"after the reconnection", "TCP"))
+            got = await dave.wait_request("MESSAGE")
+            assert got.body == b"after the reconnection"
+            await eventually(lambda: any(r.cseq.method == "MESSAGE" for _, r in pcscf.answers))
+            ((source, answer),) = [(p, r) for p, r in pcscf.answers if r.cseq.method == "MESSAGE"]
+            assert answer.status == 200 and source == (GATEWAY_HOST, port)
+        finally:
+            await dave.close()
+            await erin.close()
+
+
+async def test_a_relaying_wics_flow_reconnects_from_its_port_without_registering(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    """frank relays his own digest (ims-digest): the gateway cannot register for him. Back on
+    the same port, the P-CSCF reaches him as before; nothing is registered until his own next
+    REGISTER, and his WebSocket stays open."""
+    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+        frank = Wic(server.url, origin=ORIGIN, user="frank")
+        try:
+            await frank.connect()
+            assert (await frank.register()).status == 200
+            ((peer, first),) = pcscf.registers()
+            (binding,) = server.gateway.bindings
+            assert binding.mode == "ims-digest"
+            pcscf.drop(peer[1])
+            await eventually(lambda: pcscf.accepted.count(peer) == 2)
+            contact = str(first.contact[0].uri)
+            await eventually(lambda: peer[1] in pcscf.writers)
+            pcscf.send(peer[1], message_to(contact, pcscf.port, b"still here", "TCP"))
+            got = await frank.wait_request("MESSAGE")
+            assert got.body == b"still here"
+            assert len(pcscf.registers()) == 1 and not frank.closed.is_set()
+            assert (await frank.register()).status == 200  # his refresh goes on the new connection
+            assert pcscf.registers()[-1][0] == peer
+        finally:
+            await frank.close()
+
+
+async def test_a_pcscf_restart_moves_flows_whose_port_is_taken(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    """The P-CSCF goes down: the gateway keeps trying (RFC 5626 §4.5 backoff). Meanwhile dave's
+    and frank's old ports are taken. When the P-CSCF is back, both flows reconnect from new
+    ports: dave (web-token) is registered again with the new Contact; frank (ims-digest
+    relay: only his WIC can answer a challenge) gets his WebSocket closed, to register again;
+    erin, whose port is free, reconnects from it and is registered again there."""
+    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+        wics = {u: Wic(server.url, origin=ORIGIN, user=u) for u in ("dave", "erin", "frank")}
+        try:
+            for user, wic in wics.items():
+                await wic.connect()
+                headers = [bearer(token_for(auth, user))] if user != "frank" else []
+                assert (await wic.register(headers=headers)).status == 200
+            modes = {b.aor.split(":")[1].split("@")[0]: b.mode for b in server.gateway.bindings}
+            assert modes == {"dave": "web-token", "erin": "web-token", "frank": "ims-digest"}
+            first = {r.to.uri.user: (peer[1], r) for peer, r in pcscf.registers()}  # type: ignore[union-attr]
+            await pcscf.stop()
+            blockers = [await _take(first[u][0]) for u in ("dave", "frank")]
+            try:
+                await asyncio.sleep(0.3)  # a few attempts fail: nothing listens
+                assert len(pcscf.registers()) == 3
+                await pcscf.start()  # the same port
+                await eventually(lambda: len(pcscf.registers()) == 5, timeout=10.0)
+                again = {r.to.uri.user: (peer[1], r) for peer, r in pcscf.registers()[3:]}  # type: ignore[union-attr]
+                assert set(again) == {"dave", "erin"}
+                assert again["erin"][0] == first["erin"][0]  # its port was free
+                dave_port, dave_again = again["dave"]
+                assert dave_port != first["dave"][0] and contact_port(dave_again) == dave_port
+                assert dave_again.call_id == first["dave"][1].call_id
+                await asyncio.wait_for(wics["frank"].closed.wait(), 10.0)  # told to register again
+                frank = next(b for b in server.gateway.bindings if b.aor.startswith("sip:frank@"))
+                assert frank.ims_flow is not None and frank.ims_flow.port != first["frank"][0]
+                assert f":{frank.ims_flow.port};" in frank.ims_contact  # what its next REGISTER carries
+            finally:
+                for blocker in blockers:
+                    blocker.close()
+        finally:
+            for wic in wics.values():
+                await wic.close()
+
+
+async def test_a_pool_registration_flow_recovers(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    """A pool IMPU the gateway registered (seed 004 §6.X.2.2.4) is a UE of its own: when the
+    P-CSCF closes its connection, it reconnects from the same port and registers again; the
+    other pool registrations are untouched."""
+    async with tcp_pcscf_and_gateway(
+        auth, certs, pools=("web",), pool_passwords=(f"web={POOL_PASSWORD}",)
+    ) as (pcscf, server):
+        regs = server.gateway.pools.regs
+        registers = pcscf.registers()
+        assert len(regs) == len(registers) == 3
+        (peer, first), *others = registers
+        pcscf.drop(peer[1])
+        await eventually(lambda: len(pcscf.registers()) == 4)
+        again_peer, again = pcscf.registers()[-1]
+        assert again_peer == peer and again.to.uri == first.to.uri and contact_port(again) == peer[1]
+        assert again.call_id == first.call_id and again.cseq.seq > first.cseq.seq
+        assert all(pcscf.accepted.count(p) == 1 for p, _ in others)
+        (reg,) = [r for r in regs.values() if r.ims_port == peer[1]]
+        assert reg.active and reg.ims_flow is not None and reg.ims_flow.stream is not None
+        assert not reg.ims_flow.stream.closed
+
+
+async def test_a_flow_ended_while_recovering_stops_trying(
+    auth: AuthService, certs: tuple[Path, Path]
+) -> None:
+    """A WIC de-registers while its flow cannot reconnect: the recovery stops, no socket is
+    left and nothing is registered when the P-CSCF comes back."""
+    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+        dave = Wic(server.url, origin=ORIGIN, user="dave")
+        await dave.connect()
+        try:
+            assert (await dave.register(headers=[bearer(token_for(auth, "dave"))])).status == 200
+            await pcscf.stop()
+            await asyncio.sleep(0.1)
+            answer = await dave.register(0, headers=[bearer(token_for(auth, "dave"))])
+            assert answer.status in (200, 503), answer  # the IMS side is down: no answer from it
+            await eventually(lambda: not server.gateway.bindings.by_id and not server.gateway.ims.ue_flows)
+            pcscf.accepted.clear()
+            pcscf.requests.clear()
+            await pcscf.start()
+            await asyncio.sleep(1.0)  # longer than the backoff
+            assert len(pcscf.registers()) == 0 and not pcscf.accepted
+            assert not server.gateway.ims.endpoint.transport.connections
+        finally:
+            await dave.close()
+
+
+async def _take(port: int) -> socket.socket:
+    """Bind ``port`` on the gateway's address (retrying while a reconnection attempt holds it)."""
+    for _ in range(200):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((GATEWAY_HOST, port))
+        except OSError:
+            sock.close()
+            await asyncio.sleep(0.005)
+            continue
+        sock.listen(1)  # a listener: no connection can be made from this port either
+        return sock
+    raise AssertionError(f"port {port} never came free")
