@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ class TcpPcscf:
 
     port: int = 0
     accepted: list[tuple[str, int]] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)  # loop time of each
     requests: list[tuple[tuple[str, int], Request]] = field(default_factory=list)
     answers: list[tuple[tuple[str, int], Response]] = field(default_factory=list)
     writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)  # by the UE's port
@@ -77,6 +79,7 @@ class TcpPcscf:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[:2]
         self.accepted.append(peer)
+        self.accepted_at.append(asyncio.get_running_loop().time())
         self.writers[peer[1]] = writer
         try:
             while True:
@@ -256,6 +259,30 @@ async def test_a_pool_registration_flow_recovers(auth: AuthService, certs: tuple
         (reg,) = [r for r in regs.values() if r.ims_port == peer[1]]
         assert reg.active and reg.ims_flow is not None and reg.ims_flow.stream is not None
         assert not reg.ims_flow.stream.closed
+
+
+async def test_flows_lost_together_reconnect_paced(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    """A P-CSCF restart drops every UE's connection at once: the gateway reconnects and
+    registers them again ``flow_recovery_rate`` per second (here 20: 50 ms apart), not all
+    at once toward a P-CSCF that has just come back; every one of them comes back."""
+    async with tcp_pcscf_and_gateway(auth, certs, flow_recovery_rate=20.0) as (pcscf, server):
+        users = ("dave", "erin", "frank", "gina")
+        wics = [Wic(server.url, origin=ORIGIN, user=u) for u in users]
+        try:
+            for wic in wics:
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(auth, wic.user))])).status == 200
+            first = list(pcscf.accepted)
+            for _, port in first:
+                pcscf.drop(port)
+            await eventually(lambda: len(pcscf.registers()) == 2 * len(users))
+            assert sorted(pcscf.accepted[len(users) :]) == sorted(first)  # each from its own port
+            times = pcscf.accepted_at[len(users) :]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert all(gap >= 0.04 for gap in gaps), gaps  # 50 ms slots (the loop's timer granularity)
+        finally:
+            for wic in wics:
+                await wic.close()
 
 
 async def test_a_flow_ended_while_recovering_stops_trying(

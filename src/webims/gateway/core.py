@@ -147,6 +147,7 @@ class Gateway:
         self.token_cache_seconds = token_cache_seconds
         self._token_cache: collections.OrderedDict[bytes, tuple[float, Identity]] = collections.OrderedDict()
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._next_recovery = 0.0  # loop time of the next UE flow reconnection slot
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -354,6 +355,9 @@ class Gateway:
         pool). A relaying WIC cannot be registered for: when its flow had to move to a new
         port, its WebSocket is closed so that it registers again (its own flow recovery);
         on the same port the P-CSCF reaches it as before until its next refresh."""
+        delay = self._recovery_slot()
+        if delay > 0:
+            await asyncio.sleep(delay)
         same = await flow.recover(self.config.flow_retry_base)
         if same is None:
             return
@@ -374,6 +378,15 @@ class Gateway:
             await self._register_again(binding)
         elif not same:
             self.tell_wic(binding, "the flow to the IMS moved: register again")
+
+    def _recovery_slot(self) -> float:
+        """Seconds this flow waits before it reconnects: flows lost together (a P-CSCF restart
+        drops every UE's connection) reconnect and register again ``flow_recovery_rate`` per
+        second, not all at once toward a P-CSCF that has just come back."""
+        now = self.ims.endpoint.loop.time()
+        slot = max(now, self._next_recovery)
+        self._next_recovery = slot + 1.0 / self.config.flow_recovery_rate
+        return slot - now
 
     async def _register_again(self, binding: Binding) -> None:
         async with binding.lock:

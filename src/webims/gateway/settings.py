@@ -132,6 +132,11 @@ class GatewayConfig:
         doc="behind-p-cscf over TCP: a UE flow whose connection closed reconnects at once, then after "
         "this base-time doubled per failure (RFC 5626 §4.5)",
     )  # fmt: skip
+    flow_recovery_rate: float = setting(
+        500.0, check=between(0.1, 1e6),
+        doc="behind-p-cscf over TCP: UE flows lost together (a P-CSCF restart) reconnect and "
+        "register again at most this many per second",
+    )  # fmt: skip
     flow_timer: int = setting(120, check=between(0, 86_400), doc="Flow-Timer (RFC 5626 §11.5); 0 = none")
     register_rate: float = setting(2.0, check=between(0.01, 1e6), doc="REGISTERs per second per connection")
     register_burst: int = setting(10, check=between(1, 1_000_000))

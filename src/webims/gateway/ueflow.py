@@ -27,7 +27,8 @@ new port and the binding must register again (:meth:`.core.Gateway.restore_flows
 A TCP flow whose connection the P-CSCF (or a NAT, a firewall, a restart of the P-CSCF) closes
 is recovered as the UE would recover it (RFC 5626 §4.4.1, §4.5): :meth:`UeFlow.recover`
 reconnects, from the same port when it can, at once and then after growing waits; the
-gateway then registers again (:meth:`.core.Gateway.recover_flow`).
+gateway then registers again (:meth:`.core.Gateway.recover_flow`), pacing flows lost
+together (``flow_recovery_rate``).
 
 The ``p-cscf`` topology has none of this: one shared Mw listener, no lookups.
 """
