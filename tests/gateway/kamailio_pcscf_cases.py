@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ORIGIN, PASSWORDS, POOL_PASSWORD, gateway_on, make_auth, token_for, usim
+from conftest import GATEWAY_HOST, ORIGIN, PASSWORDS, POOL_PASSWORD, gateway_on, make_auth, token_for, usim
 from session_wic import SessionWic, chrome_answer, closing
 from test_gateway_kamailio import hss_state, kamailio_ims
 from test_gateway_modes import eventually
@@ -45,8 +45,9 @@ from webims.auth.service import AuthService
 from webims.gateway.run import GatewayServer
 from webims.gateway.session_settings import SessionConfig
 from webims.gateway.sessions import SessionManager
-from webims.gateway.state import Binding
+from webims.gateway.state import Binding, SqliteRegistrationStore
 from webims.labcore.hss import RegState
+from webims.store import Store
 from webims.testing.kamailio import KamailioError, KamailioIms
 
 
@@ -547,3 +548,52 @@ async def test_tcp_flow_reset_by_the_pcscf_is_recovered(
         finally:
             await dave.close()
             await erin.close()
+
+
+async def test_a_contact_moved_after_a_restart_replaces_the_old_one(
+    ims: KamailioIms, tmp_path: Path, certs: tuple[Path, Path]
+) -> None:
+    """After a restart dave's old Mw port is taken: his flow gets a new one and the gateway
+    registers the new Contact with the old one removed in the same REGISTER (``expires=0``,
+    RFC 3261 §10.2.2), through Kamailio's P-CSCF to its S-CSCF, which registers the new one and
+    ends the old one (left alone, the old one would stay registered, and be forked to, for the
+    rest of its hour)."""
+    impu = "sip:dave@ims.test"
+    where = tmp_path / "r"
+    async with behind_pcscf(
+        ims, where, certs, store=SqliteRegistrationStore(Store(where / "state.db")), restart_grace=30.0
+    ) as gateway:
+        auth = gateway.gateway.auth
+        assert auth is not None
+        dave = Wic(gateway.url, origin=ORIGIN, user="dave")
+        await dave.connect()
+        assert (await dave.register(headers=[bearer(token_for(auth, "dave"))])).status == 200
+        await dave.close()  # the gateway stops before its grace period ends: the binding stays
+        old = ims_contact(gateway, impu)
+        await gateway.gateway.store.flush()
+    assert old in await scscf_record(ims, impu)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((GATEWAY_HOST, udp_port(old)))  # dave's old port is taken meanwhile
+        async with behind_pcscf(  # its own auth store: a TNA refresh verifies no token
+            ims, tmp_path / "r2", certs, store=SqliteRegistrationStore(Store(where / "state.db")),
+            restart_grace=30.0,
+        ) as gateway:  # fmt: skip
+            new = ims_contact(gateway, impu)
+            assert udp_port(new) != udp_port(old)
+            for _ in range(50):  # the gateway registers it once its flows are back
+                if new in await scscf_record(ims, impu):
+                    break
+                await asyncio.sleep(0.2)
+            record = await scscf_record(ims, impu)
+            assert new in record, record
+            # the S-CSCF took the removal: the old Contact expires within seconds, not at the end
+            # of its hour (Kamailio 5.6.3 gives it ~10 s, then goes on listing it with "expires: 1"
+            # while the record has another Contact; a record's last Contact is deleted)
+            left = re.search(rf"{re.escape(old)}: {{\s*expires: (\d+)", record)
+            assert left is None or int(left.group(1)) <= 10, record
+            # one REGISTER, along the P-CSCF's Path: the old Contact with expires=0, then the new one
+            (moved,) = re.findall(r"REGISTER \S+ contact=(.*) path=(\S*)\n", ims.scscf.log_text())[-1:]
+            assert moved[1] == ims.pcscf_path and moved[0].index(f"<{old}>") < moved[0].index(f"<{new}>")
+            assert re.search(rf"<{re.escape(old)}>[^,]*;expires=0,", moved[0]), moved
+            await gateway.gateway.modes.deregister_at_ims(binding(gateway, impu))  # leave nothing behind
+            await removed_at_scscf(ims, impu, new)

@@ -26,7 +26,7 @@ from webims.gateway.run import connections_that_fit, descriptors_needed, raise_n
 from webims.gateway.settings import GatewayConfig
 from webims.gateway.state import SqliteRegistrationStore
 from webims.labcore import LabCore
-from webims.sip import Request, Response, parse, parse_name_addr
+from webims.sip import NameAddr, Request, Response, parse, parse_name_addr
 from webims.sip.uri import SipURI
 from webims.store import Store
 
@@ -55,7 +55,7 @@ class ScriptedPcscf(asyncio.DatagramProtocol):
         if isinstance(message, Response):
             self.answers.append((message, (addr[0], addr[1])))
             return
-        contacts = message.contact
+        contacts = live_contacts(message)
         contact = str(contacts[0].uri) if contacts else None
         self.seen.append(Seen(message.method, (addr[0], addr[1]), contact, message))
         if message.method == "ACK":
@@ -86,6 +86,16 @@ class ScriptedPcscf(asyncio.DatagramProtocol):
     def send(self, data: bytes, to: tuple[str, int]) -> None:
         assert self.transport is not None
         self.transport.sendto(data, to)
+
+
+def live_contacts(request: Request) -> list[NameAddr]:
+    """The Contacts a REGISTER adds or refreshes (not those it removes with expires=0)."""
+    return [c for c in request.contact if c.expires != 0]
+
+
+def removed_contacts(request: Request) -> list[str]:
+    """The Contacts a REGISTER removes (expires=0, RFC 3261 §10.2.2)."""
+    return [str(c.uri) for c in request.contact if c.expires == 0]
 
 
 @contextlib.asynccontextmanager
@@ -232,6 +242,7 @@ async def test_a_restarted_gateway_takes_back_each_flows_port(
                 again = pcscf.registers()[-1]
                 assert again.source[1] == erin_flow.port and again.contact is not None
                 assert port_of(again.contact) == erin_flow.port
+                assert removed_contacts(again.request) == [first["erin"].contact]  # RFC 3261 §10.2.2
                 erins = [s for s in pcscf.registers() if "erin" in str(s.request.to.uri)]
                 assert len({s.request.call_id for s in erins}) == 1  # one registration, a new Contact
                 # the P-CSCF reaches dave's restored flow at the old address

@@ -26,7 +26,7 @@ from typing import Any
 
 from conftest import GATEWAY_HOST, ORIGIN, POOL_PASSWORD, gateway_on, token_for
 from test_gateway_modes import eventually
-from test_gateway_ueflow import message_to, port_of
+from test_gateway_ueflow import live_contacts, message_to, port_of, removed_contacts
 from wicclient import Wic, bearer
 
 from webims.auth.service import AuthService
@@ -92,10 +92,11 @@ class TcpPcscf:
                     continue
                 self.requests.append((peer, message))
                 headers: list[tuple[str, str]] = []
-                if message.method == "REGISTER" and message.contact:
+                live = live_contacts(message)
+                if message.method == "REGISTER" and live:
                     expires = message.expires if message.expires is not None else 600
                     headers = [
-                        ("Contact", f"<{message.contact[0].uri}>;expires={expires}"),
+                        ("Contact", f"<{live[0].uri}>;expires={expires}"),
                         ("P-Associated-URI", f"<{message.to.uri}>"),
                     ]
                 writer.write(message.response(200, to_tag="pcscf", headers=headers).serialize())
@@ -127,7 +128,7 @@ async def tcp_pcscf_and_gateway(
 
 
 def contact_port(request: Request) -> int:
-    return port_of(str(request.contact[0].uri))
+    return port_of(str(live_contacts(request)[0].uri))
 
 
 async def test_a_closed_flow_reconnects_from_its_port_and_registers_again(
@@ -227,10 +228,22 @@ async def test_a_pcscf_restart_moves_flows_whose_port_is_taken(
                 dave_port, dave_again = again["dave"]
                 assert dave_port != first["dave"][0] and contact_port(dave_again) == dave_port
                 assert dave_again.call_id == first["dave"][1].call_id
+                # the old Contact is removed in the same REGISTER (RFC 3261 §10.2.2), not left to expire
+                assert removed_contacts(dave_again) == [str(first["dave"][1].contact[0].uri)]
+                assert removed_contacts(again["erin"][1]) == []  # back on its port: nothing to remove
                 await asyncio.wait_for(wics["frank"].closed.wait(), 10.0)  # told to register again
                 frank = next(b for b in server.gateway.bindings if b.aor.startswith("sip:frank@"))
                 assert frank.ims_flow is not None and frank.ims_flow.port != first["frank"][0]
                 assert f":{frank.ims_flow.port};" in frank.ims_contact  # what its next REGISTER carries
+                # frank comes back (RFC 5626: the same instance): his REGISTER, relayed, moves him
+                back = Wic(server.url, origin=ORIGIN, user="frank", instance=wics["frank"].instance)
+                wics["back"] = back
+                await back.connect()
+                assert (await back.register()).status == 200
+                peer, last = pcscf.registers()[-1]
+                assert peer[1] == frank.ims_flow.port and contact_port(last) == frank.ims_flow.port
+                assert removed_contacts(last) == [str(first["frank"][1].contact[0].uri)]
+                assert frank.retired_contact is None
             finally:
                 for blocker in blockers:
                     blocker.close()

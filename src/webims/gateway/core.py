@@ -323,7 +323,7 @@ class Gateway:
         """After a restart behind a P-CSCF: each restored binding's flow on its old port (the
         P-CSCF binds the registration to that address, TS 33.203 §7.1); when the port cannot be
         bound, on a new one: the gateway registers again for the modes it manages, a relaying
-        WIC's next REGISTER carries the new Contact."""
+        WIC's next REGISTER carries the new Contact; either removes the old one."""
         for binding in list(self.bindings):
             if binding.mode == "pool":
                 continue
@@ -333,12 +333,14 @@ class Gateway:
                 continue
             except FlowFailure as exc:
                 log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
+            old_contact = binding.ims_contact
             try:
                 await self.binding_flow(binding)
             except FlowFailure as exc:
                 log.error("binding %s: no flow toward the P-CSCF: %s", binding.id, exc)
                 self.registrar.drop(binding)
                 continue
+            binding.retired_contact = old_contact  # removed by the next REGISTER (RFC 3261 §10.2.2)
             self.registrar.persist(binding)  # its new Contact
             if binding.mode in ("web-token", "web-login"):
                 self.spawn(self._register_again(binding))
@@ -372,6 +374,7 @@ class Gateway:
         if binding is None or binding.ims_flow is not flow:
             return
         if not same:
+            binding.retired_contact = binding.retired_contact or binding.ims_contact
             binding.ims_contact = self.ims_contact_for(binding, parse_name_addr(binding.contact))
             self.registrar.persist(binding)
         if binding.mode in ("web-token", "web-login", "ims-digest-on-behalf"):

@@ -229,10 +229,14 @@ class Modes:
             if gw.ims.as_pcscf
             else None
         )
+        contact = binding.ims_contact
+        retired = binding.retired_contact
+        if retired is not None:  # its flow moved: the old Contact goes in the same REGISTER (§10.2.2)
+            contact = f"{retired};expires=0, {contact}"
         request = gw.register_builder.build(
             request_uri=binding.request_uri or f"sip:{self.config.domain}", aor=binding.aor,
             call_id=binding.call_id, from_tag=binding.from_tag, cseq=binding.cseq,
-            contact=binding.ims_contact, expires=expires, path=path, authorization=authorization,
+            contact=contact, expires=expires, path=path, authorization=authorization,
             wic_request=attempt.request if attempt is not None else None,
             wic_ip=binding.connection.remote[0] if binding.connection is not None else None,
             outbound=binding.reg_id is not None,
@@ -244,9 +248,12 @@ class Modes:
         if failure is not None:
             log.error("REGISTER for %s not sent: %s", binding.aor, failure)
             return gw.ims.unreachable(request, failure)
-        return await gw.ims.send(
+        response = await gw.ims.send(
             request, on_late=lambda late: self._undo_late(late, snapshot, expires, flow), flow=flow
         )
+        if retired is not None and 200 <= response.status < 300 and binding.retired_contact == retired:
+            binding.retired_contact = None
+        return response
 
     def _undo_late(
         self, late: Response, snapshot: tuple[Any, ...], expires: int, flow: UeFlow | None

@@ -111,6 +111,7 @@ class Binding:
     digest_state: Any  # webims.sip.digest.DigestClient for on-behalf refreshes
     flow_token: str | None  # Gateway.token_of, made once (an HMAC of the constant id)
     ims_flow: Any  # behind a P-CSCF: its own .ueflow.UeFlow (None as the P-CSCF)
+    retired_contact: str | None  # the IMS Contact of a flow that moved: removed by the next REGISTER
 
     def __init__(
         self, id: str, mode: str, aor: str, contact: str, contact_uri: str, instance: str | None = None,
@@ -163,6 +164,7 @@ class Binding:
         self.digest_state = None
         self.flow_token = None
         self.ims_flow = None
+        self.retired_contact = None
 
     @property
     def lock(self) -> BindingLock:
