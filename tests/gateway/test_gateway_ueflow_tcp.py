@@ -274,6 +274,35 @@ async def test_a_pool_registration_flow_recovers(auth: AuthService, certs: tuple
         assert not reg.ims_flow.stream.closed
 
 
+async def test_a_moved_pool_flow_removes_its_old_contact(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    """The P-CSCF restarts while one pool registration's port is taken: that registration comes
+    back on a new port and its REGISTER removes the Contact on the old one (``expires=0``, RFC
+    3261 §10.2.2); the others come back on their ports and remove nothing."""
+    async with tcp_pcscf_and_gateway(
+        auth, certs, pools=("web",), pool_passwords=(f"web={POOL_PASSWORD}",)
+    ) as (pcscf, server):
+        firsts = pcscf.registers()
+        assert len(firsts) == 3
+        (peer, first) = firsts[0]
+        await pcscf.stop()
+        blocker = await _take(peer[1])
+        try:
+            await asyncio.sleep(0.3)  # a few attempts fail: nothing listens
+            await pcscf.start()
+            await eventually(lambda: len(pcscf.registers()) == 6, timeout=10)
+            again = {str(r.to.uri): (p, r) for p, r in pcscf.registers()[3:]}
+            new_peer, moved = again[str(first.to.uri)]
+            assert new_peer[1] != peer[1] and contact_port(moved) == new_peer[1]
+            assert removed_contacts(moved) == [str(first.contact[0].uri)]
+            for other_peer, other in firsts[1:]:
+                back_peer, back = again[str(other.to.uri)]
+                assert back_peer == other_peer and removed_contacts(back) == []
+            (reg,) = [r for r in server.gateway.pools.regs.values() if r.ims_port == new_peer[1]]
+            assert reg.retired_contact is None and reg.active
+        finally:
+            blocker.close()
+
+
 async def test_flows_lost_together_reconnect_paced(auth: AuthService, certs: tuple[Path, Path]) -> None:
     """A P-CSCF restart drops every UE's connection at once: the gateway reconnects and
     registers them again ``flow_recovery_rate`` per second (here 20: 50 ms apart), not all

@@ -367,7 +367,7 @@ class Gateway:
         if kind == "p":
             reg = self.pools.by_ident.get(ident)
             if reg is not None and reg.ims_flow is flow:
-                reg.ims_port = flow.port
+                self.pools.moved(reg, flow.port)
                 await self.pools.register(reg)
             return
         binding = self.bindings.by_id.get(ident)

@@ -150,14 +150,17 @@ class ImsSide:
         log.debug("%r closed", flow)
 
     # ------------------------------------------------------------------ our URIs
-    def uri(self, user: str | None = None, *, params: str = "", flow: UeFlow | None = None) -> str:
+    def uri(
+        self, user: str | None = None, *, params: str = "", flow: UeFlow | None = None, port: int = 0
+    ) -> str:
         """``sip:[user@]host:port[;transport=tcp]`` on our Mw listener (or on a UE's ``flow``:
-        its port), plus ``params``."""
+        its port; or on ``port``: a flow's former one), plus ``params``."""
         host = self.config.uri_host
         host = f"[{host}]" if ":" in host else host
         transport = ";transport=tcp" if self.config.mw_transport == "tcp" else ""
         who = f"{user}@" if user else ""
-        return f"sip:{who}{host}:{self.port if flow is None else flow.port}{transport}{params}"
+        port = port or (self.port if flow is None else flow.port)
+        return f"sip:{who}{host}:{port}{transport}{params}"
 
     def path(self, token: str, *, outbound: bool) -> str:
         """Our Path entry (RFC 3327 §5; RFC 5626 §5.3: the flow token in the user part, ``ob``)."""

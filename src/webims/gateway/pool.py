@@ -62,6 +62,7 @@ class PoolRegistration:
     wildcard: str | None = None  # the wildcarded IMPU (TS 23.003 §13.5) this registration stands for
     ims_port: int = 0  # behind a P-CSCF: the port of its own flow (kept across restarts)
     ims_flow: Any = None  # behind a P-CSCF: its own .ueflow.UeFlow (runtime only)
+    retired_contact: str | None = None  # its flow moved: the old Contact, removed by the next REGISTER
 
     @property
     def active(self) -> bool:
@@ -234,8 +235,16 @@ class PoolRegistrar:
         return None
 
     # ------------------------------------------------------------------ REGISTER
-    def contact(self, reg: PoolRegistration) -> str:
-        return f"<{self.gw.ims.uri(self.gw.tokens.make('p', reg.ident), flow=reg.ims_flow)}>"
+    def contact(self, reg: PoolRegistration, port: int = 0) -> str:
+        """Its IMS Contact (on its own flow behind a P-CSCF; with ``port``, on that former one)."""
+        return f"<{self.gw.ims.uri(self.gw.tokens.make('p', reg.ident), flow=reg.ims_flow, port=port)}>"
+
+    def moved(self, reg: PoolRegistration, port: int) -> None:
+        """Its flow now has ``port``: when that is a new one, the next REGISTER removes the
+        Contact on the old one (``expires=0`` in the same request, RFC 3261 §10.2.2)."""
+        if reg.ims_port and port != reg.ims_port and reg.retired_contact is None:
+            reg.retired_contact = self.contact(reg, port=reg.ims_port)
+        reg.ims_port = port
 
     async def _flow(self, reg: PoolRegistration) -> bool:
         """Behind a P-CSCF, open the registration's own flow (seed 004 §6.X.2.2.4: the
@@ -252,7 +261,7 @@ class PoolRegistrar:
                 continue
             reg.ims_flow = flow
             same = flow.port == reg.ims_port
-            reg.ims_port = flow.port
+            self.moved(reg, flow.port)
             return same
         return False
 
@@ -340,15 +349,22 @@ class PoolRegistrar:
             await self._flow(reg)
         reg.cseq += 1
         token = gw.tokens.make("p", reg.ident)
+        contact = self.contact(reg)
+        retired = reg.retired_contact
+        if retired is not None:
+            contact = f"{retired};expires=0, {contact}"
         request = gw.register_builder.build(
             request_uri=f"sip:{self.config.domain}", aor=reg.impu, call_id=reg.call_id, from_tag=reg.from_tag,
-            cseq=reg.cseq, contact=self.contact(reg), expires=expires,
+            cseq=reg.cseq, contact=contact, expires=expires,
             path=gw.ims.path(token, outbound=False) if gw.ims.as_pcscf else None, authorization=authorization,
         )  # fmt: skip
         flow = reg.ims_flow
         if not gw.ims.as_pcscf and flow is None:
             return gw.ims.unreachable(request, "no flow toward the P-CSCF")
-        return await gw.ims.send(request, flow=flow)
+        response = await gw.ims.send(request, flow=flow)
+        if retired is not None and 200 <= response.status < 300 and reg.retired_contact == retired:
+            reg.retired_contact = None
+        return response
 
     def _arm(self, reg: PoolRegistration, *, retry: bool = False) -> None:
         if reg.timer is not None:
