@@ -587,8 +587,8 @@ async def test_a_contact_moved_after_a_restart_replaces_the_old_one(
             record = await scscf_record(ims, impu)
             assert new in record, record
             # the S-CSCF took the removal: the old Contact expires within seconds, not at the end
-            # of its hour (Kamailio 5.6.3 gives it ~10 s, then goes on listing it with "expires: 1"
-            # while the record has another Contact; a record's last Contact is deleted)
+            # of its hour (Kamailio 5.6.3 gives it ~10 s, and still listed it with "expires: 1"
+            # some seconds later while the record had another Contact)
             left = re.search(rf"{re.escape(old)}: {{\s*expires: (\d+)", record)
             assert left is None or int(left.group(1)) <= 10, record
             # one REGISTER, along the P-CSCF's Path: the old Contact with expires=0, then the new one
