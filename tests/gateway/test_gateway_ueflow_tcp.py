@@ -26,12 +26,12 @@ from typing import Any
 
 from conftest import GATEWAY_HOST, ORIGIN, POOL_PASSWORD, gateway_on, token_for
 from test_gateway_modes import eventually
-from test_gateway_ueflow import live_contacts, message_to, port_of, removed_contacts
+from test_gateway_ueflow import live_contacts, message_to, pcscf_answer, port_of, removed_contacts
 from wicclient import Wic, bearer
 
 from webims.auth.service import AuthService
 from webims.gateway.run import GatewayServer
-from webims.sip import Request, Response, parse
+from webims.sip import Request, Response, SipURI, parse
 
 _LENGTH = re.compile(rb"\r\n(?:Content-Length|l)[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
 
@@ -91,15 +91,7 @@ class TcpPcscf:
                     self.answers.append((peer, message))
                     continue
                 self.requests.append((peer, message))
-                headers: list[tuple[str, str]] = []
-                live = live_contacts(message)
-                if message.method == "REGISTER" and live:
-                    expires = message.expires if message.expires is not None else 600
-                    headers = [
-                        ("Contact", f"<{live[0].uri}>;expires={expires}"),
-                        ("P-Associated-URI", f"<{message.to.uri}>"),
-                    ]
-                writer.write(message.response(200, to_tag="pcscf", headers=headers).serialize())
+                writer.write(pcscf_answer(message).serialize())
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -129,6 +121,29 @@ async def tcp_pcscf_and_gateway(
 
 def contact_port(request: Request) -> int:
     return port_of(str(live_contacts(request)[0].uri))
+
+
+async def test_tcp_flows_are_connections_of_their_own(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    """With ``mw_transport = tcp`` each UE's flow is a new connection to the P-CSCF (not the one
+    :meth:`TransportLayer.connect` shares), from the port its Contact names."""
+    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+        wics = [Wic(server.url, origin=ORIGIN, user=u) for u in ("dave", "erin")]
+        try:
+            for wic in wics:
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(auth, wic.user))])).status == 200
+            accepted = pcscf.accepted
+            assert len(accepted) == 2 and len({p for _, p in accepted}) == 2
+            registers = [r for _, r in pcscf.registers()]
+            for message in registers:
+                uri = message.contact[0].uri
+                assert isinstance(uri, SipURI) and uri.param("transport") == "tcp"
+            assert {contact_port(m) for m in registers} == {p for _, p in accepted}
+            layer = server.gateway.ims.endpoint.transport
+            assert layer.find("TCP", "127.0.0.1", pcscf.port) is None  # not the shared connection
+        finally:
+            for wic in wics:
+                await wic.close()
 
 
 async def test_a_closed_flow_reconnects_from_its_port_and_registers_again(
@@ -219,7 +234,6 @@ async def test_a_pcscf_restart_moves_flows_whose_port_is_taken(
             blockers = [await _take(first[u][0]) for u in ("dave", "frank")]
             try:
                 await asyncio.sleep(0.3)  # a few attempts fail: nothing listens
-                assert len(pcscf.registers()) == 3
                 await pcscf.start()  # the same port
                 await eventually(lambda: len(pcscf.registers()) == 5, timeout=10.0)
                 again = {r.to.uri.user: (peer[1], r) for peer, r in pcscf.registers()[3:]}  # type: ignore[union-attr]

@@ -309,8 +309,18 @@ class Gateway:
         if old is not None and old is not flow:
             old.end()
         binding.ims_flow = flow
-        binding.ims_contact = self.ims_contact_for(binding, parse_name_addr(binding.contact))
+        self._name_flow(binding)
         return flow
+
+    def _name_flow(self, binding: Binding) -> None:
+        """Make the binding's IMS Contact name its flow's port. When that port is a new one, the
+        Contact registered before is removed by the next REGISTER (``expires=0`` in the same
+        request, RFC 3261 §10.2.2), not left registered, and forked to, until it expires."""
+        old = binding.ims_contact
+        new = binding.ims_contact = self.ims_contact_for(binding, parse_name_addr(binding.contact))
+        registered = binding.ims_registered_at > 0
+        if registered and old and old != new and binding.retired_contact is None:
+            binding.retired_contact = old
 
     async def binding_flow_or_failure(self, binding: Binding) -> tuple[UeFlow | None, str | None]:
         """:meth:`binding_flow`, or (None, why) when it cannot be opened (our 503 to the WIC)."""
@@ -323,7 +333,7 @@ class Gateway:
         """After a restart behind a P-CSCF: each restored binding's flow on its old port (the
         P-CSCF binds the registration to that address, TS 33.203 §7.1); when the port cannot be
         bound, on a new one: the gateway registers again for the modes it manages, a relaying
-        WIC's next REGISTER carries the new Contact; either removes the old one."""
+        WIC's next REGISTER carries the new Contact; either removes the old one (:meth:`_name_flow`)."""
         for binding in list(self.bindings):
             if binding.mode == "pool":
                 continue
@@ -333,14 +343,12 @@ class Gateway:
                 continue
             except FlowFailure as exc:
                 log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
-            old_contact = binding.ims_contact
             try:
                 await self.binding_flow(binding)
             except FlowFailure as exc:
                 log.error("binding %s: no flow toward the P-CSCF: %s", binding.id, exc)
                 self.registrar.drop(binding)
                 continue
-            binding.retired_contact = old_contact  # removed by the next REGISTER (RFC 3261 §10.2.2)
             self.registrar.persist(binding)  # its new Contact
             if binding.mode in ("web-token", "web-login"):
                 self.spawn(self._register_again(binding))
@@ -374,8 +382,7 @@ class Gateway:
         if binding is None or binding.ims_flow is not flow:
             return
         if not same:
-            binding.retired_contact = binding.retired_contact or binding.ims_contact
-            binding.ims_contact = self.ims_contact_for(binding, parse_name_addr(binding.contact))
+            self._name_flow(binding)
             self.registrar.persist(binding)
         if binding.mode in ("web-token", "web-login", "ims-digest-on-behalf"):
             await self._register_again(binding)

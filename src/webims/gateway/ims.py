@@ -125,11 +125,10 @@ class ImsSide:
         log.debug("%r open", flow)
         return flow
 
-    def moved(self, flow: UeFlow, old: Connection | None) -> None:
-        """A TCP flow reconnected (maybe from another port)."""
-        for port, known in list(self._ue_ports.items()):
-            if known is flow:
-                del self._ue_ports[port]
+    def moved(self, flow: UeFlow, old: Connection | None, old_port: int) -> None:
+        """A TCP flow reconnected, from ``old_port`` again or from a new one."""
+        if self._ue_ports.get(old_port) is flow:
+            del self._ue_ports[old_port]
         self._ue_ports[flow.port] = flow
         if old is not None and old is not flow.stream:
             old.close()

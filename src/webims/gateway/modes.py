@@ -229,15 +229,12 @@ class Modes:
             if gw.ims.as_pcscf
             else None
         )
-        contact = binding.ims_contact
-        retired = binding.retired_contact
-        if retired is not None:  # its flow moved: the old Contact goes in the same REGISTER (§10.2.2)
-            contact = f"{retired};expires=0, {contact}"
+        retired = binding.retired_contact  # its flow moved: the old Contact goes (Gateway._name_flow)
         request = gw.register_builder.build(
             request_uri=binding.request_uri or f"sip:{self.config.domain}", aor=binding.aor,
             call_id=binding.call_id, from_tag=binding.from_tag, cseq=binding.cseq,
-            contact=contact, expires=expires, path=path, authorization=authorization,
-            wic_request=attempt.request if attempt is not None else None,
+            contact=binding.ims_contact, retired=retired, expires=expires, path=path,
+            authorization=authorization, wic_request=attempt.request if attempt is not None else None,
             wic_ip=binding.connection.remote[0] if binding.connection is not None else None,
             outbound=binding.reg_id is not None,
         )  # fmt: skip

@@ -349,13 +349,10 @@ class PoolRegistrar:
             await self._flow(reg)
         reg.cseq += 1
         token = gw.tokens.make("p", reg.ident)
-        contact = self.contact(reg)
-        retired = reg.retired_contact
-        if retired is not None:
-            contact = f"{retired};expires=0, {contact}"
+        retired = reg.retired_contact  # its flow moved: the old Contact goes (moved)
         request = gw.register_builder.build(
             request_uri=f"sip:{self.config.domain}", aor=reg.impu, call_id=reg.call_id, from_tag=reg.from_tag,
-            cseq=reg.cseq, contact=contact, expires=expires,
+            cseq=reg.cseq, contact=self.contact(reg), retired=retired, expires=expires,
             path=gw.ims.path(token, outbound=False) if gw.ims.as_pcscf else None, authorization=authorization,
         )  # fmt: skip
         flow = reg.ims_flow

@@ -156,7 +156,13 @@ class RegisterBuilder:
         wic_request: Request | None = None,
         wic_ip: str | None = None,
         outbound: bool = False,
+        retired: str | None = None,
     ) -> Request:
+        """A REGISTER of ``contact`` for ``expires`` seconds; ``retired``: a Contact it replaces,
+        removed in the same request (``expires=0``, RFC 3261 §10.2.2: a UE flow that moved)."""
+        contact = f"{contact};expires={expires}"
+        if retired is not None:
+            contact = f"{retired};expires=0, {contact}"
         # header lines made with their canonical keys; values are ours or from parsed messages
         headers: list[Header | tuple[str, str]] = [
             _MAX_FORWARDS,
@@ -164,7 +170,7 @@ class RegisterBuilder:
             Header("To", f"<{aor}>", None, "to"),
             Header("Call-ID", call_id, None, "call-id"),
             Header("CSeq", f"{cseq} REGISTER", None, "cseq"),
-            Header("Contact", f"{contact};expires={expires}", None, "contact"),
+            Header("Contact", contact, None, "contact"),
             Header("Expires", str(expires), None, "expires"),
         ]
         supported = {"path"} if self.as_pcscf else set()

@@ -128,13 +128,13 @@ class UeFlow:
                 return conn
             if self.closed:
                 raise FlowFailure(f"{self!r} cannot reach {target}")
-            old = self.stream
+            old, old_port = self.stream, self.port
             try:
-                await self.open(self.port, target)
+                await self.open(old_port, target)
             except FlowFailure:
                 await self.open(0, target)
                 log.warning("%r: could not reconnect from its old port: the P-CSCF sees a new UE", self)
-            self.ims.moved(self, old)
+            self.ims.moved(self, old, old_port)
             assert self.stream is not None
             return self.stream
 
