@@ -22,7 +22,7 @@ from test_gateway_modes import core_bindings, eventually
 from wicclient import Wic, bearer
 
 from webims.auth.service import AuthService
-from webims.gateway.run import connections_that_fit, descriptors_needed, raise_nofile
+from webims.gateway.run import GatewayServer, connections_that_fit, descriptors_needed, raise_nofile
 from webims.gateway.settings import GatewayConfig
 from webims.gateway.state import SqliteRegistrationStore
 from webims.labcore import LabCore
@@ -46,6 +46,7 @@ class ScriptedPcscf(asyncio.DatagramProtocol):
     seen: list[Seen] = field(default_factory=list)
     answers: list[tuple[Response, tuple[str, int]]] = field(default_factory=list)
     transport: asyncio.DatagramTransport | None = None
+    silent: bool = False  # records requests without answering (a P-CSCF that is overloaded)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -58,7 +59,7 @@ class ScriptedPcscf(asyncio.DatagramProtocol):
         contacts = live_contacts(message)
         contact = str(contacts[0].uri) if contacts else None
         self.seen.append(Seen(message.method, (addr[0], addr[1]), contact, message))
-        if message.method == "ACK":
+        if message.method == "ACK" or self.silent:
             return
         assert self.transport is not None
         self.transport.sendto(pcscf_answer(message).serialize(), addr)
@@ -264,6 +265,53 @@ async def test_a_restarted_gateway_takes_back_each_flows_port(
             blocker.close()
 
 
+async def test_a_contact_to_remove_outlives_a_second_restart(
+    auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """erin's port is taken while the gateway restarts: her flow moves and the REGISTER that
+    would remove the old Contact gets no answer before the gateway stops again. The next start
+    (the new port free, the old still taken) removes the old Contact then (RFC 3261 §10.2.2):
+    what was to be removed is kept with the binding, not only in memory."""
+
+    def gateway() -> contextlib.AbstractAsyncContextManager[GatewayServer]:
+        return gateway_on(
+            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
+            store=SqliteRegistrationStore(Store(tmp_path / "state.db")), restart_grace=30.0,
+        )  # fmt: skip
+
+    async with scripted_pcscf() as pcscf:
+        async with gateway() as server:
+            wic = Wic(server.url, origin=ORIGIN, user="erin")
+            await wic.connect()
+            assert (await wic.register(headers=[bearer(token_for(auth, "erin"))])).status == 200
+            await wic.close()
+            (first,) = pcscf.registers()
+            await server.gateway.store.flush()
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        blocker.bind(first.source)  # erin's old port is taken meanwhile, and stays so
+        try:
+            pcscf.silent = True
+            async with gateway() as server:
+                (binding,) = server.gateway.bindings
+                moved_port = binding.ims_flow.port
+                assert moved_port != first.source[1] and binding.retired_contact is not None
+                await eventually(lambda: len(pcscf.registers()) == 2)
+                assert removed_contacts(pcscf.registers()[-1].request) == [first.contact]  # unanswered
+                await server.gateway.store.flush()
+            pcscf.silent = False
+            async with gateway() as server:
+                (binding,) = server.gateway.bindings
+                assert binding.ims_flow.port == moved_port  # free again: the flow takes it back
+                await eventually(lambda: len(pcscf.registers()) == 3)
+                last = pcscf.registers()[-1]
+                assert last.source[1] == moved_port and last.contact is not None
+                assert port_of(last.contact) == moved_port
+                assert removed_contacts(last.request) == [first.contact]
+                await eventually(lambda: binding.retired_contact is None)  # its 200 came
+        finally:
+            blocker.close()
+
+
 async def test_no_flow_toward_the_pcscf_is_a_503_and_no_binding(
     auth: AuthService, certs: tuple[Path, Path]
 ) -> None:
@@ -308,11 +356,17 @@ async def test_as_the_pcscf_there_is_one_listener(make_lab: LabFactory, core: La
 
 
 def test_the_run_path_asks_for_a_descriptor_per_flow() -> None:
-    """10,000 WICs behind a P-CSCF: 10,000 WebSockets and 10,000 Mw flows (plus a margin); as
+    """10,000 WICs behind a P-CSCF: 10,000 WebSockets and 10,000 Mw flows (plus a margin; over
+    TCP a flow is a connection, the listener on its port and one the P-CSCF may open there); as
     the P-CSCF one each. ``raise_nofile`` never lowers the limit and stays within the hard one."""
     hop = "sip:127.0.0.1"
     behind = GatewayConfig(icscf=hop, domain="ims.test", topology="behind-p-cscf", pcscf=hop)
     assert descriptors_needed(behind, 10_000) == 2 * 10_000 + 1024
+    over_tcp = GatewayConfig(
+        icscf=hop, domain="ims.test", topology="behind-p-cscf", pcscf=hop, mw_transport="tcp"
+    )
+    assert descriptors_needed(over_tcp, 10_000) == 4 * 10_000 + 1024  # connection, listener, accepted
+    assert connections_that_fit(over_tcp, 20_000) == 4_744
     assert descriptors_needed(GatewayConfig(icscf=hop, domain="ims.test"), 10_000) == 10_000 + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert connections_that_fit(behind, descriptors_needed(behind, 10_000)) == 10_000

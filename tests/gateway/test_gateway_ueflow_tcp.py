@@ -19,11 +19,13 @@ import contextlib
 import itertools
 import re
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import GATEWAY_HOST, ORIGIN, POOL_PASSWORD, gateway_on, token_for
 from test_gateway_modes import eventually
 from test_gateway_ueflow import live_contacts, message_to, pcscf_answer, port_of, removed_contacts
@@ -31,7 +33,10 @@ from wicclient import Wic, bearer
 
 from webims.auth.service import AuthService
 from webims.gateway.run import GatewayServer
+from webims.gateway.state import SqliteRegistrationStore
+from webims.gateway.ueflow import MAX_ACCEPTED
 from webims.sip import Request, Response, SipURI, parse
+from webims.store import Store
 
 _LENGTH = re.compile(rb"\r\n(?:Content-Length|l)[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
 
@@ -83,10 +88,7 @@ class TcpPcscf:
         self.writers[peer[1]] = writer
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = _LENGTH.search(head)
-                body = await reader.readexactly(int(length.group(1))) if length else b""
-                message = parse(head + body)
+                message = await read_message(reader)
                 if isinstance(message, Response):
                     self.answers.append((peer, message))
                     continue
@@ -100,6 +102,14 @@ class TcpPcscf:
             writer.close()
 
 
+async def read_message(reader: asyncio.StreamReader) -> Request | Response:
+    """The next SIP message on a TCP connection (RFC 3261 §18.3: framed by Content-Length)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = _LENGTH.search(head)
+    body = await reader.readexactly(int(length.group(1))) if length else b""
+    return parse(head + body)
+
+
 @contextlib.asynccontextmanager
 async def tcp_pcscf_and_gateway(
     auth: AuthService, certs: tuple[Path, Path], **overrides: Any
@@ -107,10 +117,10 @@ async def tcp_pcscf_and_gateway(
     pcscf = TcpPcscf()
     await pcscf.start()
     try:
+        overrides.setdefault("flow_retry_base", 0.2)
         async with gateway_on(
-            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri, mw_transport="tcp",
-            flow_retry_base=0.2, **overrides,
-        ) as server:  # fmt: skip
+            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri, mw_transport="tcp", **overrides
+        ) as server:
             yield pcscf, server
     finally:
         if pcscf.server is not None:
@@ -184,6 +194,71 @@ async def test_a_closed_flow_reconnects_from_its_port_and_registers_again(
             await erin.close()
 
 
+async def _connect(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(GATEWAY_HOST, port, local_addr=(source, 0))
+
+
+async def _closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    """Whether the other end closes the connection (EOF or reset) without sending anything."""
+    try:
+        return await asyncio.wait_for(reader.read(), 5.0) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_the_pcscf_may_connect_to_a_ues_contact(auth: AuthService, certs: tuple[Path, Path]) -> None:
+    """A P-CSCF that does not reuse a UE's connection opens one to the Contact it registered
+    (RFC 3261 §18.2.1, §19.1.2): the flow's port accepts it, the terminating request reaches
+    the WIC, and the answer goes back on that connection. Only the P-CSCF's address may
+    connect (127.0.0.3 may not), at most ``MAX_ACCEPTED`` connections at a time; the accepted
+    one outlives the recovery of the UE's own; once the registration ends the port accepts
+    nothing and the accepted connections are closed."""
+    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+        dave = Wic(server.url, origin=ORIGIN, user="dave")
+        try:
+            await dave.connect()
+            assert (await dave.register(headers=[bearer(token_for(auth, "dave"))])).status == 200
+            ((peer, first),) = pcscf.registers()
+            port, contact = peer[1], str(first.contact[0].uri)
+            reader, writer = await _connect(port, "127.0.0.1")
+            writer.write(message_to(contact, pcscf.port, b"a connection of its own", "TCP"))
+            assert (await dave.wait_request("MESSAGE")).body == b"a connection of its own"
+            answer = await asyncio.wait_for(read_message(reader), 5.0)
+            assert isinstance(answer, Response) and answer.status == 200
+            assert not pcscf.answers  # nothing went over dave's own connection
+            # a stranger is closed on, and its request reaches nobody
+            strange_reader, strange_writer = await _connect(port, "127.0.0.3")
+            strange_writer.write(message_to(contact, 5060, b"a stranger", "TCP"))
+            assert await _closed_by_peer(strange_reader)
+            strange_writer.close()
+            # MAX_ACCEPTED connections from the P-CSCF at a time: one is open, so three more
+            more = [await _connect(port, "127.0.0.1") for _ in range(MAX_ACCEPTED)]
+            assert await _closed_by_peer(more[-1][0])
+            (flow,) = server.gateway.ims.ue_flows.values()
+            assert len(flow.accepted) == MAX_ACCEPTED
+            for _, extra in more:
+                extra.close()
+            await eventually(lambda: len(flow.accepted) == 1)
+            # dave's own connection is recovered; the accepted one still carries requests
+            pcscf.drop(port)
+            await eventually(lambda: len(pcscf.registers()) == 2)
+            assert pcscf.registers()[-1][0] == peer
+            writer.write(message_to(contact, pcscf.port, b"after the recovery, still", "TCP"))
+            assert (await dave.wait_request("MESSAGE")).body == b"after the recovery, still"
+            answer = await asyncio.wait_for(read_message(reader), 5.0)
+            assert isinstance(answer, Response) and answer.status == 200
+            assert not dave.requests  # the stranger's MESSAGE never arrived
+            # the registration ends: the flow's port is closed, and so is the P-CSCF's connection
+            assert (await dave.register(0, headers=[bearer(token_for(auth, "dave"))])).status == 200
+            await eventually(lambda: not server.gateway.ims.ue_flows)
+            assert await _closed_by_peer(reader)
+            writer.close()
+            with pytest.raises(ConnectionRefusedError):
+                await _connect(port, "127.0.0.1")
+        finally:
+            await dave.close()
+
+
 async def test_a_relaying_wics_flow_reconnects_from_its_port_without_registering(
     auth: AuthService, certs: tuple[Path, Path]
 ) -> None:
@@ -215,12 +290,14 @@ async def test_a_relaying_wics_flow_reconnects_from_its_port_without_registering
 async def test_a_pcscf_restart_moves_flows_whose_port_is_taken(
     auth: AuthService, certs: tuple[Path, Path]
 ) -> None:
-    """The P-CSCF goes down: the gateway keeps trying (RFC 5626 §4.5 backoff). Meanwhile dave's
-    and frank's old ports are taken. When the P-CSCF is back, both flows reconnect from new
-    ports: dave (web-token) is registered again with the new Contact; frank (ims-digest
-    relay: only his WIC can answer a challenge) gets his WebSocket closed, to register again;
-    erin, whose port is free, reconnects from it and is registered again there."""
-    async with tcp_pcscf_and_gateway(auth, certs) as (pcscf, server):
+    """The P-CSCF goes down: the gateway keeps trying (RFC 5626 §4.5 backoff: the first retry
+    0.5-1 s later here). When the P-CSCF is back, dave's and frank's old ports cannot connect
+    to it any more (another socket holds that connection: :func:`_take`), so both flows
+    reconnect from new ports: dave (web-token) is registered again with the new Contact; frank
+    (ims-digest relay: only his WIC can answer a challenge) gets his WebSocket closed, to
+    register again; erin, whose port is free, reconnects from it and is registered again
+    there."""
+    async with tcp_pcscf_and_gateway(auth, certs, flow_retry_base=0.5) as (pcscf, server):
         wics = {u: Wic(server.url, origin=ORIGIN, user=u) for u in ("dave", "erin", "frank")}
         try:
             for user, wic in wics.items():
@@ -231,10 +308,11 @@ async def test_a_pcscf_restart_moves_flows_whose_port_is_taken(
             assert modes == {"dave": "web-token", "erin": "web-token", "frank": "ims-digest"}
             first = {r.to.uri.user: (peer[1], r) for peer, r in pcscf.registers()}  # type: ignore[union-attr]
             await pcscf.stop()
-            blockers = [await _take(first[u][0]) for u in ("dave", "frank")]
+            blockers: list[socket.socket] = []
             try:
-                await asyncio.sleep(0.3)  # a few attempts fail: nothing listens
+                await asyncio.sleep(0.1)  # the first attempt fails: nothing listens
                 await pcscf.start()  # the same port
+                blockers += [await _take(first[u][0], pcscf.port) for u in ("dave", "frank")]
                 await eventually(lambda: len(pcscf.registers()) == 5, timeout=10.0)
                 again = {r.to.uri.user: (peer[1], r) for peer, r in pcscf.registers()[3:]}  # type: ignore[union-attr]
                 assert set(again) == {"dave", "erin"}
@@ -266,6 +344,55 @@ async def test_a_pcscf_restart_moves_flows_whose_port_is_taken(
                 await wic.close()
 
 
+async def test_a_restarted_gateway_reconnects_each_tcp_flow_from_its_port(
+    auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A gateway restart over TCP: each restored flow connects from its old port again (the
+    P-CSCF knows the UE by it, TS 33.203 §7.1), so nothing has to be registered again and the
+    P-CSCF reaches dave there, over the new connection. The stopping gateway resets its flows'
+    connections, leaving no TIME_WAIT of its own on the very connection it makes again."""
+    pcscf = TcpPcscf()
+    await pcscf.start()
+
+    def gateway() -> contextlib.AbstractAsyncContextManager[GatewayServer]:
+        return gateway_on(
+            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri, mw_transport="tcp",
+            store=SqliteRegistrationStore(Store(tmp_path / "state.db")), restart_grace=30.0,
+        )  # fmt: skip
+
+    try:
+        async with gateway() as server:
+            for user in ("dave", "erin"):
+                wic = Wic(server.url, origin=ORIGIN, user=user)
+                await wic.connect()
+                assert (await wic.register(headers=[bearer(token_for(auth, user))])).status == 200
+                await wic.close()
+            first = {r.to.uri.user: (peer, r) for peer, r in pcscf.registers()}  # type: ignore[union-attr]
+            await server.gateway.store.flush()
+        for peer, _ in first.values():
+            assert _time_wait(peer) == ""  # reset, not closed: the same connection can be made again
+        async with gateway() as server:
+            ports = {b.aor: b.ims_flow.port for b in server.gateway.bindings}
+            assert ports == {f"sip:{u}@ims.test": first[u][0][1] for u in ("dave", "erin")}
+            dave_port = first["dave"][0][1]
+            await eventually(lambda: pcscf.accepted.count((GATEWAY_HOST, dave_port)) == 2)
+            await eventually(lambda: dave_port in pcscf.writers)
+            contact = str(first["dave"][1].contact[0].uri)
+            pcscf.send(dave_port, message_to(contact, pcscf.port, b"after the gateway restart", "TCP"))
+            await eventually(lambda: any(r.cseq.method == "MESSAGE" for _, r in pcscf.answers))
+            ((source, answer),) = [(p, r) for p, r in pcscf.answers if r.cseq.method == "MESSAGE"]
+            assert answer.status == 430 and source == (GATEWAY_HOST, dave_port)  # dave's WIC is away
+            assert len(pcscf.registers()) == 2  # nothing moved: nothing registered again
+    finally:
+        await pcscf.stop()
+
+
+def _time_wait(local: tuple[str, int]) -> str:
+    """The TCP sockets in TIME-WAIT bound to ``local`` (``ss``: one line each)."""
+    command = ["ss", "-Htn", "state", "time-wait", "src", f"{local[0]}:{local[1]}"]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
 async def test_a_pool_registration_flow_recovers(auth: AuthService, certs: tuple[Path, Path]) -> None:
     """A pool IMPU the gateway registered (seed 004 §6.X.2.2.4) is a UE of its own: when the
     P-CSCF closes its connection, it reconnects from the same port and registers again; the
@@ -293,16 +420,17 @@ async def test_a_moved_pool_flow_removes_its_old_contact(auth: AuthService, cert
     back on a new port and its REGISTER removes the Contact on the old one (``expires=0``, RFC
     3261 §10.2.2); the others come back on their ports and remove nothing."""
     async with tcp_pcscf_and_gateway(
-        auth, certs, pools=("web",), pool_passwords=(f"web={POOL_PASSWORD}",)
+        auth, certs, pools=("web",), pool_passwords=(f"web={POOL_PASSWORD}",), flow_retry_base=0.5
     ) as (pcscf, server):
         firsts = pcscf.registers()
         assert len(firsts) == 3
         (peer, first) = firsts[0]
         await pcscf.stop()
-        blocker = await _take(peer[1])
+        blockers: list[socket.socket] = []
         try:
-            await asyncio.sleep(0.3)  # a few attempts fail: nothing listens
+            await asyncio.sleep(0.1)  # the first attempt fails: nothing listens
             await pcscf.start()
+            blockers.append(await _take(peer[1], pcscf.port))
             await eventually(lambda: len(pcscf.registers()) == 6, timeout=10)
             again = {str(r.to.uri): (p, r) for p, r in pcscf.registers()[3:]}
             new_peer, moved = again[str(first.to.uri)]
@@ -314,7 +442,8 @@ async def test_a_moved_pool_flow_removes_its_old_contact(auth: AuthService, cert
             (reg,) = [r for r in server.gateway.pools.regs.values() if r.ims_port == new_peer[1]]
             assert reg.retired_contact is None and reg.active
         finally:
-            blocker.close()
+            for blocker in blockers:
+                blocker.close()
 
 
 async def test_flows_lost_together_reconnect_paced(auth: AuthService, certs: tuple[Path, Path]) -> None:
@@ -366,16 +495,19 @@ async def test_a_flow_ended_while_recovering_stops_trying(
             await dave.close()
 
 
-async def _take(port: int) -> socket.socket:
-    """Bind ``port`` on the gateway's address (retrying while a reconnection attempt holds it)."""
-    for _ in range(200):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind((GATEWAY_HOST, port))
-        except OSError:
-            sock.close()
-            await asyncio.sleep(0.005)
-            continue
-        sock.listen(1)  # a listener: no connection can be made from this port either
-        return sock
-    raise AssertionError(f"port {port} never came free")
+async def _take(port: int, pcscf_port: int) -> socket.socket:
+    """Connect to the P-CSCF from ``port`` on the gateway's address, so that a flow cannot
+    reconnect from that port (the connection it would make exists). The port itself stays the
+    flow's: its listener holds it, and only a socket of the same user with ``SO_REUSEPORT``
+    shares it, as this one does."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setblocking(False)
+    try:
+        sock.bind((GATEWAY_HOST, port))
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", pcscf_port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,5 +1,6 @@
 """Private flows of a :class:`TransportLayer`: ``open_udp`` sockets and ``open_connection``
-connections (one UE's own flow toward a P-CSCF, TS 33.203 §7.1), and ``input_pending``."""
+connections (one UE's own flow toward a P-CSCF, TS 33.203 §7.1) with the gated listener on
+their port, and ``input_pending``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import asyncio
 import resource
 import socket
 
-from sipwire import Responder, UdpClient, options
+import pytest
+from sipwire import Responder, StreamClient, UdpClient, options
 
 from webims.sip import Response, parse
-from webims.transport import TransportLayer, UdpConnection
+from webims.transport import ConnectionLimits, StreamConnection, TransportLayer, UdpConnection
 
 
 async def test_private_udp_socket_delivers_to_the_same_handler_and_is_not_shared() -> None:
@@ -114,3 +116,69 @@ async def test_open_connection_is_a_new_unshared_connection() -> None:
             assert len(accepted) == 4
     finally:
         server.close()
+
+
+class _OnlyFrom:
+    """A :class:`~webims.transport.stream.Gate` admitting one address, at most ``limit`` at a time."""
+
+    def __init__(self, host: str, limit: int) -> None:
+        self.host, self.limit = host, limit
+        self.open: set[StreamConnection] = set()
+
+    def admit(self, conn: StreamConnection) -> bool:
+        if conn.remote[0] != self.host or len(self.open) >= self.limit:
+            return False
+        self.open.add(conn)
+        return True
+
+    def dismiss(self, conn: StreamConnection) -> None:
+        self.open.discard(conn)
+
+
+async def test_a_private_connection_shares_its_port_with_a_gated_listener() -> None:
+    """A UE flow's TCP port: the listener (``shared_port``, with a ``gate``) and the connection
+    made from that port (``open_connection(shared_port=True)``) coexist, also after the
+    connection is made again from the same port; the gate alone decides who is accepted (not
+    the layer's per-source limit), and its connections are not reused by ``connect()``. A
+    port some other socket holds still cannot be shared."""
+    responder = Responder()
+    remotes: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: remotes.append(w), "127.0.0.1", 0)
+    remote = server.sockets[0].getsockname()[1]
+    gate = _OnlyFrom("127.0.0.1", limit=2)
+    limits = ConnectionLimits(max_connections_per_source=1)
+    async with TransportLayer(responder, connection_limits=limits) as layer:
+        listener = await layer.listen_tcp("127.0.0.2", 0, gate=gate, shared_port=True)
+        port = listener.local[1]
+        local = ("127.0.0.2", port)
+        conn = await layer.open_connection("TCP", "127.0.0.1", remote, local=local, shared_port=True)
+        assert conn.local == ("127.0.0.2", port)
+        while not remotes:
+            await asyncio.sleep(0.01)
+        remotes[0].close()  # the far end closes (as a P-CSCF restarting: the TIME_WAIT is its own)
+        await asyncio.wait_for(conn.wait_closed(), 5.0)
+        again = await layer.open_connection("TCP", "127.0.0.1", remote, local=local, shared_port=True)
+        assert again.local == ("127.0.0.2", port)  # the listener held the port meanwhile
+        clients = [await StreamClient.open("127.0.0.2", port, local_addr=("127.0.0.1", 0)) for _ in range(2)]
+        for client in clients:  # two from one source, over the layer's limit of one: the gate's call
+            await client.send(options(transport="TCP", via_port=None))
+            assert (await client.response()).status == 200
+        assert len(gate.open) == 2
+        assert layer.find("TCP", "127.0.0.1", clients[0].writer.get_extra_info("sockname")[1]) is None
+        third = await StreamClient.open("127.0.0.2", port, local_addr=("127.0.0.1", 0))
+        assert await third.closed_by_peer()  # over the gate's limit
+        stranger = await StreamClient.open("127.0.0.2", port, local_addr=("127.0.0.3", 0))
+        assert await stranger.closed_by_peer()  # not the gate's address
+        with socket.socket() as other:  # without SO_REUSEPORT: the port is not shared with it
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.2", port))
+        layer.close_listener(listener)
+        await listener.wait_closed()
+        with pytest.raises(ConnectionRefusedError):
+            await StreamClient.open("127.0.0.2", port)
+        for client in (*clients, third, stranger):
+            client.writer.close()
+        await asyncio.sleep(0.05)
+        assert not gate.open  # dismissed as they closed
+    server.close()

@@ -79,6 +79,8 @@ _NO_CLAIMS: Mapping[str, Any] = types.MappingProxyType({})
 #: use still re-checks expiry, revocation, pool lease and scope (TokenVerifier.recheck).
 TOKEN_CACHE_SECONDS: float | None = None
 TOKEN_CACHE_SIZE = 50_000
+#: UE flows opened together when restored after a restart (:meth:`Gateway.restore_flows`).
+RESTORE_BATCH = 64
 
 
 class SessionHandler(Protocol):
@@ -333,25 +335,46 @@ class Gateway:
         """After a restart behind a P-CSCF: each restored binding's flow on its old port (the
         P-CSCF binds the registration to that address, TS 33.203 §7.1); when the port cannot be
         bound, on a new one: the gateway registers again for the modes it manages, a relaying
-        WIC's next REGISTER carries the new Contact; either removes the old one (:meth:`_name_flow`)."""
-        for binding in list(self.bindings):
-            if binding.mode == "pool":
-                continue
-            port = _port_of(binding.ims_contact)
-            try:
-                await self.binding_flow(binding, port)
-                continue
-            except FlowFailure as exc:
-                log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
-            try:
-                await self.binding_flow(binding)
-            except FlowFailure as exc:
-                log.error("binding %s: no flow toward the P-CSCF: %s", binding.id, exc)
-                self.registrar.drop(binding)
-                continue
-            self.registrar.persist(binding)  # its new Contact
-            if binding.mode in ("web-token", "web-login"):
+        WIC's next REGISTER carries the new Contact; either removes the old one (:meth:`_name_flow`).
+        The Contact to remove is kept with the binding: when the gateway stopped before the
+        REGISTER that removes it succeeded, it is removed now.
+
+        Every old port is asked for before any new one, so that a new (ephemeral) port never
+        takes the old port of a binding not restored yet; flows open ``RESTORE_BATCH`` at a
+        time (over TCP each is a connection: one round trip to the P-CSCF)."""
+        bindings = [b for b in self.bindings if b.mode != "pool"]
+        moving: list[Binding] = []
+        for at in range(0, len(bindings), RESTORE_BATCH):
+            batch = bindings[at : at + RESTORE_BATCH]
+            await asyncio.gather(*(self._restore_on_old_port(b, moving) for b in batch))
+        for at in range(0, len(moving), RESTORE_BATCH):
+            await asyncio.gather(*(self._restore_on_new_port(b) for b in moving[at : at + RESTORE_BATCH]))
+        for binding in bindings:
+            if (
+                binding.retired_contact is not None
+                and binding.mode in ("web-token", "web-login")
+                and self.bindings.by_id.get(binding.id) is binding
+            ):
                 self.spawn(self._register_again(binding))
+
+    async def _restore_on_old_port(self, binding: Binding, moving: list[Binding]) -> None:
+        port = _port_of(binding.ims_contact)
+        try:
+            if not port:
+                raise FlowFailure("its Contact names no port")
+            await self.binding_flow(binding, port)
+        except FlowFailure as exc:
+            log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
+            moving.append(binding)
+
+    async def _restore_on_new_port(self, binding: Binding) -> None:
+        try:
+            await self.binding_flow(binding)
+        except FlowFailure as exc:
+            log.error("binding %s: no flow toward the P-CSCF: %s", binding.id, exc)
+            self.registrar.drop(binding)
+            return
+        self.registrar.persist(binding)  # its new Contact, and the old one to remove
 
     def _ue_flow_lost(self, flow: UeFlow) -> None:
         log.warning("%r: its connection to the P-CSCF closed; recovering the flow", flow)

@@ -31,7 +31,7 @@ from typing import Any
 
 from webims.endpoint import RequestHandler, SipEndpoint, Target
 from webims.sip import DEFAULT_TIMERS, Request, Response, SipURI, TimerSettings, parse_uri
-from webims.transport import Connection, ConnectionLimits
+from webims.transport import Connection, ConnectionLimits, host_key
 from webims.transport.base import TransportError as TransportFailure
 
 from .resolver import ResolveError, Resolver
@@ -88,12 +88,13 @@ class ImsSide:
     async def close(self) -> None:
         flows = list(self.ue_flows.values())
         for flow in flows:
-            flow.holds = 0
-            flow.end()
+            flow.stop()
         await self.endpoint.close()
         for flow in flows:  # their ports are free again once this returns (a restart binds them)
             if flow.listener is not None:
                 await flow.listener.wait_closed()
+            if flow.server is not None:
+                await flow.server.wait_closed()
 
     # ------------------------------------------------------------------ UE flows (seed 004)
     async def open_flow(self, owner: str, port: int = 0) -> UeFlow:
@@ -124,6 +125,11 @@ class ImsSide:
         self._ue_ports[flow.port] = flow
         log.debug("%r open", flow)
         return flow
+
+    def pcscf_hosts(self) -> set[str]:
+        """The P-CSCF's addresses known now (behind a P-CSCF: who may connect to a UE flow)."""
+        targets = self.resolver.cached(self.next_hop)
+        return set() if targets is None else {host_key(t.host) for t in targets}
 
     def moved(self, flow: UeFlow, old: Connection | None, old_port: int) -> None:
         """A TCP flow reconnected, from ``old_port`` again or from a new one."""
@@ -172,8 +178,6 @@ class ImsSide:
         """Whether a Route / Request-URI points at our Mw listener."""
         if not isinstance(uri, SipURI):
             return False
-        from webims.transport import host_key
-
         hosts = {host_key(self.config.uri_host), host_key(self.config.mw_host)}
         port = uri.port or 5060
         if host_key(uri.host) not in hosts:

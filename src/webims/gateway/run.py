@@ -148,16 +148,25 @@ def build_gateway(config: Config, *, store: Store | None = None, auth: AuthServi
     return gateway
 
 
+def descriptors_per_wic(config: GatewayConfig) -> int:
+    """Open files per WIC: its WebSocket; behind a P-CSCF (:mod:`.ueflow`: seed 004, TS 24.229
+    §5.2.6.3.1) its registration's Mw flow too: a UDP socket, or over TCP a connection, the
+    listener on its port and the connection a P-CSCF that does not reuse the UE's may open
+    there."""
+    if config.topology == "p-cscf":
+        return 1
+    return 4 if config.mw_transport == "tcp" else 2
+
+
 def descriptors_needed(config: GatewayConfig, max_connections: int) -> int:
-    """File descriptors for ``max_connections`` WICs: one WebSocket each, and behind a P-CSCF one
-    Mw flow more per WIC registration (:mod:`.ueflow`: seed 004, TS 24.229 §5.2.6.3.1), plus a
+    """File descriptors for ``max_connections`` WICs (:func:`descriptors_per_wic`), plus a
     margin for listeners, the state store, DNS and the IMS connections."""
-    return max_connections * (1 if config.topology == "p-cscf" else 2) + 1024
+    return max_connections * descriptors_per_wic(config) + 1024
 
 
 def connections_that_fit(config: GatewayConfig, descriptors: int) -> int:
     """How many WICs ``descriptors`` open files carry (:func:`descriptors_needed` inverted)."""
-    return max(1, (descriptors - 1024) // (1 if config.topology == "p-cscf" else 2))
+    return max(1, (descriptors - 1024) // descriptors_per_wic(config))
 
 
 def raise_nofile(want: int) -> int:

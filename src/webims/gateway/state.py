@@ -62,7 +62,7 @@ _PERSISTED = (
     "id", "mode", "aor", "contact", "contact_uri", "instance", "reg_id", "impi", "impu", "associated",
     "service_route", "expires_at", "ims_expires_at", "call_id", "from_tag", "cseq", "request_uri",
     "ims_contact", "sub", "client_id", "pool", "allocation", "dest", "scopes", "origin", "created_at",
-    "ims_registered_at",
+    "ims_registered_at", "retired_contact",
 )  # fmt: skip
 _PERSISTED_NAMES = frozenset(_PERSISTED)
 
@@ -98,6 +98,7 @@ class Binding:
     origin: str | None  # the WIC's web origin
     created_at: float
     ims_registered_at: float  # when the IMS last granted ims_expires_at
+    retired_contact: str | None  # the IMS Contact of a flow that moved: removed by the next REGISTER
     # ---- runtime only
     connection: Connection | None
     password: str | None = field(repr=False)  # on-behalf digest: memory only
@@ -111,7 +112,6 @@ class Binding:
     digest_state: Any  # webims.sip.digest.DigestClient for on-behalf refreshes
     flow_token: str | None  # Gateway.token_of, made once (an HMAC of the constant id)
     ims_flow: Any  # behind a P-CSCF: its own .ueflow.UeFlow (None as the P-CSCF)
-    retired_contact: str | None  # the IMS Contact of a flow that moved: removed by the next REGISTER
 
     def __init__(
         self, id: str, mode: str, aor: str, contact: str, contact_uri: str, instance: str | None = None,
@@ -121,7 +121,8 @@ class Binding:
         cseq: int = 0, request_uri: str = "", ims_contact: str = "", sub: str | None = None,
         client_id: str | None = None, pool: str | None = None, allocation: str | None = None,
         dest: dict[str, Any] | None = None, scopes: list[str] | None = None, origin: str | None = None,
-        created_at: float = 0.0, ims_registered_at: float = 0.0, password: str | None = None
+        created_at: float = 0.0, ims_registered_at: float = 0.0, retired_contact: str | None = None,
+        password: str | None = None
     ) -> None:
         """The persisted fields (``to_record``/``from_record``) and the on-behalf password; the
         runtime-only ones start empty."""
@@ -152,6 +153,7 @@ class Binding:
         self.origin = origin
         self.created_at = created_at
         self.ims_registered_at = ims_registered_at
+        self.retired_contact = retired_contact
         self.connection = None
         self.password = password
         self.tls_bound = False
@@ -164,7 +166,6 @@ class Binding:
         self.digest_state = None
         self.flow_token = None
         self.ims_flow = None
-        self.retired_contact = None
 
     @property
     def lock(self) -> BindingLock:

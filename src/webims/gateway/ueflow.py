@@ -14,7 +14,14 @@ one UE. So each WIC binding, and each pool registration (:mod:`.pool`), gets a
   :class:`~webims.transport.TransportLayer` (:meth:`~webims.transport.TransportLayer.open_udp`),
   so what arrives on it goes to the one transaction layer like the main listener's input;
 - ``tcp``: its own connection to the P-CSCF
-  (:meth:`~webims.transport.TransportLayer.open_connection`, never the shared one).
+  (:meth:`~webims.transport.TransportLayer.open_connection`, never the shared one), and a
+  listener on the same port (``SO_REUSEPORT``): a UE that registered a TCP Contact accepts
+  connections there (RFC 3261 §18.2.1, §19.1.2: "the port number ... to send requests
+  to"), so a P-CSCF that opens a connection to the Contact for a terminating request,
+  instead of reusing the UE's own (RFC 5626, RFC 5923 are not required of it), still
+  reaches it. Only the P-CSCF's addresses may connect, at most :data:`MAX_ACCEPTED` at a
+  time (:meth:`UeFlow.admit`). The listener holds the port while the connection is being
+  recovered, so that nothing else takes it.
 
 The binding's IMS Contact carries the flow's port (:meth:`.ims.ImsSide.uri` with ``flow``),
 every request sent for the binding leaves from it (:meth:`.ims.ImsSide.send` with ``flow``),
@@ -43,15 +50,19 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from webims.endpoint import Target
-from webims.transport import Connection, UdpListener, host_key
+from webims.transport import Connection, StreamConnection, StreamListener, UdpListener, host_key
 from webims.transport.base import TransportError
 
 if TYPE_CHECKING:
     from .ims import ImsSide
 
-__all__ = ["FlowFailure", "UeFlow"]
+__all__ = ["MAX_ACCEPTED", "FlowFailure", "UeFlow"]
 
 log = logging.getLogger("webims.gateway.ims")
+
+#: Connections a TCP flow's listener accepts at a time: a P-CSCF needs one (a few across its
+#: restarts, until the old ones are seen closed).
+MAX_ACCEPTED = 4
 
 
 class FlowFailure(Exception):
@@ -68,6 +79,8 @@ class UeFlow:
         self.listener: UdpListener | None = None
         self.stream: Connection | None = None
         self.target: Target | None = None  # TCP: where ``stream`` goes
+        self.server: StreamListener | None = None  # TCP: accepting on ``port`` (module docstring)
+        self.accepted: set[StreamConnection] = set()  # ... from the P-CSCF, open now
         self.port = 0  # our local port: the one in the IMS Contact
         self.holds = 0
         self.ending = False
@@ -88,15 +101,54 @@ class UeFlow:
                 self.listener = await layer.open_udp(host, port)
                 self.port = self.listener.local[1]
             else:
-                if target is None:
-                    raise FlowFailure("no P-CSCF address to connect to")
-                self.stream = await layer.open_connection(
-                    target.transport, target.host, target.port, local=(host, port)
-                )
-                self.target = target
-                self.port = self.stream.local[1]
+                await self._open_tcp(host, port, target)
         except (OSError, TransportError) as exc:
             raise FlowFailure(f"{exc}") from exc
+
+    async def _open_tcp(self, host: str, port: int, target: Target | None) -> None:
+        """Listen on ``host:port`` (kept when it is this flow's port already: a reconnection),
+        then connect from it to ``target``."""
+        if target is None:
+            raise FlowFailure("no P-CSCF address to connect to")
+        layer = self.ims.endpoint.transport
+        server = self.server
+        fresh = server is None or not port or server.local[1] != port
+        if fresh:
+            server = await layer.listen_tcp(host, port, gate=self, shared_port=True)
+        assert server is not None
+        try:
+            self.stream = await layer.open_connection(
+                target.transport, target.host, target.port, local=(host, server.local[1]), shared_port=True
+            )
+        except BaseException:
+            if fresh:
+                layer.close_listener(server)
+            raise
+        if fresh and self.server is not None:  # moved to a new port: the old one is free again
+            layer.close_listener(self.server)
+        self.server = server
+        self.target = target
+        self.port = self.stream.local[1]
+
+    # ------------------------------------------------------------------ accepting (TCP)
+    def admit(self, conn: StreamConnection) -> bool:
+        """A connection to this flow's port (:class:`~webims.transport.stream.Gate`): only from
+        the P-CSCF (the address the flow connects to, or another of the P-CSCF's), only while
+        the flow is wanted, at most :data:`MAX_ACCEPTED` at a time."""
+        host = conn.remote[0]
+        target = self.target
+        if self.closed or self.ending or target is None or len(self.accepted) >= MAX_ACCEPTED:
+            log.info("%r: connection from %s refused", self, host)
+            return False
+        if host != host_key(target.host) and host not in self.ims.pcscf_hosts():
+            log.info("%r: connection from %s refused: not the P-CSCF", self, host)
+            return False
+        self.accepted.add(conn)
+        return True
+
+    def dismiss(self, conn: StreamConnection) -> None:
+        """An admitted connection closed."""
+        self.accepted.discard(conn)
 
     def connection(self, target: Target) -> Connection | None:
         """The open connection from this flow to ``target``, or None (TCP: :meth:`connect`)."""
@@ -194,6 +246,15 @@ class UeFlow:
         if self.holds <= 0:
             self._close()
 
+    def stop(self) -> None:
+        """The gateway stops, its registration kept for the next start (the state store), which
+        connects from this port to the P-CSCF again: close now, a TCP connection with a reset,
+        so that our side holds no TIME-WAIT of it (:meth:`StreamConnection.reset`)."""
+        if isinstance(self.stream, StreamConnection):
+            self.stream.reset()
+        self.holds = 0
+        self.end()
+
     def _close(self) -> None:
         if self.closed:
             return
@@ -202,4 +263,8 @@ class UeFlow:
             self.ims.endpoint.transport.close_udp(self.listener)
         if self.stream is not None:
             self.stream.close()
+        if self.server is not None:
+            self.ims.endpoint.transport.close_listener(self.server)
+        for conn in list(self.accepted):
+            conn.close()
         self.ims.forget(self)

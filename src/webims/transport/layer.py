@@ -33,7 +33,7 @@ from .base import (
     TransportError,
     host_key,
 )
-from .stream import StreamListener, open_stream, serve_stream
+from .stream import Gate, StreamListener, open_stream, serve_stream
 from .udp import UdpListener, serve_udp
 from .via import fill_received, response_destination, via_transport
 
@@ -86,7 +86,7 @@ class TransportLayer:
         # a function, not the class typeshed says (a compiled isinstance check would fail)
         self._poll: Any = None
         self._private_udp: set[UdpListener] = set()  # open_udp: outside the poll and _udp_flow
-        self._servers: list[StreamListener] = []
+        self._servers: set[StreamListener] = set()
         self._closing = False
 
     # ------------------------------------------------------------ listening
@@ -119,17 +119,26 @@ class TransportLayer:
         """How many sockets of :meth:`open_udp` are open."""
         return len(self._private_udp)
 
-    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 5060) -> StreamListener:
-        """Accept SIP over TCP on ``host:port``."""
-        server = await serve_stream(self, "TCP", host, port, None)
-        self._servers.append(server)
+    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 5060, *, gate: Gate | None = None,
+                         shared_port: bool = False) -> StreamListener:
+        """Accept SIP over TCP on ``host:port``. ``gate`` admits the connections instead of the
+        layer's limits, and they are not reused by :meth:`connect` (a UE flow's listener);
+        ``shared_port``: the port is shared with :meth:`open_connection` (its ``shared_port``).
+        Raises ``OSError`` (the port is taken)."""
+        server = await serve_stream(self, "TCP", host, port, None, gate=gate, shared_port=shared_port)
+        self._servers.add(server)
         return server
+
+    def close_listener(self, server: StreamListener) -> None:
+        """Stop listening on ``server`` (its accepted connections stay open)."""
+        self._servers.discard(server)
+        server.close()
 
     async def listen_tls(self, host: str, port: int, ssl_context: ssl.SSLContext) -> StreamListener:
         """Accept SIP over TLS on ``host:port`` with a server ``ssl_context``
         (see :func:`webims.transport.tls.server_context`)."""
         server = await serve_stream(self, "TLS", host, port, ssl_context)
-        self._servers.append(server)
+        self._servers.add(server)
         return server
 
     # ------------------------------------------------------------ connections
@@ -216,18 +225,20 @@ class TransportLayer:
         return self.tls_client_context
 
     async def open_connection(self, transport: str, host: str, port: int, *,
-                              local: tuple[str, int] | None = None) -> Connection:
+                              local: tuple[str, int] | None = None, shared_port: bool = False) -> Connection:
         """A new TCP/TLS connection to ``host:port`` from ``local`` (an address and port, 0 for
         an ephemeral one), never shared: :meth:`connect` and :meth:`find` do not return it
-        (one UE's own flow, TS 24.229 §5.2.6.3.1 / TS 33.203 §7.1). Raises
-        :class:`TransportError` on failure."""
+        (one UE's own flow, TS 24.229 §5.2.6.3.1 / TS 33.203 §7.1); ``shared_port``: from a
+        port a listener of ours shares (:meth:`listen_tcp`). Raises :class:`TransportError`
+        on failure."""
         transport = via_transport(transport)
         if transport not in ("TCP", "TLS"):
             raise TransportError(f"open_connection: {transport} is not a stream transport")
         context = self._client_context(transport)
         try:
             return await asyncio.wait_for(
-                open_stream(self, transport, host, port, context, None, keyed=False, local=local),
+                open_stream(self, transport, host, port, context, None, keyed=False, local=local,
+                            shared_port=shared_port),
                 self.connection_limits.connect_timeout,
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:

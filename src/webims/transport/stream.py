@@ -11,9 +11,12 @@ after ``idle_timeout`` seconds without input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
-from typing import TYPE_CHECKING, cast
+import struct
+from typing import TYPE_CHECKING, Protocol, cast
 
 from webims.sip import ParseError
 from webims.sip.framing import PONG_BYTES, FramingError, Ping, Pong, StreamFramer
@@ -23,7 +26,7 @@ from .base import Connection, IdleTimer, Message, Source, TransportClosed, error
 if TYPE_CHECKING:
     from .layer import TransportLayer
 
-__all__ = ["StreamConnection", "StreamListener", "open_stream", "serve_stream"]
+__all__ = ["Gate", "StreamConnection", "StreamListener", "open_stream", "serve_stream"]
 
 log = logging.getLogger("webims.transport")
 
@@ -32,15 +35,25 @@ log = logging.getLogger("webims.transport")
 _ANSWER_WINDOW = 8192
 
 
+class Gate(Protocol):
+    """Who may connect to a listener of its own (a UE flow's port, :func:`serve_stream` with
+    ``gate``), instead of the layer's limits (:meth:`TransportLayer.admit`)."""
+
+    def admit(self, conn: StreamConnection) -> bool: ...
+
+    def dismiss(self, conn: StreamConnection) -> None: ...
+
+
 class StreamConnection(asyncio.Protocol, Connection):
     """One TCP or TLS connection (incoming or outgoing)."""
 
     def __init__(self, layer: TransportLayer, transport_name: str, *, outgoing: bool,
-                 keyed: bool = True) -> None:
+                 keyed: bool = True, gate: Gate | None = None) -> None:
         self.layer = layer
         self.name = transport_name
         self.outgoing = outgoing
         self.keyed = keyed  # reused by TransportLayer.connect (not a private one: open_connection)
+        self.gate = gate  # accepted on a listener with a gate of its own (else the layer's limits)
         self._transport: asyncio.Transport | None = None
         self.source = Source(transport_name, "", 0, "", 0, 0)
         self._framer = StreamFramer(layer.limits, role="client" if outgoing else "server")
@@ -59,7 +72,8 @@ class StreamConnection(asyncio.Protocol, Connection):
         self.source = Source(self.name, host_key(str(peer[0])), int(peer[1]),
                              host_key(str(name[0])), int(name[1]), self.layer.next_id())
         if not self.outgoing:
-            if not self.layer.admit(self.source.remote_host):
+            gate = self.gate
+            if not (self.layer.admit(self.source.remote_host) if gate is None else gate.admit(self)):
                 self._closing = True
                 self._transport.abort()
                 return
@@ -112,7 +126,11 @@ class StreamConnection(asyncio.Protocol, Connection):
             self._idle.cancel()
         if self._admitted:
             self._admitted = False
-            self.layer.release(self.source.remote_host)
+            gate = self.gate
+            if gate is None:
+                self.layer.release(self.source.remote_host)
+            else:
+                gate.dismiss(self)
         self.layer.unregister(self, exc)
         for waiter in self._drain_waiters:
             if not waiter.done():
@@ -148,6 +166,20 @@ class StreamConnection(asyncio.Protocol, Connection):
         if self._transport is not None and not self._transport.is_closing():
             self._closing = True
             self._transport.close()
+
+    def reset(self) -> None:
+        """Close with a reset (``SO_LINGER`` 0: RST, not FIN), leaving no TIME-WAIT on our side
+        (RFC 9293 §3.6.1): a connection from the same port to the same peer can be made again
+        at once (a UE flow restored after a restart, :mod:`webims.gateway.ueflow`)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._closing = True
+        transport.abort()
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed_future)
@@ -200,35 +232,74 @@ class StreamListener:
         await self.server.wait_closed()
 
 
-async def serve_stream(layer: TransportLayer, transport_name: str, host: str, port: int,
-                       ssl_context: ssl.SSLContext | None) -> StreamListener:
-    loop = asyncio.get_running_loop()
-    def factory() -> StreamConnection:
-        return StreamConnection(layer, transport_name, outgoing=False)
+def shared_port_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking TCP socket bound to ``host:port`` with ``SO_REUSEADDR`` and
+    ``SO_REUSEPORT``, so that a listener and an outgoing connection share the port (a UE's
+    flow: it connects from the port its Contact names and accepts there too, RFC 3261
+    §18.2.1, §19.1.2). Only sockets of this process's user with the same options share it:
+    a port another socket holds still fails with ``OSError``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setblocking(False)
+        sock.bind((host_key(host), port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    if ssl_context is not None:
-        server = await loop.create_server(
-            factory, host, port, ssl=ssl_context,
-            ssl_handshake_timeout=layer.connection_limits.tls_handshake_timeout)
-    else:
-        server = await loop.create_server(factory, host, port)
+
+async def serve_stream(layer: TransportLayer, transport_name: str, host: str, port: int,
+                       ssl_context: ssl.SSLContext | None, *, gate: Gate | None = None,
+                       shared_port: bool = False) -> StreamListener:
+    """Listen on ``host:port``. With ``gate`` the accepted connections are its to admit, and
+    are not reused by :meth:`TransportLayer.connect`; ``shared_port``: see
+    :func:`shared_port_socket`."""
+    loop = asyncio.get_running_loop()
+    keyed = gate is None
+
+    def factory() -> StreamConnection:
+        return StreamConnection(layer, transport_name, outgoing=False, keyed=keyed, gate=gate)
+
+    timeout = None if ssl_context is None else layer.connection_limits.tls_handshake_timeout
+    if not shared_port:
+        server = await loop.create_server(factory, host, port, ssl=ssl_context, ssl_handshake_timeout=timeout)
+        return StreamListener(server, transport_name)
+    sock = shared_port_socket(host, port)  # the server owns it from here
+    server = await loop.create_server(factory, sock=sock, ssl=ssl_context, ssl_handshake_timeout=timeout)
     return StreamListener(server, transport_name)
 
 
 async def open_stream(layer: TransportLayer, transport_name: str, host: str, port: int,
                       ssl_context: ssl.SSLContext | None, server_hostname: str | None, *,
-                      keyed: bool = True, local: tuple[str, int] | None = None) -> StreamConnection:
+                      keyed: bool = True, local: tuple[str, int] | None = None,
+                      shared_port: bool = False) -> StreamConnection:
+    """Connect to ``host:port`` (from ``local``; ``shared_port``: from a port a listener of
+    ours may share, :func:`shared_port_socket`)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> StreamConnection:
         return StreamConnection(layer, transport_name, outgoing=True, keyed=keyed)
 
-    if ssl_context is not None:
+    address = host_key(host)
+    sock: socket.socket | None = None
+    if shared_port and local is not None:
+        sock = shared_port_socket(*local)
+        try:
+            await loop.sock_connect(sock, (address, port))
+        except BaseException:
+            sock.close()
+            raise
+        local = None
+    hostname = None if ssl_context is None else server_hostname or address
+    timeout = None if ssl_context is None else layer.connection_limits.tls_handshake_timeout
+    if sock is not None:  # the transport owns it from here (and closes it, also on failure)
         _, protocol = await loop.create_connection(
-            factory, host_key(host), port, ssl=ssl_context,
-            server_hostname=server_hostname or host_key(host),
-            ssl_handshake_timeout=layer.connection_limits.tls_handshake_timeout, local_addr=local,
-        )
+            factory, sock=sock, ssl=ssl_context, server_hostname=hostname, ssl_handshake_timeout=timeout)
     else:
-        _, protocol = await loop.create_connection(factory, host_key(host), port, local_addr=local)
+        _, protocol = await loop.create_connection(
+            factory, address, port, ssl=ssl_context, server_hostname=hostname,
+            ssl_handshake_timeout=timeout, local_addr=local)
     return protocol
