@@ -346,26 +346,29 @@ class Gateway:
         moving: list[Binding] = []
         for at in range(0, len(bindings), RESTORE_BATCH):
             batch = bindings[at : at + RESTORE_BATCH]
-            await asyncio.gather(*(self._restore_on_old_port(b, moving) for b in batch))
+            back = await asyncio.gather(*(self._restore_on_old_port(b) for b in batch))
+            moving += [b for b, ok in zip(batch, back, strict=True) if not ok]
         for at in range(0, len(moving), RESTORE_BATCH):
             await asyncio.gather(*(self._restore_on_new_port(b) for b in moving[at : at + RESTORE_BATCH]))
         for binding in bindings:
             if (
                 binding.retired_contact is not None
-                and binding.mode in ("web-token", "web-login")
+                and self.registers_for(binding)
                 and self.bindings.by_id.get(binding.id) is binding
             ):
                 self.spawn(self._register_again(binding))
 
-    async def _restore_on_old_port(self, binding: Binding, moving: list[Binding]) -> None:
+    async def _restore_on_old_port(self, binding: Binding) -> bool:
+        """True when the binding's flow is back on its old port."""
         port = _port_of(binding.ims_contact)
         try:
             if not port:
                 raise FlowFailure("its Contact names no port")
             await self.binding_flow(binding, port)
+            return True
         except FlowFailure as exc:
             log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
-            moving.append(binding)
+            return False
 
     async def _restore_on_new_port(self, binding: Binding) -> None:
         try:
@@ -407,10 +410,19 @@ class Gateway:
         if not same:
             self._name_flow(binding)
             self.registrar.persist(binding)
-        if binding.mode in ("web-token", "web-login", "ims-digest-on-behalf"):
+        if self.registers_for(binding):
             await self._register_again(binding)
         elif not same:
             self.tell_wic(binding, "the flow to the IMS moved: register again")
+
+    @staticmethod
+    def registers_for(binding: Binding) -> bool:
+        """Whether the gateway holds what registering the binding again takes (its flow moved or
+        was recovered): TNA for the web modes; the WIC's password for on-behalf digest, which
+        lives only in memory (not after a restart); never for a relaying WIC's challenge."""
+        if binding.mode == "ims-digest-on-behalf":
+            return binding.password is not None
+        return binding.mode in ("web-token", "web-login")
 
     def _recovery_slot(self) -> float:
         """Seconds this flow waits before it reconnects: flows lost together (a P-CSCF restart

@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -151,6 +152,38 @@ def host_key(host: str) -> str:
             _HOST_KEYS.clear()
         _HOST_KEYS[host] = key
     return key
+
+
+def bound_socket(host: str, port: int, kind: socket.SocketKind, *, shared_port: bool = False,
+                 receive_buffer: int = 0) -> socket.socket:
+    """A non-blocking socket of ``kind`` bound to the address ``host`` (no resolver: uvloop's
+    ``local_addr`` asks getaddrinfo in its thread pool even for an address), ``port`` (0: an
+    ephemeral one). ``shared_port``: ``SO_REUSEADDR`` and ``SO_REUSEPORT``, so that a TCP
+    listener and an outgoing connection share the port (a UE flow's, :mod:`.stream`); only
+    sockets of this process's user with the same options share it, a port another socket holds
+    still fails with ``OSError``. ``receive_buffer``: ``SO_RCVBUF`` asked for (not fatal)."""
+    address = host_key(host)
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, kind)
+    try:
+        if shared_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if receive_buffer:
+            receive_buffer_of(sock, receive_buffer, host, port)
+        sock.setblocking(False)
+        sock.bind((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def receive_buffer_of(sock: socket.socket, size: int, host: str, port: int) -> None:
+    """Ask for a ``size``-byte receive buffer (the kernel caps it at net.core.rmem_max)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as exc:  # not fatal: the default buffer
+        log.debug("SO_RCVBUF on %s:%d: %s", host, port, exc)
 
 
 def _canonical_host(host: str) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from webims.sip import ParseError
 from webims.sip.framing import PONG_BYTES, FramingError, Ping, Pong, StreamFramer
 
-from .base import Connection, IdleTimer, Message, Source, TransportClosed, error_reply, host_key
+from .base import Connection, IdleTimer, Message, Source, TransportClosed, bound_socket, error_reply, host_key
 
 if TYPE_CHECKING:
     from .layer import TransportLayer
@@ -232,31 +232,12 @@ class StreamListener:
         await self.server.wait_closed()
 
 
-def shared_port_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking TCP socket bound to ``host:port`` with ``SO_REUSEADDR`` and
-    ``SO_REUSEPORT``, so that a listener and an outgoing connection share the port (a UE's
-    flow: it connects from the port its Contact names and accepts there too, RFC 3261
-    §18.2.1, §19.1.2). Only sockets of this process's user with the same options share it:
-    a port another socket holds still fails with ``OSError``."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setblocking(False)
-        sock.bind((host_key(host), port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 async def serve_stream(layer: TransportLayer, transport_name: str, host: str, port: int,
                        ssl_context: ssl.SSLContext | None, *, gate: Gate | None = None,
                        shared_port: bool = False) -> StreamListener:
     """Listen on ``host:port``. With ``gate`` the accepted connections are its to admit, and
     are not reused by :meth:`TransportLayer.connect`; ``shared_port``: see
-    :func:`shared_port_socket`."""
+    :func:`~.base.bound_socket`."""
     loop = asyncio.get_running_loop()
     keyed = gate is None
 
@@ -267,7 +248,7 @@ async def serve_stream(layer: TransportLayer, transport_name: str, host: str, po
     if not shared_port:
         server = await loop.create_server(factory, host, port, ssl=ssl_context, ssl_handshake_timeout=timeout)
         return StreamListener(server, transport_name)
-    sock = shared_port_socket(host, port)  # the server owns it from here
+    sock = bound_socket(host, port, socket.SOCK_STREAM, shared_port=True)  # the server's from here
     server = await loop.create_server(factory, sock=sock, ssl=ssl_context, ssl_handshake_timeout=timeout)
     return StreamListener(server, transport_name)
 
@@ -277,7 +258,7 @@ async def open_stream(layer: TransportLayer, transport_name: str, host: str, por
                       keyed: bool = True, local: tuple[str, int] | None = None,
                       shared_port: bool = False) -> StreamConnection:
     """Connect to ``host:port`` (from ``local``; ``shared_port``: from a port a listener of
-    ours may share, :func:`shared_port_socket`)."""
+    ours may share, :func:`~.base.bound_socket`)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> StreamConnection:
@@ -286,7 +267,7 @@ async def open_stream(layer: TransportLayer, transport_name: str, host: str, por
     address = host_key(host)
     sock: socket.socket | None = None
     if shared_port and local is not None:
-        sock = shared_port_socket(*local)
+        sock = bound_socket(*local, socket.SOCK_STREAM, shared_port=True)
         try:
             await loop.sock_connect(sock, (address, port))
         except BaseException:

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, cast
 from webims.sip import ParseError, Response
 from webims.sip.framing import Ping, Pong, parse_frame
 
-from .base import Connection, Message, Source, TransportClosed, error_reply, host_key
+from .base import (
+    Connection,
+    Message,
+    Source,
+    TransportClosed,
+    bound_socket,
+    error_reply,
+    host_key,
+    receive_buffer_of,
+)
 from .via import is_ip_address, response_destination
 
 if TYPE_CHECKING:
@@ -157,31 +166,14 @@ UDP_RECEIVE_BUFFER = 4 << 20
 async def serve_udp(layer: TransportLayer, host: str, port: int) -> UdpListener:
     loop = asyncio.get_running_loop()
     if is_ip_address(host):
-        # An address needs no resolver: the socket is made here (uvloop's ``local_addr`` asks
-        # getaddrinfo in its thread pool even for one; 77 against 20 µs of CPU per socket, and
-        # behind a P-CSCF the gateway opens one per UE registration, :mod:`webims.gateway.ueflow`)
-        address = host_key(host)
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            _receive_buffer(sock, host, port)
-            sock.bind((address, port))
-            sock.setblocking(False)
-            _, protocol = await loop.create_datagram_endpoint(lambda: UdpListener(layer), sock=sock)
-        except BaseException:
-            sock.close()
-            raise
-        return protocol
+        # behind a P-CSCF the gateway opens one per UE registration (:mod:`webims.gateway.ueflow`):
+        # made here, 20 µs of CPU, not 77 through uvloop's ``local_addr`` (getaddrinfo in a thread)
+        sock = bound_socket(host, port, socket.SOCK_DGRAM, receive_buffer=UDP_RECEIVE_BUFFER)
+        _, protocol = await loop.create_datagram_endpoint(lambda: UdpListener(layer), sock=sock)
+        return protocol  # (the transport owns the socket from there, and closes it)
     transport, protocol = await loop.create_datagram_endpoint(
         lambda: UdpListener(layer), local_addr=(host, port))
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        _receive_buffer(sock, host, port)
+        receive_buffer_of(sock, UDP_RECEIVE_BUFFER, host, port)
     return protocol
-
-
-def _receive_buffer(sock: socket.socket, host: str, port: int) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
-    except OSError as exc:  # not fatal: the default buffer
-        log.debug("SO_RCVBUF on UDP %s:%d: %s", host, port, exc)
