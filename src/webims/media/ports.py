@@ -15,6 +15,8 @@ import socket
 from collections.abc import Iterator
 from itertools import chain
 
+from webims.transport.base import bound_socket
+
 from .api import MediaError
 
 __all__ = ["PortAllocator", "bind_udp"]
@@ -22,15 +24,7 @@ __all__ = ["PortAllocator", "bind_udp"]
 
 def bind_udp(address: str, port: int) -> socket.socket:
     """A non-blocking UDP socket bound to ``(address, port)``."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.bind((address, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bound_socket(address, port, socket.SOCK_DGRAM)
 
 
 class PortAllocator:
