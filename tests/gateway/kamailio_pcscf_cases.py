@@ -506,15 +506,13 @@ async def test_ue_flow_is_closed_after_de_registration(ims: KamailioIms, gateway
         await wic.close()
 
 
-async def test_tcp_flow_reset_by_the_pcscf_is_recovered(
-    ims: KamailioIms, tmp_path: Path, certs: tuple[Path, Path]
-) -> None:
-    """``mw_transport = tcp``: each UE flow is its own connection to the P-CSCF. The P-CSCF's
-    end of dave's connection is reset (``ss -K``, as a restart or a middlebox would): the
-    gateway reconnects from the same port (RFC 5626 §4.4.1; the P-CSCF knows the UE by it) and
-    registers dave again through the P-CSCF (TNA), and a MESSAGE from erin then reaches dave
-    down the P-CSCF's Path over the new connection."""
-    async with behind_pcscf(ims, tmp_path / "t", certs, mw_transport="tcp", flow_retry_base=0.2) as gateway:
+@contextlib.asynccontextmanager
+async def dave_and_erin_over_tcp(
+    ims: KamailioIms, tmp: Path, certs: tuple[Path, Path]
+) -> AsyncIterator[tuple[GatewayServer, Wic, Wic]]:
+    """A gateway behind the P-CSCF over TCP (``mw_transport = tcp``, quick flow recovery) with
+    dave and erin registered (web-token, TNA)."""
+    async with behind_pcscf(ims, tmp, certs, mw_transport="tcp", flow_retry_base=0.2) as gateway:
         auth = gateway.gateway.auth
         assert auth is not None
         dave = Wic(gateway.url, origin=ORIGIN, user="dave")
@@ -523,31 +521,102 @@ async def test_tcp_flow_reset_by_the_pcscf_is_recovered(
             for wic in (dave, erin):
                 await wic.connect()
                 assert (await wic.register(headers=[bearer(token_for(auth, wic.user))])).status == 200
-            contact = ims_contact(gateway, "sip:dave@ims.test")
-            assert contact.endswith(";transport=tcp")
-            assert len(registers_at_scscf(ims, contact)) == 1
-            flow = binding(gateway, "sip:dave@ims.test").ims_flow
-            assert flow is not None and flow.stream is not None
-            old, port = flow.stream, flow.port
-            killed = await asyncio.create_subprocess_exec(
-                "ss", "-K", "-t", "sport", "=", f":{ims.pcscf_port}", "dport", "=", f":{port}",
-                stdout=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            assert await killed.wait() == 0
-            await eventually(lambda: old.closed and flow.stream is not old, timeout=10)
-            assert flow.port == port and ims_contact(gateway, "sip:dave@ims.test") == contact
-            await eventually(lambda: len(registers_at_scscf(ims, contact)) == 2, timeout=10)
-            assert_registered_through_pcscf(ims, await scscf_record(ims, "sip:dave@ims.test"), contact)
-            text = [("Content-Type", "text/plain")]
-            sent = await erin.request("MESSAGE", "sip:dave@ims.test", text, b"back")
-            assert sent.status == 200, sent
-            got = await dave.wait_request("MESSAGE")
-            assert got.body == b"back"
-            assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
-            assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+            yield gateway, dave, erin
         finally:
             await dave.close()
             await erin.close()
+
+
+async def reset_at_pcscf(ims: KamailioIms, port: int) -> None:
+    """Reset the P-CSCF's end of the TCP connection from our ``port`` (``ss -K``: as a restart
+    or a middlebox would)."""
+    killed = await asyncio.create_subprocess_exec(
+        "ss", "-K", "-t", "sport", "=", f":{ims.pcscf_port}", "dport", "=", f":{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await killed.wait() == 0
+
+
+async def test_tcp_flow_reset_by_the_pcscf_is_recovered(
+    ims: KamailioIms, tmp_path: Path, certs: tuple[Path, Path]
+) -> None:
+    """``mw_transport = tcp``: each UE flow is its own connection to the P-CSCF. The P-CSCF's
+    end of dave's connection is reset (``ss -K``, as a restart or a middlebox would): the
+    gateway reconnects from the same port (RFC 5626 §4.4.1; the P-CSCF knows the UE by it) and
+    registers dave again through the P-CSCF (TNA), and a MESSAGE from erin then reaches dave
+    down the P-CSCF's Path over the new connection."""
+    async with dave_and_erin_over_tcp(ims, tmp_path / "t", certs) as (gateway, dave, erin):
+        contact = ims_contact(gateway, "sip:dave@ims.test")
+        assert contact.endswith(";transport=tcp")
+        assert len(registers_at_scscf(ims, contact)) == 1
+        flow = binding(gateway, "sip:dave@ims.test").ims_flow
+        assert flow is not None and flow.stream is not None
+        old, port = flow.stream, flow.port
+        await reset_at_pcscf(ims, port)
+        await eventually(lambda: old.closed and flow.stream is not old, timeout=10)
+        assert flow.port == port and ims_contact(gateway, "sip:dave@ims.test") == contact
+        await eventually(lambda: len(registers_at_scscf(ims, contact)) == 2, timeout=10)
+        assert_registered_through_pcscf(ims, await scscf_record(ims, "sip:dave@ims.test"), contact)
+        text = [("Content-Type", "text/plain")]
+        sent = await erin.request("MESSAGE", "sip:dave@ims.test", text, b"back")
+        assert sent.status == 200, sent
+        got = await dave.wait_request("MESSAGE")
+        assert got.body == b"back"
+        assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
+        assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+
+
+async def nft(*args: str) -> None:
+    """Run ``nft`` (nftables) in this test's network namespace."""
+    done = await asyncio.create_subprocess_exec("nft", *args, stderr=asyncio.subprocess.PIPE)
+    _, err = await done.communicate()
+    assert done.returncode == 0, f"nft {' '.join(args)}: {err.decode()}"
+
+
+async def test_the_pcscf_connects_to_a_tcp_contact_while_the_flow_is_down(
+    ims: KamailioIms, tmp_path: Path, certs: tuple[Path, Path]
+) -> None:
+    """A UE listens on the port of its TCP Contact (RFC 3261 §18.2.1): when the P-CSCF has no
+    connection of the UE's to send a terminating request over, it opens one to the Contact.
+    Here dave's connection is reset at the P-CSCF (``ss -K``) and the gateway's reconnection
+    from his port is held back (an nftables rule of this test's namespace drops its SYNs), so
+    Kamailio's P-CSCF has no connection of dave's when erin's MESSAGE comes down its Path: it
+    connects to dave's Contact, the flow admits it (it comes from the P-CSCF) and dave's WIC
+    gets the MESSAGE and answers over it. Once the rule is gone, the flow's own connection comes
+    back from the same port."""
+    async with dave_and_erin_over_tcp(ims, tmp_path / "c", certs) as (gateway, dave, erin):
+        contact = ims_contact(gateway, "sip:dave@ims.test")
+        flow = binding(gateway, "sip:dave@ims.test").ims_flow
+        assert flow is not None and flow.stream is not None and not flow.accepted
+        old, port = flow.stream, flow.port
+        await nft("add", "table", "inet", "webims_test")
+        try:
+            await nft(
+                "add", "chain", "inet", "webims_test", "out", "{ type filter hook output priority 0 ; }"
+            )
+            await nft(  # only the gateway's connection attempts from dave's port: not the SYN-ACK
+                "add", "rule", "inet", "webims_test", "out",
+                "tcp", "sport", str(port), "tcp", "flags", "&", "(syn|ack)", "==", "syn", "drop",
+            )  # fmt: skip
+            await reset_at_pcscf(ims, port)
+            await eventually(lambda: old.closed, timeout=5)
+            assert flow.stream is old or flow.stream is None or flow.stream.closed  # not back yet
+            text = [("Content-Type", "text/plain")]
+            sent = await erin.request("MESSAGE", "sip:dave@ims.test", text, b"over yours")
+            assert sent.status == 200, sent
+            got = await dave.wait_request("MESSAGE")
+            assert got.body == b"over yours"
+            assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
+            assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+            (accepted,) = flow.accepted  # the P-CSCF's own connection to dave's Contact
+            assert accepted.local[1] == port and accepted.remote[0] == ims.host
+        finally:
+            await nft("delete", "table", "inet", "webims_test")
+        # the SYN the kernel sends again gets through: the flow's own connection, same port
+        await eventually(
+            lambda: flow.stream is not None and flow.stream is not old and not flow.stream.closed, timeout=12
+        )
+        assert flow.port == port and ims_contact(gateway, "sip:dave@ims.test") == contact
 
 
 async def test_a_contact_moved_after_a_restart_replaces_the_old_one(

@@ -16,6 +16,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conftest import GATEWAY_HOST, ORIGIN, POOL_PASSWORD, LabFactory, gateway_on, token_for
 from test_gateway_modes import core_bindings, eventually
@@ -213,6 +214,17 @@ async def test_ue_flow_closes_when_the_binding_ends(auth: AuthService, certs: tu
             await dave.close()
 
 
+def restartable(
+    pcscf: ScriptedPcscf, auth: AuthService, certs: tuple[Path, Path], tmp_path: Path, **overrides: Any
+) -> contextlib.AbstractAsyncContextManager[GatewayServer]:
+    """A gateway behind ``pcscf`` whose registrations are kept in ``tmp_path``'s state store,
+    started again with them (each call a new start)."""
+    return gateway_on(
+        pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
+        store=SqliteRegistrationStore(Store(tmp_path / "state.db")), restart_grace=30.0, **overrides,
+    )  # fmt: skip
+
+
 async def test_a_restarted_gateway_takes_back_each_flows_port(
     auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -220,12 +232,8 @@ async def test_a_restarted_gateway_takes_back_each_flows_port(
     same port, and a terminating request to its Contact is answered from it (430: its WIC has
     not come back yet, RFC 5626 §5.3). When that port is taken the flow gets another and the
     gateway registers the new Contact (TNA: it can)."""
-    store = Store(tmp_path / "state.db")
     async with scripted_pcscf() as pcscf:
-        async with gateway_on(
-            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
-            store=SqliteRegistrationStore(store), restart_grace=30.0,
-        ) as server:  # fmt: skip
+        async with restartable(pcscf, auth, certs, tmp_path) as server:
             for user in ("dave", "erin"):
                 wic = Wic(server.url, origin=ORIGIN, user=user)
                 await wic.connect()
@@ -238,10 +246,7 @@ async def test_a_restarted_gateway_takes_back_each_flows_port(
         blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         blocker.bind((GATEWAY_HOST, erin_port))  # erin's old port is taken meanwhile
         try:
-            async with gateway_on(
-                pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
-                store=SqliteRegistrationStore(Store(tmp_path / "state.db")), restart_grace=30.0,
-            ) as server:  # fmt: skip
+            async with restartable(pcscf, auth, certs, tmp_path) as server:
                 by_aor = {b.aor: b for b in server.gateway.bindings}
                 assert by_aor["sip:dave@ims.test"].ims_flow.port == dave_port
                 erin_flow = by_aor["sip:erin@ims.test"].ims_flow
@@ -274,10 +279,7 @@ async def test_a_contact_to_remove_outlives_a_second_restart(
     what was to be removed is kept with the binding, not only in memory."""
 
     def gateway() -> contextlib.AbstractAsyncContextManager[GatewayServer]:
-        return gateway_on(
-            pcscf.uri, auth, certs, topology="behind-p-cscf", pcscf=pcscf.uri,
-            store=SqliteRegistrationStore(Store(tmp_path / "state.db")), restart_grace=30.0,
-        )  # fmt: skip
+        return restartable(pcscf, auth, certs, tmp_path)
 
     async with scripted_pcscf() as pcscf:
         async with gateway() as server:
@@ -402,8 +404,60 @@ async def test_pool_registrations_have_flows_of_their_own(
             assert sent.status == 200, sent
             (message,) = [s for s in pcscf.seen if s.method == "MESSAGE"]
             assert message.source[1] == regs[impu].ims_port
+            regs[impu].ims_flow.end()  # its flow is gone (the pool registration ended under pat)
+            refused = await pat.request("MESSAGE", "sip:bob@ims.test", [("Content-Type", "text/plain")], b"")
+            assert refused.status == 503 and "flow is closed" in refused.reason, refused
+            assert refused.headers.get("Retry-After") == str(server.gateway.config.retry_after)
+            assert len([s for s in pcscf.seen if s.method == "MESSAGE"]) == 1
         finally:
             await pat.close()
+
+
+async def test_pool_registrations_are_restored_with_their_ports(
+    auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A restarted gateway opens each kept pool registration's flow on its old port with the
+    bindings' (every old port before any new one) and registers nothing again for those; the one
+    whose old port is taken gets a new port and registers again at once, removing the Contact on
+    the old one (RFC 3261 §10.2.2), in the same registration (Call-ID)."""
+
+    def gateway() -> contextlib.AbstractAsyncContextManager[GatewayServer]:
+        pool = {"pools": ("web",), "pool_passwords": (f"web={POOL_PASSWORD}",)}
+        return restartable(pcscf, auth, certs, tmp_path, **pool)
+
+    async with scripted_pcscf() as pcscf:
+        async with gateway() as server:
+            wic = Wic(server.url, origin=ORIGIN, user="dave")
+            await wic.connect()
+            assert (await wic.register(headers=[bearer(token_for(auth, "dave"))])).status == 200
+            await wic.close()
+            first = {str(s.request.to.uri): s for s in pcscf.registers()}
+            pool_ports = {impu: reg.ims_port for impu, reg in server.gateway.pools.regs.items()}
+            await server.gateway.store.flush()
+        assert len(pool_ports) == 3 and set(pool_ports) < set(first)
+        taken, *kept = sorted(pool_ports)
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        blocker.bind((GATEWAY_HOST, pool_ports[taken]))  # one pool registration's port is taken meanwhile
+        try:
+            seen = len(pcscf.registers())
+            async with gateway() as server:
+                regs = server.gateway.pools.regs
+                for impu in kept:
+                    assert regs[impu].ims_flow is not None and regs[impu].ims_flow.port == pool_ports[impu]
+                (dave,) = server.gateway.bindings
+                assert dave.ims_flow.port == first["sip:dave@ims.test"].source[1]
+                moved = regs[taken].ims_flow
+                assert moved is not None and moved.port != pool_ports[taken]
+                await eventually(lambda: len(pcscf.registers()) == seen + 1)
+                await asyncio.sleep(0.3)  # nothing else comes: the others were not registered again
+                (again,) = pcscf.registers()[seen:]
+                assert str(again.request.to.uri) == taken and again.source[1] == moved.port
+                assert again.request.call_id == first[taken].request.call_id
+                assert removed_contacts(again.request) == [first[taken].contact]
+                reg = regs[taken]
+                await eventually(lambda: reg.ims_port == moved.port and reg.retired_contact is None)
+        finally:
+            blocker.close()
 
 
 def test_raise_nofile_raises_the_hard_limit_when_privileged() -> None:

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import logging
 import re
 import time
 import types
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import WSCloseCode, web
@@ -53,7 +54,7 @@ from webims.transport import Connection, ConnectionLimits
 from .ims import FlowFailure, ImsSide, UeFlow
 from .modes import Modes
 from .policy import PASSWORD_SCHEME, Policy, Presented
-from .pool import PoolRegistrar
+from .pool import PoolRegistrar, PoolRegistration
 from .proxy import Router
 from .ratelimit import RateLimiter
 from .regevent import RegEvents
@@ -190,9 +191,11 @@ class Gateway:
             self.regevents.ensure(binding)
         if restored:
             log.info("restored %d registrations from the state store", restored)
-            if not self.ims.as_pcscf:
-                await self.restore_flows()
-        await self.pools.start()
+        pool_regs = await self.pools.load()
+        back: set[str] = set()
+        if not self.ims.as_pcscf and (restored or pool_regs):
+            back = await self.restore_flows(pool_regs)
+        await self.pools.start(pool_regs, back)
         if self.sessions is not None:  # issue 7: the session B2BUA (its media IWF)
             await self.sessions.start()
         self.started = True
@@ -331,25 +334,32 @@ class Gateway:
         except FlowFailure as exc:
             return None, f"no flow toward the P-CSCF: {exc}"
 
-    async def restore_flows(self) -> None:
+    async def restore_flows(self, pool_regs: Sequence[PoolRegistration] = ()) -> set[str]:
         """After a restart behind a P-CSCF: each restored binding's flow on its old port (the
         P-CSCF binds the registration to that address, TS 33.203 §7.1); when the port cannot be
         bound, on a new one: the gateway registers again for the modes it manages, a relaying
         WIC's next REGISTER carries the new Contact; either removes the old one (:meth:`_name_flow`).
         The Contact to remove is kept with the binding: when the gateway stopped before the
-        REGISTER that removes it succeeded, it is removed now.
+        REGISTER that removes it succeeded, it is removed now. The flows of the restored pool
+        registrations (``pool_regs``, :meth:`PoolRegistrar.load`) likewise: the result names
+        those back on their old ports (the others register again, :meth:`PoolRegistrar.start`).
 
-        Every old port is asked for before any new one, so that a new (ephemeral) port never
-        takes the old port of a binding not restored yet; flows open ``RESTORE_BATCH`` at a
-        time (over TCP each is a connection: one round trip to the P-CSCF)."""
+        Every old port, the bindings' and the pools', is asked for before any new one, so that a
+        new (ephemeral) port never takes the old port of a flow not restored yet; flows open
+        ``RESTORE_BATCH`` at a time (over TCP each is a connection: one round trip to the P-CSCF)."""
         bindings = [b for b in self.bindings if b.mode != "pool"]
-        moving: list[Binding] = []
-        for at in range(0, len(bindings), RESTORE_BATCH):
-            batch = bindings[at : at + RESTORE_BATCH]
-            back = await asyncio.gather(*(self._restore_on_old_port(b) for b in batch))
-            moving += [b for b, ok in zip(batch, back, strict=True) if not ok]
-        for at in range(0, len(moving), RESTORE_BATCH):
-            await asyncio.gather(*(self._restore_on_new_port(b) for b in moving[at : at + RESTORE_BATCH]))
+        active = [r for r in pool_regs if r.active]
+        regs = [r for r in active if r.ims_port]
+        back: list[bool | None] = await _in_batches(
+            [functools.partial(self._restore_on_old_port, b) for b in bindings]
+            + [functools.partial(self.pools.flow_from, r, r.ims_port) for r in regs]
+        )
+        moving = [b for b, ok in zip(bindings, back, strict=False) if not ok]
+        pools_back = {r.ident for r, ok in zip(regs, back[len(bindings) :], strict=True) if ok}
+        await _in_batches(
+            [functools.partial(self._restore_on_new_port, b) for b in moving]
+            + [functools.partial(self.pools.flow_from, r, 0) for r in active if r.ident not in pools_back]
+        )
         for binding in bindings:
             if (
                 binding.retired_contact is not None
@@ -357,6 +367,7 @@ class Gateway:
                 and self.bindings.by_id.get(binding.id) is binding
             ):
                 self.spawn(self._register_again(binding))
+        return pools_back
 
     async def _restore_on_old_port(self, binding: Binding) -> bool:
         """True when the binding's flow is back on its old port."""
@@ -571,3 +582,11 @@ def _port_of(contact: str) -> int:
 
 def _safe(text: str) -> str:
     return "".join(c for c in text if 32 <= ord(c) < 127 and c not in '"\\')[:200]
+
+
+async def _in_batches(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Await ``calls``, :data:`RESTORE_BATCH` of them at a time; their results in order."""
+    results: list[T] = []
+    for at in range(0, len(calls), RESTORE_BATCH):
+        results += await asyncio.gather(*(call() for call in calls[at : at + RESTORE_BATCH]))
+    return results

@@ -226,10 +226,7 @@ class ImsSide:
         on_late: Callable[[Response], None] | None,
         flow: UeFlow,
     ) -> Response:
-        if flow.closed:
-            return self.unreachable(request, "the UE's flow is closed")
-        with flow.held():  # the flow stays open until the transaction is done (UeFlow.end)
-            return await self._send(request, timeout, on_late, flow)
+        return await flow.carry(request, lambda: self._send(request, timeout, on_late, flow))
 
     async def _send(
         self,

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -164,16 +165,27 @@ class PoolRegistrar:
         impus = members if members else ([pool.wildcard] if pool.wildcard else [])
         return impi or pool.impi, impus
 
-    async def start(self) -> None:
-        now = time.time()
-        for record in await self.gw.store.load("pool", now):
+    async def load(self) -> list[PoolRegistration]:
+        """The registrations kept in the state store, before :meth:`start`; behind a P-CSCF
+        :meth:`.core.Gateway.restore_flows` opens their flows with the bindings' (every old
+        port before any new one)."""
+        loaded: list[PoolRegistration] = []
+        for record in await self.gw.store.load("pool", time.time()):
             try:
                 reg = PoolRegistration(**record)
             except TypeError:
                 continue
             self._add(reg)
-            if not self.gw.ims.as_pcscf and reg.active and not await self._flow(reg):
-                self.gw.spawn(self._refresh_one(reg))  # the P-CSCF knows it by another port: again
+            loaded.append(reg)
+        return loaded
+
+    async def start(self, loaded: Iterable[PoolRegistration] = (), back: Container[str] = ()) -> None:
+        """Refresh timers for the ``loaded`` registrations (:meth:`load`); behind a P-CSCF, one
+        whose flow is not on its old port (its ident not in ``back``) registers again at once:
+        the P-CSCF knows it by that port. Then the configured pools' registrations."""
+        for reg in loaded:
+            if not self.gw.ims.as_pcscf and reg.active and reg.ident not in back:
+                self.gw.spawn(self._refresh_one(reg))
                 continue
             self._arm(reg)
         for name in self.config.pools:
@@ -254,16 +266,23 @@ class PoolRegistrar:
         if reg.ims_flow is not None and not reg.ims_flow.closed:
             return True
         for port in (reg.ims_port, 0) if reg.ims_port else (0,):
-            try:
-                flow = await self.gw.ims.open_flow("p:" + reg.ident, port)
-            except FlowFailure as exc:
-                log.warning("pool %s: no flow for %s from port %d: %s", reg.pool, reg.impu, port, exc)
-                continue
-            reg.ims_flow = flow
-            same = flow.port == reg.ims_port
-            self.moved(reg, flow.port)
-            return same
+            same = await self.flow_from(reg, port)
+            if same is not None:
+                return same
         return False
+
+    async def flow_from(self, reg: PoolRegistration, port: int) -> bool | None:
+        """Open the registration's flow from ``port`` (0: a new one): True when that is its old
+        port, False when another, None when it could not be opened (logged)."""
+        try:
+            flow = await self.gw.ims.open_flow("p:" + reg.ident, port)
+        except FlowFailure as exc:
+            log.warning("pool %s: no flow for %s from port %d: %s", reg.pool, reg.impu, port, exc)
+            return None
+        reg.ims_flow = flow
+        same = flow.port == reg.ims_port
+        self.moved(reg, flow.port)
+        return same
 
     async def register(self, reg: PoolRegistration, expires: int | None = None) -> bool:
         """Register (or refresh, or with ``expires=0`` end) one pool IMPU; True on 2xx."""

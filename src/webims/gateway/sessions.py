@@ -23,6 +23,7 @@ kind (the call benchmark reads it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -396,10 +397,10 @@ class SessionManager:
         P-CSCF from the ``binding``'s own flow (:mod:`.ueflow`: the P-CSCF knows the UE by it)."""
         flow = None if binding is None else self.gw.ims_flow_of(binding)
         if flow is not None:
-            if flow.closed:
-                return request.response(503, "Service Unavailable (the UE's flow is closed)")
-            with flow.held():
-                return await self._send_ims(request, on_provisional, on_extra_final, attempts, relay, flow)
+            send = functools.partial(
+                self._send_ims, request, on_provisional, on_extra_final, attempts, relay, flow
+            )
+            return await flow.carry(request, send)
         return await self._send_ims(request, on_provisional, on_extra_final, attempts, relay, None)
 
     async def _send_ims(

@@ -43,10 +43,9 @@ The ``p-cscf`` topology has none of this: one shared Mw listener, no lookups.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from webims.endpoint import Target
@@ -54,6 +53,8 @@ from webims.transport import Connection, StreamConnection, StreamListener, UdpLi
 from webims.transport.base import TransportError
 
 if TYPE_CHECKING:
+    from webims.sip import Request, Response
+
     from .ims import ImsSide
 
 __all__ = ["MAX_ACCEPTED", "FlowFailure", "UeFlow"]
@@ -231,12 +232,14 @@ class UeFlow:
         if self.holds <= 0 and self.ending:
             self._close()
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """:meth:`hold` for the ``with`` block: a transaction on this flow."""
+    async def carry(self, request: Request, send: Callable[[], Awaitable[Response]]) -> Response:
+        """``send()`` ``request`` from this flow, which stays open until its transaction is done
+        (:meth:`end` waits for it); when the flow is closed already, our 503 instead."""
+        if self.closed:
+            return self.ims.unreachable(request, "the UE's flow is closed")
         self.hold()
         try:
-            yield
+            return await send()
         finally:
             self.release()
 
