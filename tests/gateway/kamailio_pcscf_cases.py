@@ -527,6 +527,17 @@ async def dave_and_erin_over_tcp(
             await erin.close()
 
 
+async def erin_reaches_dave(ims: KamailioIms, erin: Wic, dave: Wic, contact: str, body: bytes) -> None:
+    """erin's MESSAGE reaches dave's WIC down the P-CSCF's Path to his ``contact``, with her
+    identity as the P-CSCF asserted it, and her 200 comes back."""
+    sent = await erin.request("MESSAGE", "sip:dave@ims.test", [("Content-Type", "text/plain")], body)
+    assert sent.status == 200, sent
+    got = await dave.wait_request("MESSAGE")
+    assert got.body == body
+    assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
+    assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+
+
 async def reset_at_pcscf(ims: KamailioIms, port: int) -> None:
     """Reset the P-CSCF's end of the TCP connection from our ``port`` (``ss -K``: as a restart
     or a middlebox would)."""
@@ -557,13 +568,7 @@ async def test_tcp_flow_reset_by_the_pcscf_is_recovered(
         assert flow.port == port and ims_contact(gateway, "sip:dave@ims.test") == contact
         await eventually(lambda: len(registers_at_scscf(ims, contact)) == 2, timeout=10)
         assert_registered_through_pcscf(ims, await scscf_record(ims, "sip:dave@ims.test"), contact)
-        text = [("Content-Type", "text/plain")]
-        sent = await erin.request("MESSAGE", "sip:dave@ims.test", text, b"back")
-        assert sent.status == 200, sent
-        got = await dave.wait_request("MESSAGE")
-        assert got.body == b"back"
-        assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
-        assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+        await erin_reaches_dave(ims, erin, dave, contact, b"back")
 
 
 async def nft(*args: str) -> None:
@@ -601,13 +606,7 @@ async def test_the_pcscf_connects_to_a_tcp_contact_while_the_flow_is_down(
             await reset_at_pcscf(ims, port)
             await eventually(lambda: old.closed, timeout=5)
             assert flow.stream is old or flow.stream is None or flow.stream.closed  # not back yet
-            text = [("Content-Type", "text/plain")]
-            sent = await erin.request("MESSAGE", "sip:dave@ims.test", text, b"over yours")
-            assert sent.status == 200, sent
-            got = await dave.wait_request("MESSAGE")
-            assert got.body == b"over yours"
-            assert got.headers.get_all("P-Asserted-Identity") == ["<sip:erin@ims.test>"]
-            assert f"terminating MESSAGE to {contact}" in pcscf_log(ims)
+            await erin_reaches_dave(ims, erin, dave, contact, b"over yours")
             (accepted,) = flow.accepted  # the P-CSCF's own connection to dave's Contact
             assert accepted.local[1] == port and accepted.remote[0] == ims.host
         finally:

@@ -225,6 +225,15 @@ def restartable(
     )  # fmt: skip
 
 
+async def register_and_leave(server: GatewayServer, auth: AuthService, user: str) -> None:
+    """``user``'s WIC registers (web-token) and closes its WebSocket: within ``restart_grace``
+    the binding stays, for a restart to restore."""
+    wic = Wic(server.url, origin=ORIGIN, user=user)
+    await wic.connect()
+    assert (await wic.register(headers=[bearer(token_for(auth, user))])).status == 200
+    await wic.close()
+
+
 async def test_a_restarted_gateway_takes_back_each_flows_port(
     auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -235,10 +244,7 @@ async def test_a_restarted_gateway_takes_back_each_flows_port(
     async with scripted_pcscf() as pcscf:
         async with restartable(pcscf, auth, certs, tmp_path) as server:
             for user in ("dave", "erin"):
-                wic = Wic(server.url, origin=ORIGIN, user=user)
-                await wic.connect()
-                assert (await wic.register(headers=[bearer(token_for(auth, user))])).status == 200
-                await wic.close()
+                await register_and_leave(server, auth, user)
             first = {s.request.to.uri.user: s for s in pcscf.registers()}  # type: ignore[union-attr]
             await server.gateway.store.flush()
         dave_port = first["dave"].source[1]
@@ -283,10 +289,7 @@ async def test_a_contact_to_remove_outlives_a_second_restart(
 
     async with scripted_pcscf() as pcscf:
         async with gateway() as server:
-            wic = Wic(server.url, origin=ORIGIN, user="erin")
-            await wic.connect()
-            assert (await wic.register(headers=[bearer(token_for(auth, "erin"))])).status == 200
-            await wic.close()
+            await register_and_leave(server, auth, "erin")
             (first,) = pcscf.registers()
             await server.gateway.store.flush()
         blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -427,10 +430,7 @@ async def test_pool_registrations_are_restored_with_their_ports(
 
     async with scripted_pcscf() as pcscf:
         async with gateway() as server:
-            wic = Wic(server.url, origin=ORIGIN, user="dave")
-            await wic.connect()
-            assert (await wic.register(headers=[bearer(token_for(auth, "dave"))])).status == 200
-            await wic.close()
+            await register_and_leave(server, auth, "dave")
             first = {str(s.request.to.uri): s for s in pcscf.registers()}
             pool_ports = {impu: reg.ims_port for impu, reg in server.gateway.pools.regs.items()}
             await server.gateway.store.flush()

@@ -36,7 +36,7 @@ from typing import Any
 
 from webims.aka.milenage import Milenage
 
-from .ports import free_port
+from .ports import free_port, free_port_block
 from .process import ManagedProcess
 
 __all__ = [
@@ -164,7 +164,10 @@ class Sipp(ManagedProcess):
         self.errors_path = workdir / f"{name}_errors.log"
         self.local_ip = local_ip
         self.local_port = local_port or free_port(local_ip)
-        self.media_port = media_port or free_port(local_ip, tcp=False)
+        # SIPp binds its audio RTP socket at -mp and its video one at -mp + 2: a block below the
+        # ephemeral range, which a port the kernel handed out for local_port cannot be (two
+        # free_port() calls once both returned the same port, and SIPp could not bind its RTP)
+        self.media_port = media_port or free_port_block(4, local_ip)[0]
         self.wait_bound = wait_bound
         #: How long :meth:`finish` waits for the call to end before stopping SIPp.
         self.wait_timeout = timeout + 10
