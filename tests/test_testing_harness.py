@@ -46,6 +46,14 @@ def test_free_port_skips_ports_taken_on_the_other_protocol() -> None:
             sock.close()
 
 
+def test_free_port_hands_out_a_port_once() -> None:
+    # Nothing binds them here, so the kernel may pick a port again for a later probe (500 random
+    # picks from its ~28,000 ephemeral ports repeat one almost surely): free_port must not give
+    # it out twice, or two peers of one test get the same port.
+    ports = [free_port(tcp=False) for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+
+
 def test_free_port_one_protocol() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
         tcp.bind(("127.0.0.1", 0))

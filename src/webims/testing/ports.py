@@ -7,6 +7,7 @@ for both; a TCP-only probe once handed out a port whose UDP side was taken.
 
 from __future__ import annotations
 
+import collections
 import random
 import socket
 
@@ -16,6 +17,10 @@ __all__ = ["EPHEMERAL_LOW", "free_port", "free_port_block"]
 #: the ports the kernel hands out for ``bind(port 0)``.
 EPHEMERAL_LOW = 32_768
 _BLOCK_LOW = 10_000
+#: Ports :func:`free_port` handed out lately in this process: a port is free until its
+#: caller binds it, and the kernel may pick it again for the next probe meanwhile (two
+#: peers of one test were once given the same port).
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=1024)
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -51,14 +56,16 @@ def _bindable(host: str, port: int, kinds: list[socket.SocketKind]) -> bool:
 
 
 def free_port(host: str = "127.0.0.1", *, udp: bool = True, tcp: bool = True) -> int:
-    """A port free on ``host`` now for UDP and TCP (or only the one asked for)."""
+    """A port free on ``host`` now for UDP and TCP (or only the one asked for), and not one
+    handed out lately in this process."""
     kinds = _kinds(udp, tcp)
     family = _family(host)
     for _ in range(50):
         with socket.socket(family, kinds[0]) as first:
             first.bind((host, 0))
             port = int(first.getsockname()[1])
-            if _bindable(host, port, kinds[1:]):
+            if port not in _HANDED_OUT and _bindable(host, port, kinds[1:]):
+                _HANDED_OUT.append(port)
                 return port
     raise OSError(f"no free {_label(kinds)} port on {host}")
 
