@@ -350,12 +350,13 @@ class Gateway:
         bindings = [b for b in self.bindings if b.mode != "pool"]
         active = [r for r in pool_regs if r.active]
         regs = [r for r in active if r.ims_port]
-        back: list[bool | None] = await _in_batches(
+        first: list[bool | None] = await _in_batches(
             [functools.partial(self._restore_on_old_port, b) for b in bindings]
             + [functools.partial(self.pools.flow_from, r, r.ims_port) for r in regs]
         )
-        moving = [b for b, ok in zip(bindings, back, strict=False) if not ok]
-        pools_back = {r.ident for r, ok in zip(regs, back[len(bindings) :], strict=True) if ok}
+        bindings_back, regs_back = first[: len(bindings)], first[len(bindings) :]
+        moving = [b for b, ok in zip(bindings, bindings_back, strict=True) if not ok]
+        pools_back = {r.ident for r, ok in zip(regs, regs_back, strict=True) if ok}
         await _in_batches(
             [functools.partial(self._restore_on_new_port, b) for b in moving]
             + [functools.partial(self.pools.flow_from, r, 0) for r in active if r.ident not in pools_back]
@@ -372,14 +373,15 @@ class Gateway:
     async def _restore_on_old_port(self, binding: Binding) -> bool:
         """True when the binding's flow is back on its old port."""
         port = _port_of(binding.ims_contact)
+        if not port:
+            log.warning("binding %s: its Contact names no port: a new one", binding.id)
+            return False
         try:
-            if not port:
-                raise FlowFailure("its Contact names no port")
             await self.binding_flow(binding, port)
-            return True
         except FlowFailure as exc:
             log.warning("binding %s: no flow from port %d again (%s): a new one", binding.id, port, exc)
             return False
+        return True
 
     async def _restore_on_new_port(self, binding: Binding) -> None:
         try:
