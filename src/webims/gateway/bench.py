@@ -31,7 +31,9 @@ Diagnostics (environment variables; each costs CPU, so not for the figures):
   (``WEBIMS_BENCH_PYSPY_RATE``: py-spy samples per second, 250 by default;
   ``WEBIMS_BENCH_PYSPY_NATIVE=1``: with native frames, which names the compiled functions;
   ``WEBIMS_BENCH_PERF_CALLGRAPH=dwarf``: perf call stacks unwound from DWARF, which names the
-  callers inside libpython and the compiled modules; frame pointers by default);
+  callers inside libpython and the compiled modules; frame pointers by default;
+  ``WEBIMS_BENCH_PERF_ARGS``: other ``perf record`` event options than
+  ``-e cpu-clock -F 2000``, e.g. ``-e raw_syscalls:sys_enter -c 1`` to count system calls);
 - ``WEBIMS_BENCH_OBJECTS=1`` (``=garbage``): gc-tracked objects, pymalloc and malloc
   statistics at start, connected and registered (and the cyclic garbage made meanwhile);
 - ``WEBIMS_BENCH_TRACEMALLOC=1`` (``=connect``): allocation sites of registering (connecting);
@@ -806,7 +808,7 @@ def _start_perf(pid: int, mode: str) -> subprocess.Popen[bytes] | None:
     if not prefix:
         return None
     proc = subprocess.Popen(
-        ["perf", "record", "-e", "cpu-clock", "-F", "2000",
+        ["perf", "record", *(os.environ.get("WEBIMS_BENCH_PERF_ARGS") or "-e cpu-clock -F 2000").split(),
          "--call-graph", os.environ.get("WEBIMS_BENCH_PERF_CALLGRAPH", "fp"), "-p", str(pid),
          "-o", f"{prefix}-{mode}.data"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

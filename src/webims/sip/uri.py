@@ -39,9 +39,12 @@ _SIP_RE = re.compile(
     r"(?:&[A-Za-z0-9\-_.!~*'()\[\]/?:+$%@]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%@]*)*))?",
 )
 # hostname = *( domainlabel "." ) toplabel [ "." ] (RFC 3261 §25.1; "_" tolerated as in practice).
-# (Possessive quantifiers, Python >= 3.11: the runs never need to give characters back.)
-_DOMAINLABEL = r"[A-Za-z0-9]++(?:[\-_]++[A-Za-z0-9]++)*+"
-_TOPLABEL = r"[A-Za-z][A-Za-z0-9]*+(?:[\-_]++[A-Za-z0-9]++)*+"
+# Plain greedy runs: the classes alternate (label characters, "-" or "_", "."), so a host
+# splits one way only and a failed match backtracks in linear time. Not the possessive
+# ``X++`` / ``X*+`` that would skip that backtracking: Python 3.11.0-3.11.4, Debian 12's
+# python3 among them, match those wrongly (gh-100061, gh-106052).
+_DOMAINLABEL = r"[A-Za-z0-9]+(?:[\-_]+[A-Za-z0-9]+)*"
+_TOPLABEL = r"[A-Za-z][A-Za-z0-9]*(?:[\-_]+[A-Za-z0-9]+)*"
 HOSTNAME = rf"(?:{_DOMAINLABEL}\.)*{_TOPLABEL}\.?"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
