@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import resource
 import socket
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -416,13 +417,38 @@ async def test_pool_registrations_have_flows_of_their_own(
             await pat.close()
 
 
+_BINDS: list[list[tuple[str, int]]] = []  # while recording: the addresses sockets are bound to
+_HOOKED: list[bool] = []
+
+
+def _bind_seen(event: str, args: tuple[Any, ...]) -> None:
+    if event == "socket.bind" and _BINDS and isinstance(args[1], tuple):
+        _BINDS[-1].append((str(args[1][0]), int(args[1][1])))
+
+
+@contextlib.contextmanager
+def recording_binds() -> Iterator[list[tuple[str, int]]]:
+    """The (host, port) of every ``socket.bind`` of this process meanwhile, in order (the
+    interpreter's audit event, which compiled code raises too: the real binds, nothing stubbed)."""
+    if not _HOOKED:
+        sys.addaudithook(_bind_seen)  # for the rest of the run: hooks cannot be removed
+        _HOOKED.append(True)
+    _BINDS.append([])
+    try:
+        yield _BINDS[-1]
+    finally:
+        _BINDS.pop()
+
+
 async def test_pool_registrations_are_restored_with_their_ports(
     auth: AuthService, certs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A restarted gateway opens each kept pool registration's flow on its old port with the
-    bindings' (every old port before any new one) and registers nothing again for those; the one
-    whose old port is taken gets a new port and registers again at once, removing the Contact on
-    the old one (RFC 3261 §10.2.2), in the same registration (Call-ID)."""
+    bindings' and registers nothing again for those; the one whose old port is taken gets a new
+    port and registers again at once, removing the Contact on the old one (RFC 3261 §10.2.2), in
+    the same registration (Call-ID). Every old port, the bindings' and the pools', is asked for
+    before any new (ephemeral) one, which could take it: the binds the restart makes show it
+    (a binding whose port is taken too, erin's, moves in the same restart)."""
 
     def gateway() -> contextlib.AbstractAsyncContextManager[GatewayServer]:
         pool = {"pools": ("web",), "pool_passwords": (f"web={POOL_PASSWORD}",)}
@@ -430,34 +456,44 @@ async def test_pool_registrations_are_restored_with_their_ports(
 
     async with scripted_pcscf() as pcscf:
         async with gateway() as server:
-            await register_and_leave(server, auth, "dave")
+            for user in ("dave", "erin"):
+                await register_and_leave(server, auth, user)
             first = {str(s.request.to.uri): s for s in pcscf.registers()}
             pool_ports = {impu: reg.ims_port for impu, reg in server.gateway.pools.regs.items()}
             await server.gateway.store.flush()
         assert len(pool_ports) == 3 and set(pool_ports) < set(first)
         taken, *kept = sorted(pool_ports)
-        blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        blocker.bind((GATEWAY_HOST, pool_ports[taken]))  # one pool registration's port is taken meanwhile
-        try:
+        dave_port, erin_port = (first[f"sip:{user}@ims.test"].source[1] for user in ("dave", "erin"))
+        old_ports = {*pool_ports.values(), dave_port, erin_port}
+        with contextlib.ExitStack() as blockers:
+            for port in (pool_ports[taken], erin_port):  # taken meanwhile
+                blocker = blockers.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                blocker.bind((GATEWAY_HOST, port))
             seen = len(pcscf.registers())
-            async with gateway() as server:
-                regs = server.gateway.pools.regs
-                for impu in kept:
-                    assert regs[impu].ims_flow is not None and regs[impu].ims_flow.port == pool_ports[impu]
-                (dave,) = server.gateway.bindings
-                assert dave.ims_flow.port == first["sip:dave@ims.test"].source[1]
-                moved = regs[taken].ims_flow
-                assert moved is not None and moved.port != pool_ports[taken]
-                await eventually(lambda: len(pcscf.registers()) == seen + 1)
-                await asyncio.sleep(0.3)  # nothing else comes: the others were not registered again
-                (again,) = pcscf.registers()[seen:]
-                assert str(again.request.to.uri) == taken and again.source[1] == moved.port
-                assert again.request.call_id == first[taken].request.call_id
-                assert removed_contacts(again.request) == [first[taken].contact]
-                reg = regs[taken]
-                await eventually(lambda: reg.ims_port == moved.port and reg.retired_contact is None)
-        finally:
-            blocker.close()
+            with recording_binds() as binds:
+                async with gateway() as server:
+                    started = [port for host, port in binds if host == GATEWAY_HOST]
+                    restore = started[min(started.index(port) for port in old_ports) :]
+                    flows = [port for port in restore if port in old_ports | {0}]
+                    assert sorted(flows[:5]) == sorted(old_ports) and flows[5:] == [0, 0], started
+                    regs = server.gateway.pools.regs
+                    for impu in kept:
+                        flow = regs[impu].ims_flow
+                        assert flow is not None and flow.port == pool_ports[impu]
+                    dave, erin = sorted(server.gateway.bindings, key=lambda b: str(b.impu))
+                    assert dave.ims_flow.port == dave_port and erin.ims_flow.port != erin_port
+                    moved = regs[taken].ims_flow
+                    assert moved is not None and moved.port != pool_ports[taken]
+                    await eventually(lambda: len(pcscf.registers()) == seen + 2)
+                    await asyncio.sleep(0.3)  # nothing else comes: the others were not registered again
+                    again = {str(s.request.to.uri): s for s in pcscf.registers()[seen:]}
+                    assert set(again) == {taken, "sip:erin@ims.test"}
+                    assert again["sip:erin@ims.test"].source[1] == erin.ims_flow.port
+                    assert again[taken].source[1] == moved.port
+                    assert again[taken].request.call_id == first[taken].request.call_id
+                    assert removed_contacts(again[taken].request) == [first[taken].contact]
+                    reg = regs[taken]
+                    await eventually(lambda: reg.ims_port == moved.port and reg.retired_contact is None)
 
 
 def test_raise_nofile_raises_the_hard_limit_when_privileged() -> None:
