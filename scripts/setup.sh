@@ -84,6 +84,9 @@ find_python() {
     die "no python3 >= 3.11 found (Debian 12: apt-get install python3 python3-venv)"
 }
 
+# The interpreter itself, resolved (a pyenv shim, say, names its real interpreter).
+real_python() { "$1" -c 'import os, sys; print(os.path.realpath(sys.executable))'; }
+
 # The interpreter a venv was made from (pyvenv.cfg's "executable"), resolved.
 venv_base() {
     local exe
@@ -96,7 +99,7 @@ python_env() {
     local py
     py=$(find_python)
     # a venv made from another interpreter than the one chosen now is made again
-    if ! python_ok "$VENV/bin/python" || [ "$(venv_base)" != "$(readlink -f "$py")" ]; then
+    if ! python_ok "$VENV/bin/python" || [ "$(venv_base)" != "$(real_python "$py")" ]; then
         say "creating $VENV with $py"
         "$py" -m venv --clear "$VENV" || die "'$py -m venv' failed (Debian: apt-get install python3-venv)"
     fi
