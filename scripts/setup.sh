@@ -72,7 +72,7 @@ python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/n
 # link-time optimisation into one static binary, while an interpreter built from source
 # with default options (pyenv's, for one) is slower: on this project's machine a regular
 # expression search or an object allocation takes 1.7 times as long, and the gateway
-# spends 0.70-0.72 ms of CPU per registration instead of 0.76-0.80.
+# 5-9 % more CPU per registration (README, Performance, "The interpreter").
 find_python() {
     local c
     for c in ${PYTHON:-} /usr/bin/python3 python3.13 python3.12 python3.11 python3; do

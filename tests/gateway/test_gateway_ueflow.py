@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import resource
 import socket
 import sys
@@ -418,7 +419,6 @@ async def test_pool_registrations_have_flows_of_their_own(
 
 
 _BINDS: list[list[tuple[str, int]]] = []  # while recording: the addresses sockets are bound to
-_HOOKED: list[bool] = []
 
 
 def _bind_seen(event: str, args: tuple[Any, ...]) -> None:
@@ -426,13 +426,16 @@ def _bind_seen(event: str, args: tuple[Any, ...]) -> None:
         _BINDS[-1].append((str(args[1][0]), int(args[1][1])))
 
 
+@functools.cache
+def _hook_binds() -> None:
+    sys.addaudithook(_bind_seen)  # once, for the rest of the run: hooks cannot be removed
+
+
 @contextlib.contextmanager
 def recording_binds() -> Iterator[list[tuple[str, int]]]:
     """The (host, port) of every ``socket.bind`` of this process meanwhile, in order (the
     interpreter's audit event, which compiled code raises too: the real binds, nothing stubbed)."""
-    if not _HOOKED:
-        sys.addaudithook(_bind_seen)  # for the rest of the run: hooks cannot be removed
-        _HOOKED.append(True)
+    _hook_binds()
     _BINDS.append([])
     try:
         yield _BINDS[-1]

@@ -23,17 +23,16 @@ import webims
 POSSESSIVE = {_constants.POSSESSIVE_REPEAT, _constants.POSSESSIVE_REPEAT_ONE}
 
 
-def _opcodes(parsed: Any) -> Iterator[Any]:
-    """Every opcode of a parsed pattern, nested ones included."""
-    for op, arg in parsed:
-        yield op
-        for item in arg if isinstance(arg, (list, tuple)) else ():
-            if isinstance(item, _parser.SubPattern):
-                yield from _opcodes(item)
-            elif isinstance(item, (list, tuple)):
-                for sub in item:
-                    if isinstance(sub, _parser.SubPattern):
-                        yield from _opcodes(sub)
+def _opcodes(node: Any) -> Iterator[Any]:
+    """Every opcode of a parsed pattern, nested ones included (a group's, a repeat's, an
+    atomic group's, a branch's or a lookaround's sub-pattern)."""
+    if isinstance(node, _parser.SubPattern):
+        for op, arg in node:
+            yield op
+            yield from _opcodes(arg)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _opcodes(item)
 
 
 def _patterns() -> Iterator[tuple[str, re.Pattern[Any]]]:
@@ -47,7 +46,8 @@ def _patterns() -> Iterator[tuple[str, re.Pattern[Any]]]:
 
 
 def test_the_scan_finds_possessive_quantifiers() -> None:
-    assert POSSESSIVE & set(_opcodes(_parser.parse(r"a(?:[ \t]++b)*+")))
+    for nested in (r"a(?:[ \t]++b)*+", r"(?>x(?:a|b*+))", r"(?=a++)", r"(?:a|(b?+))"):
+        assert POSSESSIVE & set(_opcodes(_parser.parse(nested))), nested
     assert not POSSESSIVE & set(_opcodes(_parser.parse(r"a(?>(?:[ \t]+b)*)")))
 
 
